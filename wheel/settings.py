@@ -1,0 +1,115 @@
+"""Typed settings, built once from ``WHEEL_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+ENV_PREFIX = "WHEEL_"
+
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=10 * 365 * 86400)]
+
+
+class SettingsError(ValueError):
+    """A ``WHEEL_*`` variable is unknown or holds a bad value."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every knob of the service; durations are in seconds.
+
+    Each field is read from the variable ``WHEEL_<FIELD NAME IN CAPS>``.
+    """
+
+    redis_url: str = "redis://localhost:6379/0"
+    key_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$")] = (
+        "tw"
+    )
+    shards: Annotated[int, msgspec.Meta(ge=1, le=16384)] = 16
+    max_delay: Annotated[int, msgspec.Meta(ge=1, le=10 * 365 * 86400)] = (
+        365 * 86400
+    )
+    tick_interval: Annotated[float, msgspec.Meta(ge=0.01, le=60)] = 0.1
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 500
+    lease_ttl: Annotated[float, msgspec.Meta(ge=0.5, le=3600)] = 5.0
+    webhook_timeout: Annotated[float, msgspec.Meta(gt=0, le=600)] = 10.0
+    reclaim_idle: Seconds = 60.0
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    retry_base: Seconds = 1.0
+    retry_max: Seconds = 3600.0
+    retention: Seconds = 7 * 86400.0
+    worker_concurrency: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 200
+    shutdown_grace: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 15.0
+    heartbeat_ttl: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 15.0
+    log_format: Literal["auto", "json", "text"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.reclaim_idle <= self.webhook_timeout:
+            raise SettingsError(
+                "WHEEL_RECLAIM_IDLE must exceed WHEEL_WEBHOOK_TIMEOUT, "
+                "or a slow webhook would be fired twice at once"
+            )
+        if self.retry_max < self.retry_base:
+            raise SettingsError("WHEEL_RETRY_MAX must be >= WHEEL_RETRY_BASE")
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied and checked."""
+        data = msgspec.structs.asdict(self) | changes
+        return _convert(data, strict=True)
+
+    def redacted_redis_url(self) -> str:
+        """The Redis URL with any password masked, for logs."""
+        return redact_url(self.redis_url)
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets ``field``."""
+    return ENV_PREFIX + field.upper()
+
+
+def field_names() -> tuple[str, ...]:
+    """Every setting's field name, in declaration order."""
+    return Settings.__struct_fields__
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``environ`` (default ``os.environ``).
+
+    Raises:
+        SettingsError: naming the variable, for an unknown ``WHEEL_*``
+            variable or a value of the wrong type or out of bounds.
+    """
+    environ = os.environ if environ is None else environ
+    known = {env_name(name): name for name in field_names()}
+    data: dict[str, str] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        if key not in known:
+            raise SettingsError(f"unknown setting {key}")
+        data[known[key]] = value
+    return _convert(data, strict=False)
+
+
+def _convert(data: Mapping[str, Any], *, strict: bool) -> Settings:
+    try:
+        return msgspec.convert(data, Settings, strict=strict)
+    except msgspec.ValidationError as exc:
+        # msgspec says "at `$.shards`"; name the variable instead.
+        message = str(exc)
+        for name in field_names():
+            message = message.replace(f"`$.{name}`", env_name(name))
+        raise SettingsError(message) from None
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the password part of its userinfo replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    userinfo, _, host = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

@@ -1,0 +1,66 @@
+"""Pure time-wheel arithmetic: shards, slots, rounding and backoff."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+SLOT_MS = 60_000
+"""Width of one wheel slot: a minute."""
+
+
+def shard_of(timer_id: uuid.UUID, shards: int) -> int:
+    """The shard that owns ``timer_id``; stable for a given shard count."""
+    return timer_id.int % shards
+
+
+def slot_of(due_ms: int) -> int:
+    """The wheel slot (epoch minute) of a due time in epoch ms."""
+    return due_ms // SLOT_MS
+
+
+def ceil_seconds(ms: int) -> int:
+    """Whole seconds left, rounded up; never negative."""
+    if ms <= 0:
+        return 0
+    return -(-ms // 1000)
+
+
+def delay_ms(hours: int, minutes: int, seconds: int) -> int:
+    """The total delay of a timer request in milliseconds."""
+    return ((hours * 60 + minutes) * 60 + seconds) * 1000
+
+
+def backoff_s(
+    attempt: int,
+    base_s: float,
+    cap_s: float,
+    rng: random.Random | None = None,
+) -> float:
+    """Delay before retry number ``attempt`` (1 = first retry).
+
+    Exponential from ``base_s``, capped at ``cap_s``, with "equal jitter":
+    the delay is uniform in ``[d/2, d]`` for the capped exponential ``d``,
+    so retries of timers that failed together spread out but never come
+    sooner than half the nominal delay.
+    """
+    if attempt < 1:
+        raise ValueError("attempt counts from 1")
+    exponent = min(attempt - 1, 62)
+    nominal = min(cap_s, base_s * (2.0**exponent))
+    draw = (rng or random).random()
+    return nominal / 2 + draw * nominal / 2
+
+
+def assign_shards(me: str, live: list[str], shards: int) -> frozenset[int]:
+    """The shards ``me`` should hold when ``live`` tickers share them.
+
+    Shard ``s`` goes to the ticker at position ``s % T`` of the sorted live
+    list, so with T tickers each holds ``shards / T`` give or take one.
+    A ticker missing from ``live`` (not yet registered) holds nothing.
+    """
+    ordered = sorted(set(live))
+    if me not in ordered:
+        return frozenset()
+    position = ordered.index(me)
+    return frozenset(s for s in range(shards) if s % len(ordered) == position)
