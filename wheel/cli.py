@@ -1,0 +1,246 @@
+"""The ``timer-wheel`` command: one subcommand per role, plus tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from wheel import __version__, logs
+from wheel.settings import Settings, SettingsError, env_name, from_env
+
+log = logging.getLogger("wheel.cli")
+
+ROLES_WITH_HEARTBEAT = ("ticker", "worker")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--redis-url", help="Redis URL (overrides WHEEL_REDIS_URL)"
+    )
+    common.add_argument(
+        "--shards", type=int, help="wheel shards (overrides WHEEL_SHARDS)"
+    )
+
+    serving = argparse.ArgumentParser(add_help=False)
+    serving.add_argument("--host", default="127.0.0.1", help="bind address")
+    serving.add_argument("--port", type=int, default=8000, help="bind port")
+
+    parser = argparse.ArgumentParser(
+        prog="timer-wheel",
+        description="Durable webhook timers on a Redis time wheel.",
+        epilog="Settings come from WHEEL_* environment variables; "
+        "see the README for the full table.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    api = sub.add_parser(
+        "api", parents=[common, serving], help="serve the HTTP API"
+    )
+    api.add_argument(
+        "--workers", type=int, default=1, help="uvicorn worker processes"
+    )
+    api.add_argument(
+        "--access-log", action="store_true", help="log every request"
+    )
+    sub.add_parser(
+        "ticker",
+        parents=[common],
+        help="move due timers from the wheel to the ready streams",
+    )
+    sub.add_parser(
+        "worker", parents=[common], help="fire the webhooks of due timers"
+    )
+    sub.add_parser(
+        "run",
+        parents=[common, serving],
+        help="api, ticker and worker in one process",
+    )
+    dev = sub.add_parser(
+        "dev",
+        parents=[common, serving],
+        help="'run' with an embedded Redis that keeps its data in a folder",
+    )
+    dev.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".timer-wheel"),
+        help="folder of the embedded Redis' data (default ./.timer-wheel)",
+    )
+    dev.add_argument(
+        "--redis-port",
+        type=int,
+        default=0,
+        help="port of the embedded Redis on 127.0.0.1 (default: a free one)",
+    )
+    receiver = sub.add_parser(
+        "receiver",
+        help="a demo webhook receiver that logs every webhook it gets",
+    )
+    receiver.add_argument("--host", default="127.0.0.1", help="bind address")
+    receiver.add_argument("--port", type=int, default=9000, help="bind port")
+    check = sub.add_parser(
+        "check",
+        parents=[common],
+        help="exit 0 when a role on this host is alive (health checks)",
+    )
+    check.add_argument("role", choices=["api", *ROLES_WITH_HEARTBEAT])
+    check.add_argument(
+        "--url",
+        default="http://127.0.0.1:8000/healthz",
+        help="the API's liveness URL (role api only)",
+    )
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment with the CLI's overrides applied.
+
+    The overrides are written back to the environment so that processes
+    this one starts (uvicorn workers) build the same settings.
+    """
+    overrides = {"redis_url": args.redis_url, "shards": args.shards}
+    for field, value in overrides.items():
+        if value is not None:
+            os.environ[env_name(field)] = str(value)
+    return from_env()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``timer-wheel`` command."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        print(f"timer-wheel: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(settings.log_format, settings.log_level)
+    command = args.command
+    if command == "api":
+        return _api(args, settings)
+    if command == "check":
+        return _check(args, settings)
+    if command == "receiver":
+        from wheel import receiver
+
+        receiver.serve(args.host, args.port)
+        return 0
+    from wheel import roles
+
+    log.info(
+        "starting",
+        extra={
+            "role": command,
+            "version": __version__,
+            "redis": settings.redacted_redis_url(),
+            "shards": settings.shards,
+        },
+    )
+    if command == "ticker":
+        asyncio.run(roles.run_ticker(settings))
+    elif command == "worker":
+        asyncio.run(roles.run_worker(settings))
+    elif command == "run":
+        asyncio.run(roles.run_all(settings, args.host, args.port))
+    elif command == "dev":
+        return _dev(args, settings)
+    return 0
+
+
+def _api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    log.info(
+        "starting",
+        extra={
+            "role": "api",
+            "version": __version__,
+            "redis": settings.redacted_redis_url(),
+            "port": args.port,
+            "workers": args.workers,
+        },
+    )
+    uvicorn.run(
+        "api:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=args.access_log,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.shutdown_grace),
+    )
+    return 0
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from wheel import health
+    from wheel.redis_client import connect
+
+    if args.role == "api":
+        alive = health.api_alive(args.url)
+    else:
+
+        async def probe() -> bool:
+            redis = connect(settings)
+            try:
+                return await health.role_alive(redis, settings, args.role)
+            finally:
+                await redis.aclose()
+
+        try:
+            alive = asyncio.run(probe())
+        except Exception as exc:
+            print(f"{args.role}: cannot ask Redis: {exc}", file=sys.stderr)
+            return 1
+    print(f"{args.role}: {'alive' if alive else 'not alive'}")
+    return 0 if alive else 1
+
+
+def _dev(args: argparse.Namespace, settings: Settings) -> int:
+    from wheel import roles
+    from wheel.redis_server import RedisServer
+
+    data_dir = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = (data_dir / "dev.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(
+            f"timer-wheel: another 'dev' is using {data_dir}", file=sys.stderr
+        )
+        return 1
+    server = RedisServer(data_dir / "redis", port=args.redis_port)
+    server.start()
+    log.info(
+        "embedded redis started",
+        extra={"redis": server.url, "data_dir": str(data_dir)},
+    )
+    try:
+        settings = settings.replace(redis_url=server.url)
+        print(
+            f"timer-wheel dev: API on http://{args.host}:{args.port} "
+            f"(Redis {server.url}, data in {data_dir}); Ctrl-C stops",
+            file=sys.stderr,
+            flush=True,
+        )
+        asyncio.run(roles.run_all(settings, args.host, args.port))
+    finally:
+        server.stop()
+        lock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
