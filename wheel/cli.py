@@ -108,7 +108,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     The overrides are written back to the environment so that processes
     this one starts (uvicorn workers) build the same settings.
     """
-    overrides = {"redis_url": args.redis_url, "shards": args.shards}
+    overrides = {
+        "redis_url": getattr(args, "redis_url", None),
+        "shards": getattr(args, "shards", None),
+    }
     for field, value in overrides.items():
         if value is not None:
             os.environ[env_name(field)] = str(value)
