@@ -51,15 +51,22 @@ class RedisServer:
     Args:
         data_dir: where the append-only file and logs live.
         port: TCP port on 127.0.0.1; 0 picks a free one.
-        appendonly: keep an append-only file (``appendfsync everysec``).
+        appendonly: keep an append-only file.
+        appendfsync: ``everysec`` (lose at most a second to a crash of
+            the machine) or ``always`` (fsync before each reply).
     """
 
     def __init__(
-        self, data_dir: Path, port: int = 0, appendonly: bool = True
+        self,
+        data_dir: Path,
+        port: int = 0,
+        appendonly: bool = True,
+        appendfsync: str = "everysec",
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -83,7 +90,7 @@ class RedisServer:
             "--appendonly",
             "yes" if self.appendonly else "no",
             "--appendfsync",
-            "everysec",
+            self.appendfsync,
             "--maxmemory-policy",
             "noeviction",
             "--logfile",

@@ -1,0 +1,213 @@
+"""Helpers of the end-to-end tests: a real webhook receiver on 127.0.0.1,
+the service's real processes, and bounded polling."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from aiohttp import web
+
+from wheel.redis_server import free_port
+
+TIMER_WHEEL = shutil.which("timer-wheel") or str(
+    Path(sys.executable).with_name("timer-wheel")
+)
+
+
+def wait_until(
+    condition: Callable[[], object],
+    timeout_s: float = 20.0,
+    interval_s: float = 0.02,
+    what: str = "condition",
+) -> None:
+    """Poll ``condition`` until truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+@dataclass
+class Arrival:
+    """One webhook as the receiver saw it."""
+
+    timer_id: str
+    at: float
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass
+class Behaviour:
+    """How the receiver answers: a delay, and failures per id."""
+
+    delay_s: float = 0.0
+    fail_first: int = 0
+    always_fail: bool = False
+
+
+@dataclass
+class Receiver:
+    """An aiohttp webhook receiver on 127.0.0.1 in a thread of its own."""
+
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    port: int = field(default_factory=free_port)
+    arrivals: list[Arrival] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _calls: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def url(self) -> str:
+        """The hook URL to give timers."""
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        at = time.time()
+        body = await request.read()
+        timer_id = request.headers.get("Idempotency-Key", "")
+        with self._lock:
+            self.arrivals.append(
+                Arrival(timer_id, at, body, dict(request.headers))
+            )
+            self._calls[timer_id] += 1
+            calls = self._calls[timer_id]
+        if self.behaviour.delay_s:
+            await asyncio.sleep(self.behaviour.delay_s)
+        if self.behaviour.always_fail or calls <= self.behaviour.fail_first:
+            return web.Response(status=500, text="planned failure")
+        return web.Response(text="ok")
+
+    def start(self) -> None:
+        """Serve in a background thread until :meth:`stop`."""
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        async def serve() -> None:
+            app = web.Application()
+            app.router.add_post("/hook", self._hook)
+            self._runner = web.AppRunner(app, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+            await site.start()
+            ready.set()
+
+        def main() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(serve())
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=main, daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("receiver did not start")
+
+    def stop(self) -> None:
+        """Stop serving and join the thread."""
+        future = asyncio.run_coroutine_threadsafe(
+            self._runner.cleanup(), self._loop
+        )
+        future.result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def ids(self) -> Counter[str]:
+        """How many times each id arrived."""
+        with self._lock:
+            return Counter(a.timer_id for a in self.arrivals)
+
+    def first_arrival(self) -> dict[str, float]:
+        """The first arrival time of each id."""
+        with self._lock:
+            firsts: dict[str, float] = {}
+            for arrival in self.arrivals:
+                firsts.setdefault(arrival.timer_id, arrival.at)
+            return firsts
+
+
+class Procs:
+    """The service's real processes, started with one environment."""
+
+    def __init__(self, env: Mapping[str, str], log_dir: Path) -> None:
+        self.env = {**os.environ, **env}
+        self.log_dir = log_dir
+        self.running: list[subprocess.Popen[bytes]] = []
+        self.logs: dict[int, Path] = {}
+
+    def start(self, *args: str) -> subprocess.Popen[bytes]:
+        """Start ``timer-wheel <args>``; its output goes to a log file."""
+        log = self.log_dir / f"{len(self.running):02d}-{args[0]}.log"
+        process = subprocess.Popen(
+            [TIMER_WHEEL, *args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        self.logs[process.pid] = log
+        self.running.append(process)
+        return process
+
+    def api(self) -> str:
+        """Start an API process; its base URL once it answers."""
+        port = free_port()
+        process = self.start("api", "--port", str(port))
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"api exited: {self.output(process)}")
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).is_success
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, what="the api to answer")
+        return base
+
+    def output(self, process: subprocess.Popen[bytes]) -> str:
+        """What a process has logged so far."""
+        return self.logs[process.pid].read_text(errors="replace")
+
+    def terminate(
+        self, process: subprocess.Popen[bytes], timeout_s: float = 20
+    ) -> int:
+        """SIGTERM ``process``; its exit code."""
+        process.send_signal(signal.SIGTERM)
+        return process.wait(timeout_s)
+
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL ``process`` and reap it."""
+        process.kill()
+        process.wait(10)
+
+    def stop_all(self) -> None:
+        """Kill whatever is still running."""
+        for process in self.running:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+
+
+def create_timer(
+    client: httpx.Client, url: str, seconds: int = 0, **parts: int
+) -> dict[str, object]:
+    """POST /timer and return the reply, asserting 201."""
+    response = client.post(
+        "/timer", json={"seconds": seconds, "url": url, **parts}
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
