@@ -7,9 +7,14 @@ PYTHON ?= python3
 
 .PHONY: dev test lint fmt check-deploy uv
 
+# Try pip (a user install), then pip past PEP 668's guard, then uv's own
+# installer; all three put uv into ~/.local/bin.
 $(UV):
-	$(PYTHON) -m pip install --user --quiet uv || \
-		$(PYTHON) -m pip install --user --quiet --break-system-packages uv
+	@echo "uv not found: installing it into $(HOME)/.local/bin"
+	$(PYTHON) -m pip install --user --quiet uv 2>/dev/null || \
+	$(PYTHON) -m pip install --user --quiet --break-system-packages uv \
+		2>/dev/null || \
+	curl -LsSf https://astral.sh/uv/install.sh | sh
 
 uv: $(UV)
 
