@@ -41,11 +41,13 @@ class Capacity:
         self.free = size
         self._changed = asyncio.Condition()
 
-    async def take(self, n: int) -> None:
-        """Wait until ``n`` slots are free and take them."""
+    async def take_up_to(self, n: int) -> int:
+        """Wait until a slot is free, then take up to ``n``; how many."""
         async with self._changed:
-            await self._changed.wait_for(lambda: self.free >= n)
-            self.free -= n
+            await self._changed.wait_for(lambda: self.free > 0)
+            taken = min(n, self.free)
+            self.free -= taken
+            return taken
 
     async def wait_free(self) -> int:
         """Wait until a slot is free; how many are."""
@@ -150,35 +152,42 @@ class Worker:
     async def dispatch(
         self, shard: ShardKeys, entries: list[tuple[str, str]]
     ) -> None:
-        """Claim ``(entry id, timer id)`` pairs and start their webhooks."""
-        if not entries:
-            return
-        await self.capacity.take(len(entries))
-        try:
-            claims = await self.scripts.claim(
-                shard,
-                entries,
-                self.settings.max_attempts,
-                self._hold_ms,
-                self._retention_ms,
-            )
-        except BaseException:
-            await self.capacity.give(len(entries))
-            raise
-        unused = 0
-        for (entry_id, timer_id), claim in zip(entries, claims, strict=True):
-            if claim.verdict != "fire":
-                unused += 1
-                if claim.verdict == "dead":
-                    self.counts["failed"] += 1
-                continue
-            task = asyncio.create_task(
-                self._fire(shard, entry_id, timer_id, claim.url, claim.attempt)
-            )
-            self.inflight.add(task)
-            task.add_done_callback(self.inflight.discard)
-        if unused:
-            await self.capacity.give(unused)
+        """Claim ``(entry id, timer id)`` pairs and start their webhooks.
+
+        Entries are claimed only as webhook slots free up, so a claimed
+        timer's webhook always starts at once: its claim never ages while
+        it waits in this process.
+        """
+        while entries:
+            taken = await self.capacity.take_up_to(len(entries))
+            batch, entries = entries[:taken], entries[taken:]
+            try:
+                claims = await self.scripts.claim(
+                    shard,
+                    batch,
+                    self.settings.max_attempts,
+                    self._hold_ms,
+                    self._retention_ms,
+                )
+            except BaseException:
+                await self.capacity.give(taken)
+                raise
+            unused = 0
+            for (entry_id, timer_id), claim in zip(batch, claims, strict=True):
+                if claim.verdict != "fire":
+                    unused += 1
+                    if claim.verdict == "dead":
+                        self.counts["failed"] += 1
+                    continue
+                task = asyncio.create_task(
+                    self._fire(
+                        shard, entry_id, timer_id, claim.url, claim.attempt
+                    )
+                )
+                self.inflight.add(task)
+                task.add_done_callback(self.inflight.discard)
+            if unused:
+                await self.capacity.give(unused)
 
     async def _fire(
         self,
