@@ -134,13 +134,13 @@ class Worker:
             start_id="0-0",
             count=self.settings.batch_size,
         )
-        entries = []
-        for entry_id, fields in reply[1]:
-            if fields is None:
-                # Deleted from the stream but still pending: nothing to do.
-                await self.redis.xack(shard.ready, GROUP, entry_id)
-            else:
-                entries.append((entry_id, fields["id"]))
+        entries = [
+            (entry_id, fields["id"])
+            for entry_id, fields in reply[1]
+            if fields is not None
+        ]
+        if len(entries) < len(reply[1]):
+            await self._ack_deleted(shard)
         if entries:
             log.warning(
                 "reclaimed entries",
@@ -148,6 +148,29 @@ class Worker:
             )
         await self.dispatch(shard, entries)
         return len(entries)
+
+    async def _ack_deleted(self, shard: ShardKeys) -> None:
+        """Ack this consumer's pending entries that left the stream.
+
+        Redis 6.2's XAUTOCLAIM hands such entries over without their ids
+        (Redis 7 drops them itself), so find them among our own.
+        """
+        pending = await self.redis.xpending_range(
+            shard.ready,
+            GROUP,
+            min="-",
+            max="+",
+            count=self.settings.batch_size,
+            consumername=self.name,
+        )
+        ids = [p["message_id"] for p in pending]
+        pipe = self.redis.pipeline(transaction=False)
+        for entry_id in ids:
+            pipe.xrange(shard.ready, entry_id, entry_id, count=1)
+        found = await pipe.execute()
+        gone = [i for i, f in zip(ids, found, strict=True) if not f]
+        if gone:
+            await self.redis.xack(shard.ready, GROUP, *gone)
 
     async def dispatch(
         self, shard: ShardKeys, entries: list[tuple[str, str]]
