@@ -112,6 +112,11 @@ def decode_timer_request(body: bytes, max_delay_s: int) -> tuple[str, int]:
         raise ProblemError(
             400, "Bad Request", f"the body is not valid JSON: {exc}"
         ) from None
+    except UnicodeDecodeError as exc:
+        # msgspec raises this, not DecodeError, for bad UTF-8 in a string.
+        raise ProblemError(
+            400, "Bad Request", f"the body is not valid UTF-8: {exc}"
+        ) from None
     delay_ms, errors = check_request(request, max_delay_s)
     if errors:
         detail = "; ".join(f"{e.field}: {e.message}" for e in errors)

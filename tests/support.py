@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import redis as sync_redis
 from aiohttp import web
 
 from wheel.redis_server import free_port
@@ -177,6 +178,26 @@ class Procs:
 
         wait_until(up, what="the api to answer")
         return base
+
+    def role(self, name: str) -> subprocess.Popen[bytes]:
+        """Start a ticker or worker; return once its heartbeat is in Redis."""
+        process = self.start(name)
+        prefix = self.env.get("WHEEL_KEY_PREFIX", "tw")
+        client = sync_redis.Redis.from_url(
+            self.env["WHEEL_REDIS_URL"], decode_responses=True
+        )
+
+        def beating() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"{name} exited: {self.output(process)}")
+            members = client.zrange(f"{prefix}:hb:{name}", 0, -1)
+            return any(f":{process.pid}:" in m for m in members)
+
+        try:
+            wait_until(beating, what=f"the {name} to beat")
+        finally:
+            client.close()
+        return process
 
     def output(self, process: subprocess.Popen[bytes]) -> str:
         """What a process has logged so far."""

@@ -112,8 +112,8 @@ def test_timer_fires_on_time_with_exact_body_and_headers(
 ) -> None:
     """A timer fires at or after its due time, within 0.5 s, as specified."""
     base = procs.api()
-    procs.start("ticker")
-    procs.start("worker")
+    procs.role("ticker")
+    procs.role("worker")
     with httpx.Client(base_url=base) as client:
         ids = [
             str(create_timer(client, receiver.url, seconds=s)["id"])
@@ -149,7 +149,7 @@ def test_many_processes_fire_every_timer_exactly_once(
     """2 APIs, 2 tickers, 3 workers: thousands of timers, each once."""
     bases = [procs.api(), procs.api()]
     for role in ("ticker", "ticker", "worker", "worker", "worker"):
-        procs.start(role)
+        procs.role(role)
     rng = random.Random(7)
     ids = create_many(
         bases, receiver.url, [rng.randint(1, 3) for _ in range(3000)]
@@ -180,8 +180,8 @@ def test_timers_due_during_downtime_fire_once_on_start(
 
     wait_until(lambda: redis_now_ms() > last_due_ms + 500, what="due")
     assert receiver.ids() == {}
-    procs.start("ticker")
-    procs.start("worker")
+    procs.role("ticker")
+    procs.role("worker")
     wait_until(lambda: len(receiver.ids()) == 200, what="200 webhooks")
     wait_until(lambda: settled(sync_client), what="the wheel to settle")
     assert set(receiver.ids()) == set(ids)
@@ -196,12 +196,12 @@ def test_worker_sigkill_in_flight_loses_nothing(
     slow.start()
     try:
         base = procs.api()
-        procs.start("ticker")
-        doomed = procs.start("worker")
+        procs.role("ticker")
+        doomed = procs.role("worker")
         ids = create_many([base], slow.url, [0] * 50)
         wait_until(lambda: len(slow.arrivals) >= 10, what="in-flight hooks")
         procs.kill(doomed)
-        procs.start("worker")
+        procs.role("worker")
         wait_until(
             lambda: set(slow.ids()) == set(ids),
             timeout_s=30,
@@ -232,8 +232,8 @@ def test_ticker_sigkill_leases_taken_over_within_ttl(
     procs: Procs, receiver: Receiver, sync_client: sync_redis.Redis
 ) -> None:
     """The survivor takes a killed ticker's shards within about a TTL."""
-    first = procs.start("ticker")
-    second = procs.start("ticker")
+    first = procs.role("ticker")
+    second = procs.role("ticker")
     wait_until(
         lambda: (
             None not in _lease_owners(sync_client)
@@ -258,7 +258,7 @@ def test_ticker_sigkill_leases_taken_over_within_ttl(
     # survivor notices on its next beat (a third of the TTL).
     assert took_s <= LEASE_TTL_S * 4 / 3 + 0.5
     base = procs.api()
-    procs.start("worker")
+    procs.role("worker")
     with httpx.Client(base_url=base) as client:
         timer_id = str(create_timer(client, receiver.url, seconds=1)["id"])
     wait_until(lambda: timer_id in receiver.ids(), what="a webhook")
@@ -268,7 +268,7 @@ def test_ticker_sigterm_releases_leases_at_once(
     procs: Procs, sync_client: sync_redis.Redis
 ) -> None:
     """SIGTERM: the ticker's leases are gone when it exits, not at expiry."""
-    ticker = procs.start("ticker")
+    ticker = procs.role("ticker")
     wait_until(
         lambda: None not in _lease_owners(sync_client), what="all leases"
     )
@@ -297,8 +297,8 @@ def test_retries_until_success_or_dead_letter(
     hooks.start()
     try:
         base = procs.api()
-        procs.start("ticker")
-        procs.start("worker")
+        procs.role("ticker")
+        procs.role("worker")
         with httpx.Client(base_url=base) as client:
             timer_id = str(create_timer(client, hooks.url)["id"])
             wait_until(
@@ -331,8 +331,8 @@ def test_redis_restart_with_aof_loses_no_acknowledged_timer(
     procs = Procs({**FAST_ENV, "WHEEL_REDIS_URL": server.url}, tmp_path)
     try:
         base = procs.api()
-        procs.start("ticker")
-        procs.start("worker")
+        procs.role("ticker")
+        procs.role("worker")
         ids = create_many([base], receiver.url, [3] * 100)
         server.stop(kill=True)
         server.start()

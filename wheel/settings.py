@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -23,7 +24,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     Each field is read from the variable ``WHEEL_<FIELD NAME IN CAPS>``.
     """
 
-    redis_url: str = "redis://localhost:6379/0"
+    redis_url: Annotated[
+        str, msgspec.Meta(pattern=r"^(redis|rediss|unix)://")
+    ] = "redis://localhost:6379/0"
     key_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$")] = (
         "tw"
     )
@@ -105,8 +108,13 @@ def _convert(data: Mapping[str, Any], *, strict: bool) -> Settings:
         raise SettingsError(message) from None
 
 
+# redis-py also takes the password from the query: ``?password=...``.
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
 def redact_url(url: str) -> str:
-    """``url`` with the password part of its userinfo replaced by ***."""
+    """``url`` with any password (userinfo or query) replaced by ***."""
+    url = _QUERY_PASSWORD.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:
         return url

@@ -10,7 +10,8 @@ from wheel.wheelmath import delay_ms
 
 MAX_URL_LENGTH = 2048
 
-_BAD_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+# C0 and C1 control characters, DEL and any Unicode whitespace.
+_BAD_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
 def check_url(url: str) -> str | None:

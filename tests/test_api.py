@@ -1,0 +1,317 @@
+"""The HTTP API: create and read timers, errors, health and readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+
+import api
+from wheel.clock import redis_time_ms
+from wheel.keys import Keys
+from wheel.redis_server import free_port
+from wheel.settings import Settings
+from wheel.wheelmath import shard_of
+
+URL = "http://example.com/hook"
+POLL_DEADLINE_S = 10.0
+
+
+def http_client(app: Starlette) -> httpx.AsyncClient:
+    """An HTTP client calling ``app`` in process."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    )
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, redis: Redis
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the API on the test Redis."""
+    async with http_client(api.create_app(settings, redis)) as http:
+        yield http
+
+
+async def redis_now_ms(redis: Redis) -> int:
+    """Redis' own clock in epoch ms."""
+    return redis_time_ms(await redis.time())
+
+
+def epoch_ms(rfc3339: str) -> int:
+    """Epoch ms of an RFC 3339 instant."""
+    return round(datetime.fromisoformat(rfc3339).timestamp() * 1000)
+
+
+def assert_problem(reply: httpx.Response, status: int) -> dict:
+    """``reply`` is an RFC 9457 problem with ``status``; its body."""
+    assert reply.status_code == status, reply.text
+    assert reply.headers["content-type"] == "application/problem+json"
+    problem = reply.json()
+    assert problem["status"] == status
+    assert isinstance(problem["title"], str)
+    assert problem["title"]
+    assert isinstance(problem["detail"], str)
+    assert problem["detail"]
+    return problem
+
+
+async def test_spec_example_create(client: httpx.AsyncClient) -> None:
+    """POST /timer of 4h0m1s answers 201 {id, time_left: 14401}."""
+    reply = await client.post(
+        "/timer", json={"hours": 4, "minutes": 0, "seconds": 1, "url": URL}
+    )
+    assert reply.status_code == 201, reply.text
+    assert reply.headers["content-type"] == "application/json"
+    created = reply.json()
+    assert set(created) == {"id", "time_left"}
+    assert created["time_left"] == 14401
+    timer_id = uuid.UUID(created["id"])
+    assert timer_id.version == 4
+    assert str(timer_id) == created["id"]
+    assert reply.headers["location"] == f"/timer/{created['id']}"
+
+
+async def test_spec_example_read(
+    client: httpx.AsyncClient, redis: Redis, settings: Settings
+) -> None:
+    """GET /timer/<id> reports the id, ceil of the time left, pending."""
+    created = (
+        await client.post(
+            "/timer",
+            json={"hours": 4, "minutes": 0, "seconds": 1, "url": URL},
+        )
+    ).json()
+    before_ms = await redis_now_ms(redis)
+    reply = await client.get(f"/timer/{created['id']}")
+    after_ms = await redis_now_ms(redis)
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["content-type"] == "application/json"
+    view = reply.json()
+    assert view["id"] == created["id"]
+    assert view["status"] == "pending"
+    assert view["attempts"] == 0
+    due_ms = epoch_ms(view["due_at"])
+    keys = Keys(settings.key_prefix, settings.shards)
+    shard = keys.shard(shard_of(uuid.UUID(view["id"]), settings.shards))
+    assert int(await redis.hget(shard.timer(view["id"]), "due")) == due_ms
+    # The reply was computed at some Redis instant between the two reads.
+    latest = math.ceil((due_ms - before_ms) / 1000)
+    earliest = math.ceil((due_ms - after_ms) / 1000)
+    assert earliest <= view["time_left"] <= latest
+    assert view["time_left"] in (14400, 14401)
+
+
+async def test_location_header_resolves(client: httpx.AsyncClient) -> None:
+    """The Location of a created timer is where GET finds it."""
+    reply = await client.post("/timer", json={"url": URL, "minutes": 3})
+    view = await client.get(reply.headers["location"])
+    assert view.status_code == 200
+    assert view.json()["id"] == reply.json()["id"]
+    assert view.json()["time_left"] in (179, 180)
+
+
+async def test_zero_delay_timer_has_no_time_left(
+    client: httpx.AsyncClient,
+) -> None:
+    """A timer of 0 seconds reports time_left 0 and is still pending."""
+    reply = await client.post("/timer", json={"url": URL, "seconds": 0})
+    assert reply.status_code == 201
+    assert reply.json()["time_left"] == 0
+    view = (await client.get(f"/timer/{reply.json()['id']}")).json()
+    assert view["time_left"] == 0
+    assert view["status"] == "pending"
+
+
+async def test_time_left_reaches_zero_once_due(
+    client: httpx.AsyncClient, redis: Redis
+) -> None:
+    """A 1 s timer counts down to 0, never reaching 0 before it is due."""
+    created = (
+        await client.post("/timer", json={"url": URL, "seconds": 1})
+    ).json()
+    assert created["time_left"] == 1
+    seen = []
+    deadline = time.monotonic() + POLL_DEADLINE_S
+    while True:
+        reply = await client.get(f"/timer/{created['id']}")
+        after_ms = await redis_now_ms(redis)
+        view = reply.json()
+        assert view["status"] == "pending"
+        due_ms = epoch_ms(view["due_at"])
+        if after_ms < due_ms:
+            assert view["time_left"] >= 1
+        seen.append(view["time_left"])
+        if view["time_left"] == 0:
+            break
+        assert time.monotonic() < deadline, f"never due: {seen}"
+        await asyncio.sleep(0.05)
+    assert await redis_now_ms(redis) >= due_ms
+    assert seen == sorted(seen, reverse=True)
+    assert set(seen) <= {0, 1}
+
+
+async def test_unknown_timer_is_404(client: httpx.AsyncClient) -> None:
+    """GET of a well-formed but unknown uuid is a 404 problem."""
+    reply = await client.get(f"/timer/{uuid.uuid4()}")
+    assert_problem(reply, 404)
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        "not-a-uuid",
+        "123",
+        "0000",
+        "e4c5b0c4-2e6b-4b7c-9d51",
+        "e4c5b0c4-2e6b-4b7c-9d51-3b1f8a2c7d9e0",
+        "g4c5b0c4-2e6b-4b7c-9d51-3b1f8a2c7d9e",
+        "%20",
+    ],
+)
+async def test_malformed_id_is_404(
+    client: httpx.AsyncClient, bad_id: str
+) -> None:
+    """GET of an id that is not a uuid is a 404 problem, not 400 or 500."""
+    assert_problem(await client.get(f"/timer/{bad_id}"), 404)
+
+
+async def test_unknown_path_is_404_problem(
+    client: httpx.AsyncClient,
+) -> None:
+    """A path the API does not serve is a 404 problem."""
+    assert_problem(await client.get("/timers"), 404)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/timer", "POST"),
+        ("PUT", "/timer", "POST"),
+        ("GET", "/timer", "POST"),
+        ("PUT", "/timer/{id}", "GET"),
+        ("POST", "/timer/{id}", "GET"),
+        ("PATCH", "/timer/{id}", "GET"),
+        ("POST", "/healthz", "GET"),
+    ],
+)
+async def test_wrong_method_is_405(
+    client: httpx.AsyncClient, method: str, path: str, allowed: str
+) -> None:
+    """A wrong method is a 405 problem that lists the allowed ones."""
+    created = (await client.post("/timer", json={"url": URL})).json()
+    path = path.replace("{id}", created["id"])
+    reply = await client.request(method, path, json={"url": URL})
+    problem = assert_problem(reply, 405)
+    assert problem["title"] == "Method Not Allowed"
+    assert allowed in reply.headers["allow"]
+
+
+async def test_healthz(client: httpx.AsyncClient) -> None:
+    """/healthz answers 200 while the process runs."""
+    reply = await client.get("/healthz")
+    assert reply.status_code == 200
+    assert reply.json() == {"status": "ok"}
+
+
+async def test_readyz_with_redis_up(client: httpx.AsyncClient) -> None:
+    """/readyz answers 200 when Redis answers."""
+    reply = await client.get("/readyz")
+    assert reply.status_code == 200
+    assert reply.json() == {"status": "ready"}
+
+
+@pytest.fixture
+async def down_app(settings: Settings) -> AsyncIterator[Starlette]:
+    """An app (owning its client) whose Redis is a closed port."""
+    closed = settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    app = api.create_app(closed)
+    # The lifespan closes the client the app built for itself.
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+async def test_readyz_without_redis(down_app: Starlette) -> None:
+    """/readyz answers 503 when Redis is unreachable; /healthz 200."""
+    async with http_client(down_app) as http:
+        assert_problem(await http.get("/readyz"), 503)
+        assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_create_and_read_without_redis_are_503(
+    down_app: Starlette,
+) -> None:
+    """With Redis unreachable, create and read answer a 503 problem."""
+    async with http_client(down_app) as http:
+        created = await http.post("/timer", json={"url": URL, "seconds": 1})
+        assert_problem(created, 503)
+        assert_problem(await http.get(f"/timer/{uuid.uuid4()}"), 503)
+
+
+async def test_two_apps_share_one_redis(
+    settings: Settings, redis_url: str
+) -> None:
+    """Timers created through one API process are read through another."""
+    first_redis = Redis.from_url(redis_url, decode_responses=True)
+    second_redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async with (
+            http_client(api.create_app(settings, first_redis)) as first,
+            http_client(api.create_app(settings, second_redis)) as second,
+        ):
+            one = (await first.post("/timer", json={"url": URL})).json()
+            two = (
+                await second.post("/timer", json={"url": URL, "minutes": 5})
+            ).json()
+            seen_one = await second.get(f"/timer/{one['id']}")
+            seen_two = await first.get(f"/timer/{two['id']}")
+    finally:
+        await first_redis.aclose()
+        await second_redis.aclose()
+    assert seen_one.status_code == 200
+    assert seen_one.json()["id"] == one["id"]
+    assert seen_one.json()["time_left"] == 0
+    assert seen_two.status_code == 200
+    assert seen_two.json()["id"] == two["id"]
+    assert seen_two.json()["time_left"] in (299, 300)
+
+
+async def test_ids_are_unique(client: httpx.AsyncClient) -> None:
+    """Each create returns a fresh id."""
+    ids = set()
+    for _ in range(50):
+        reply = await client.post("/timer", json={"url": URL, "minutes": 1})
+        ids.add(reply.json()["id"])
+    assert len(ids) == 50
+
+
+async def test_due_at_is_rfc3339_utc_with_ms(
+    client: httpx.AsyncClient,
+) -> None:
+    """due_at is an RFC 3339 UTC instant with milliseconds."""
+    created = (await client.post("/timer", json={"url": URL})).json()
+    due_at = (await client.get(f"/timer/{created['id']}")).json()["due_at"]
+    assert due_at.endswith("Z")
+    assert len(due_at) == len("2024-01-01T00:00:00.000Z")
+    assert datetime.fromisoformat(due_at).utcoffset().total_seconds() == 0
+
+
+@pytest.mark.parametrize(
+    ("epoch_ms_value", "text"),
+    [
+        (0, "1970-01-01T00:00:00.000Z"),
+        (1_700_000_000_123, "2023-11-14T22:13:20.123Z"),
+        (1_700_000_000_001, "2023-11-14T22:13:20.001Z"),
+    ],
+)
+def test_rfc3339(epoch_ms_value: int, text: str) -> None:
+    """Epoch ms format as RFC 3339 UTC with exact milliseconds."""
+    assert api.rfc3339(epoch_ms_value) == text
