@@ -401,3 +401,25 @@ def test_dev_keeps_pending_timers_across_a_restart(
         assert max(receiver.ids().values()) == 1
     finally:
         procs.stop_all()
+
+
+def test_worker_sigterm_finishes_in_flight_webhooks(
+    procs: Procs, sync_client: sync_redis.Redis
+) -> None:
+    """SIGTERM: a worker completes the webhooks in flight, then exits 0."""
+    slow = Receiver(Behaviour(delay_s=1.0))
+    slow.start()
+    try:
+        base = procs.api()
+        procs.role("ticker")
+        worker = procs.role("worker")
+        ids = create_many([base], slow.url, [0] * 20)
+        wait_until(lambda: len(slow.arrivals) == 20, what="hooks in flight")
+        assert procs.terminate(worker) == 0
+        for timer_id in ids:
+            record = sync_client.hgetall(_record_key(timer_id))
+            assert record["state"] == "fired"
+        assert settled(sync_client)
+        assert "worker stopped" in procs.output(worker)
+    finally:
+        slow.stop()
