@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from wheel import logs
 from wheel.models import (
     FieldError,
     Problem,
@@ -160,6 +161,10 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not logging.getLogger().handlers:
+            # A uvicorn worker process (--workers > 1) starts without the
+            # CLI's logging set-up.
+            logs.setup(settings.log_format, settings.log_level)
         own = store()
         try:
             yield

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import redis as sync_redis
 
@@ -388,7 +389,7 @@ def test_dev_keeps_pending_timers_across_a_restart(
             later = str(create_timer(client, receiver.url, hours=1)["id"])
         assert procs.terminate(dev) == 0
         assert receiver.ids() == {}
-        start_dev()
+        dev = start_dev()
         with httpx.Client(base_url=base) as client:
             view = client.get(f"/timer/{later}").json()
             assert view["status"] == "pending"
@@ -399,6 +400,7 @@ def test_dev_keeps_pending_timers_across_a_restart(
             what="the 20 timers after the restart",
         )
         assert max(receiver.ids().values()) == 1
+        assert procs.terminate(dev) == 0
     finally:
         procs.stop_all()
 
@@ -423,3 +425,33 @@ def test_worker_sigterm_finishes_in_flight_webhooks(
         assert "worker stopped" in procs.output(worker)
     finally:
         slow.stop()
+
+
+def test_dev_sigkill_takes_its_embedded_redis_down(tmp_path: Path) -> None:
+    """A SIGKILLed `timer-wheel dev` leaves no orphan redis-server."""
+    procs = Procs(FAST_ENV, tmp_path)
+    port = free_port()
+    try:
+        dev = procs.start(
+            "dev", "--port", str(port), "--data-dir", str(tmp_path / "d")
+        )
+
+        def child_redis() -> list[psutil.Process]:
+            return [
+                child
+                for child in psutil.Process(dev.pid).children()
+                if "redis-server" in child.name()
+            ]
+
+        wait_until(child_redis, what="the embedded redis-server")
+        server = child_redis()[0]
+        procs.kill(dev)
+        wait_until(
+            lambda: (
+                not server.is_running()
+                or server.status() == psutil.STATUS_ZOMBIE
+            ),
+            what="the embedded redis-server to exit",
+        )
+    finally:
+        procs.stop_all()

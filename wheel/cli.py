@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import fcntl
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -181,7 +182,7 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
         http="httptools",
         access_log=args.access_log,
         log_config=None,
-        timeout_graceful_shutdown=int(settings.shutdown_grace),
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
     )
     return 0
 

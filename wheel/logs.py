@@ -61,3 +61,5 @@ def setup(log_format: str = "auto", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request at INFO; health probes would drown the log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
