@@ -130,8 +130,8 @@ async def test_advance_moves_due_id_once(
     first = await scripts.advance(shard, TOKEN, [slot_of(due)], 100)
     second = await scripts.advance(shard, TOKEN, [slot_of(due)], 100)
 
-    assert int(first[0]) == 1
-    assert int(second[0]) == 0
+    assert first.moved == 1
+    assert second.moved == 0
     assert await stream_ids(redis, shard.ready) == [timer_id]
     assert not await redis.exists(shard.slot(slot_of(due)))
     assert await redis.hget(shard.timer(timer_id), "state") == "pending"
@@ -149,7 +149,11 @@ async def test_advance_leaves_ids_not_yet_due(
 
     reply = await scripts.advance(shard, TOKEN, [minute], 100)
 
-    moved, redis_now, next_due = (int(x) for x in reply)
+    moved, redis_now, next_due = (
+        reply.moved,
+        reply.now_ms,
+        reply.next_due_ms,
+    )
     assert moved == 1
     assert redis_now >= now
     assert next_due == now + 30_000
@@ -167,7 +171,7 @@ async def test_advance_skips_slots_of_future_minutes(
     later = slot_of(now) + 2
     timer_id = await put_timer(redis, shard, later * 60_000 + 5)
 
-    moved = int((await scripts.advance(shard, TOKEN, [later], 100))[0])
+    moved = (await scripts.advance(shard, TOKEN, [later], 100)).moved
 
     assert moved == 0
     assert await redis.zrange(shard.slot(later), 0, -1) == [timer_id]
@@ -187,7 +191,7 @@ async def test_advance_drops_emptied_slots_from_index(
     future = await put_timer(redis, shard, now + 120_000)
     minutes = [int(m) for m in await redis.zrange(shard.slots, 0, -1)]
 
-    moved = int((await scripts.advance(shard, TOKEN, minutes, 100))[0])
+    moved = (await scripts.advance(shard, TOKEN, minutes, 100)).moved
 
     assert moved == 2
     assert await redis.zrange(shard.slots, 0, -1) == [
@@ -208,7 +212,7 @@ async def test_advance_drops_stale_empty_slot_from_index(
 
     reply = await scripts.advance(shard, TOKEN, [minute], 100)
 
-    assert [int(x) for x in reply][::2] == [0, -1]
+    assert (reply.moved, reply.next_due_ms) == (0, -1)
     assert not await redis.exists(shard.slots)
 
 
@@ -224,7 +228,7 @@ async def test_advance_with_wrong_token_moves_nothing(
 
     reply = await scripts.advance(shard, TOKEN, [slot_of(due)], 100)
 
-    assert int(reply[0]) == -1
+    assert reply.moved == -1
     assert await redis.xlen(shard.ready) == 0
     assert await redis.zrange(shard.slot(slot_of(due)), 0, -1) == [timer_id]
     assert await redis.zcard(shard.slots) == 1
@@ -248,7 +252,7 @@ async def test_advance_respects_batch_limit(
     moves = []
     for _ in range(4):
         reply = await scripts.advance(shard, TOKEN, minutes, 10)
-        moves.append(int(reply[0]))
+        moves.append(reply.moved)
 
     assert moves == [10, 10, 5, 0]
     in_stream = await stream_ids(redis, shard.ready)
@@ -279,7 +283,7 @@ async def test_concurrent_advances_move_each_id_once(
         replies = await asyncio.gather(
             *(scripts.advance(shard, TOKEN, minutes, 7) for _ in range(8))
         )
-        total += sum(int(r[0]) for r in replies)
+        total += sum(r.moved for r in replies)
         if total >= len(ids):
             break
 
@@ -638,7 +642,7 @@ async def test_retried_timer_is_advanced_when_due(
 
     async def moved() -> int:
         reply = await scripts.advance(shard, TOKEN, [minute], 100)
-        return int(reply[1]) if int(reply[0]) == 1 else 0
+        return reply.now_ms if reply.moved == 1 else 0
 
     moved_at = await poll(moved, what="the retry to move")
     assert moved_at >= now + 50

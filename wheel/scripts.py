@@ -1,4 +1,4 @@
-"""The Lua scripts, read once from ``lua/`` and registered once per client.
+"""The Lua scripts, read once from ``lua/``, and their typed wrappers.
 
 Each wrapper shares its script's verb and decodes its reply; the keys and
 arguments follow the contract header of the ``.lua`` file.
@@ -6,12 +6,16 @@ arguments follow the contract header of the ``.lua`` file.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
+from wheel.batcher import Batcher
 from wheel.keys import GROUP, ShardKeys
 
 DEAD_LETTER_MAXLEN = 10_000
@@ -75,23 +79,35 @@ class Claim:
 
 
 class Scripts:
-    """The registered scripts of one Redis client."""
+    """The scripts of one Redis client, called through one :class:`Batcher`.
+
+    Each script's SHA1 is computed once; calls are ``EVALSHA`` queued on the
+    batcher, so concurrent calls share round trips. When Redis answers
+    ``NOSCRIPT`` (it restarted, or its script cache was flushed) every
+    script is loaded again and the call is retried once.
+    """
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._scripts = {
-            name: redis.register_script(source)
+        self.batcher = Batcher(redis)
+        self._sha = {
+            name: hashlib.sha1(source.encode()).hexdigest()
             for name, source in SOURCES.items()
         }
 
-    async def _run(
-        self,
-        name: str,
-        keys: list[str],
-        args: list[Any],
-        client: Any = None,
-    ) -> Any:
-        return await self._scripts[name](keys=keys, args=args, client=client)
+    async def load(self) -> None:
+        """Load every script into Redis' script cache."""
+        await asyncio.gather(
+            *(self.redis.script_load(source) for source in SOURCES.values())
+        )
+
+    async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        command = ("EVALSHA", self._sha[name], len(keys), *keys, *args)
+        try:
+            return await self.batcher.execute(*command)
+        except NoScriptError:
+            await self.load()
+            return await self.batcher.execute(*command)
 
     async def create(
         self,
@@ -127,37 +143,24 @@ class Scripts:
         )
 
     async def advance(
-        self,
-        shard: ShardKeys,
-        token: str,
-        minutes: list[int],
-        limit: int,
-        client: Any = None,
-    ) -> Any:
-        """Move due ids of ``minutes``' slots to the ready stream.
-
-        With a pipeline as ``client`` the call is only queued; decode the
-        pipeline's result with :func:`advanced`.
-        """
-        return await self._run(
+        self, shard: ShardKeys, token: str, minutes: list[int], limit: int
+    ) -> Advanced:
+        """Move due ids of ``minutes``' slots to the ready stream."""
+        reply = await self._run(
             "advance",
             [shard.lease, shard.slots, shard.ready]
             + [shard.slot(m) for m in minutes],
             [token, limit, *minutes],
-            client,
         )
+        return Advanced(int(reply[0]), int(reply[1]), int(reply[2]))
 
-    async def acquire(
-        self, lease_key: str, token: str, ttl_ms: int, client: Any = None
-    ) -> Any:
-        """Take or extend a lease; 1 when held afterwards."""
-        return await self._run("acquire", [lease_key], [token, ttl_ms], client)
+    async def acquire(self, lease_key: str, token: str, ttl_ms: int) -> bool:
+        """Take or extend a lease; whether it is held afterwards."""
+        return bool(await self._run("acquire", [lease_key], [token, ttl_ms]))
 
-    async def release(
-        self, lease_key: str, token: str, client: Any = None
-    ) -> Any:
-        """Drop a lease if ``token`` owns it; 1 when released."""
-        return await self._run("release", [lease_key], [token], client)
+    async def release(self, lease_key: str, token: str) -> bool:
+        """Drop a lease if ``token`` owns it; whether it was released."""
+        return bool(await self._run("release", [lease_key], [token]))
 
     async def beat(
         self, registry_key: str, member: str, ttl_ms: int
@@ -232,8 +235,3 @@ class Scripts:
             ],
         )
         return int(reply[0]), int(reply[1])
-
-
-def advanced(reply: Any) -> Advanced:
-    """Decode an ``advance`` reply taken from a pipeline."""
-    return Advanced(int(reply[0]), int(reply[1]), int(reply[2]))

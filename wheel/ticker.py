@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from wheel.keys import Keys
 from wheel.lifecycle import process_name, supervise
-from wheel.scripts import Scripts, advanced
+from wheel.scripts import Scripts
 from wheel.settings import Settings
 from wheel.wheelmath import assign_shards
 
@@ -53,22 +53,26 @@ class Ticker:
             self.keys.heartbeats(ROLE), self.name, self._lease_ttl_ms
         )
         wanted = assign_shards(self.name, live, self.settings.shards)
-        giving_up = sorted(self.held - wanted)
         taking = sorted(wanted)
-        pipe = self.redis.pipeline(transaction=False)
-        for k in giving_up:
-            await self.scripts.release(
-                self.keys.shard(k).lease, self.name, client=pipe
-            )
-        for k in taking:
-            await self.scripts.acquire(
-                self.keys.shard(k).lease,
-                self.name,
-                self._lease_ttl_ms,
-                client=pipe,
-            )
-        replies = await pipe.execute()
-        acquired = replies[len(giving_up) :]
+        # Concurrent calls: the batcher sends them in one round trip.
+        _, acquired = await asyncio.gather(
+            asyncio.gather(
+                *(
+                    self.scripts.release(self.keys.shard(k).lease, self.name)
+                    for k in sorted(self.held - wanted)
+                )
+            ),
+            asyncio.gather(
+                *(
+                    self.scripts.acquire(
+                        self.keys.shard(k).lease,
+                        self.name,
+                        self._lease_ttl_ms,
+                    )
+                    for k in taking
+                )
+            ),
+        )
         held = {k for k, ok in zip(taking, acquired, strict=True) if ok}
         if held != self.held:
             log.info(
@@ -86,12 +90,15 @@ class Ticker:
         if not self.held:
             return self.settings.tick_interval
         shards = sorted(self.held)
-        pipe = self.redis.pipeline(transaction=False)
-        for k in shards:
-            pipe.zrange(self.keys.shard(k).slots, 0, PEEK_SLOTS - 1)
-        peeks = await pipe.execute()
-
-        pipe = self.redis.pipeline(transaction=False)
+        batcher = self.scripts.batcher
+        peeks = await asyncio.gather(
+            *(
+                batcher.execute(
+                    "ZRANGE", self.keys.shard(k).slots, 0, PEEK_SLOTS - 1
+                )
+                for k in shards
+            )
+        )
         busy = [
             (k, [int(m) for m in peek])
             for k, peek in zip(shards, peeks, strict=True)
@@ -99,19 +106,19 @@ class Ticker:
         ]
         if not busy:
             return self.settings.tick_interval
-        for k, minutes in busy:
-            await self.scripts.advance(
-                self.keys.shard(k),
-                self.name,
-                minutes,
-                self.settings.batch_size,
-                client=pipe,
+        results = await asyncio.gather(
+            *(
+                self.scripts.advance(
+                    self.keys.shard(k),
+                    self.name,
+                    minutes,
+                    self.settings.batch_size,
+                )
+                for k, minutes in busy
             )
-        replies = await pipe.execute()
-
+        )
         wait_s = self.settings.tick_interval
-        for (k, _), reply in zip(busy, replies, strict=True):
-            result = advanced(reply)
+        for (k, _), result in zip(busy, results, strict=True):
             if result.moved < 0:
                 log.warning("lease lost", extra={"shard": k})
                 self.held.discard(k)
@@ -135,13 +142,13 @@ class Ticker:
 
     async def release_all(self) -> None:
         """Give up every lease and leave the registry at once."""
-        pipe = self.redis.pipeline(transaction=False)
-        for k in sorted(self.held):
-            await self.scripts.release(
-                self.keys.shard(k).lease, self.name, client=pipe
-            )
-        pipe.zrem(self.keys.heartbeats(ROLE), self.name)
-        await pipe.execute()
+        await asyncio.gather(
+            *(
+                self.scripts.release(self.keys.shard(k).lease, self.name)
+                for k in sorted(self.held)
+            ),
+            self.redis.zrem(self.keys.heartbeats(ROLE), self.name),
+        )
         self.held = set()
 
     async def run(self, stop: asyncio.Event) -> None:
