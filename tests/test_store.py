@@ -112,16 +112,17 @@ async def test_get_unknown_is_none(store: Store) -> None:
 
 
 async def test_record_fields(store: Store, keys: Keys, redis: Redis) -> None:
-    """The record holds url, due, created, state pending, 0 attempts."""
+    """A new record holds only url, due and state; it reads 0 attempts."""
     timer = await store.create(URL, 90_000)
     record = await redis.hgetall(shard_keys(keys, timer.id).timer(timer.id))
     assert record == {
         "url": URL,
         "due": str(timer.due_ms),
-        "created": str(timer.now_ms),
         "state": "pending",
-        "attempts": "0",
     }
+    read = await store.get(uuid.UUID(timer.id))
+    assert read is not None
+    assert read.attempts == 0
 
 
 async def test_record_lives_in_the_shard_of_its_id(

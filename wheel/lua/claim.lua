@@ -36,6 +36,7 @@ for j = 1, n do
     local rec = redis.call('HMGET', record,
         'state', 'attempts', 'claimed', 'url')
     local state = rec[1]
+    local attempts = tonumber(rec[2]) or 0
     if (not state) or state == 'fired' or state == 'failed' then
         redis.call('XACK', KEYS[1], ARGV[1], entry)
         redis.call('XDEL', KEYS[1], entry)
@@ -43,13 +44,13 @@ for j = 1, n do
     elseif state == 'firing' and rec[3]
             and now - tonumber(rec[3]) < hold then
         out[#out + 1] = {'busy'}
-    elseif tonumber(rec[2]) >= max_attempts then
+    elseif attempts >= max_attempts then
         redis.call('HSET', record, 'state', 'failed', 'finished', now_s,
             'result', 'delivered too many times')
         redis.call('HDEL', record, 'claimed')
         redis.call('PEXPIRE', record, ARGV[4])
         redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*',
-            'id', id, 'attempts', rec[2],
+            'id', id, 'attempts', attempts,
             'error', 'delivered too many times', 'at', now_s)
         redis.call('XACK', KEYS[1], ARGV[1], entry)
         redis.call('XDEL', KEYS[1], entry)

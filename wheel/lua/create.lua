@@ -34,9 +34,10 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
     return {0, now, due}
 end
 
+-- Only what is needed: every byte here is paid per pending timer. The
+-- attempt counter appears with the first claim.
 local due_s = string.format('%d', due)
-redis.call('HSET', KEYS[1], 'url', ARGV[2], 'due', due_s,
-    'state', 'pending', 'attempts', 0, 'created', string.format('%d', now))
+redis.call('HSET', KEYS[1], 'url', ARGV[2], 'due', due_s, 'state', 'pending')
 if delay == 0 then
     redis.call('XADD', KEYS[4], '*', 'id', ARGV[1])
 else

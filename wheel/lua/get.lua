@@ -11,4 +11,4 @@ local rec = redis.call('HMGET', KEYS[1], 'due', 'state', 'attempts')
 if not rec[1] then
     return {now}
 end
-return {now, tonumber(rec[1]), rec[2], tonumber(rec[3])}
+return {now, tonumber(rec[1]), rec[2], tonumber(rec[3]) or 0}
