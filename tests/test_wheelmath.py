@@ -15,6 +15,7 @@ from wheel.wheelmath import (
     backoff_s,
     ceil_seconds,
     delay_ms,
+    outcome_of,
     shard_of,
     slot_of,
 )
@@ -263,3 +264,22 @@ def test_clock_resets_its_base_on_each_observation() -> None:
 def test_redis_time_ms(reply: tuple[int, int], epoch_ms: int) -> None:
     """A TIME reply becomes epoch ms, microseconds truncated."""
     assert redis_time_ms(reply) == epoch_ms
+
+
+@pytest.mark.parametrize(
+    ("ok", "attempt", "expected"),
+    [
+        (True, 1, ("ok", 0)),
+        (True, 5, ("ok", 0)),
+        (False, 1, ("retry", 2000)),
+        (False, 2, ("retry", 4000)),
+        (False, 4, ("retry", 10_000)),
+        (False, 5, ("fail", 0)),
+        (False, 7, ("fail", 0)),
+    ],
+)
+def test_outcome_of_an_attempt(
+    ok: bool, attempt: int, expected: tuple[str, int]
+) -> None:
+    """A 2xx completes; failures retry with backoff until the last one."""
+    assert outcome_of(ok, attempt, 5, 2.0, 10.0, FixedDraw(1.0)) == expected

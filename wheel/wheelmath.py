@@ -52,6 +52,26 @@ def backoff_s(
     return nominal / 2 + draw * nominal / 2
 
 
+def outcome_of(
+    ok: bool,
+    attempt: int,
+    max_attempts: int,
+    base_s: float,
+    cap_s: float,
+    rng: random.Random | None = None,
+) -> tuple[str, int]:
+    """What follows webhook attempt number ``attempt``: (outcome, delay ms).
+
+    ``ok`` after a 2xx; ``retry`` after ``delay ms`` while attempts remain;
+    ``fail`` once the last attempt failed.
+    """
+    if ok:
+        return "ok", 0
+    if attempt < max_attempts:
+        return "retry", int(1000 * backoff_s(attempt, base_s, cap_s, rng))
+    return "fail", 0
+
+
 def assign_shards(me: str, live: list[str], shards: int) -> frozenset[int]:
     """The shards ``me`` should hold when ``live`` tickers share them.
 

@@ -19,47 +19,20 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from wheel.capacity import Capacity
 from wheel.clock import RedisClock, redis_time_ms
 from wheel.keys import GROUP, Keys, ShardKeys
 from wheel.lifecycle import process_name, supervise
 from wheel.scripts import Scripts
 from wheel.settings import Settings
 from wheel.webhook import Delivery, WebhookSender
-from wheel.wheelmath import backoff_s, slot_of
+from wheel.wheelmath import outcome_of, slot_of
 
 log = logging.getLogger("wheel.worker")
 
 ROLE = "worker"
 READ_BLOCK_MS = 1000
 COMPLETE_TRIES = 5
-
-
-class Capacity:
-    """Counts free webhook slots; readers wait for them."""
-
-    def __init__(self, size: int) -> None:
-        self.free = size
-        self._changed = asyncio.Condition()
-
-    async def take_up_to(self, n: int) -> int:
-        """Wait until a slot is free, then take up to ``n``; how many."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.free > 0)
-            taken = min(n, self.free)
-            self.free -= taken
-            return taken
-
-    async def wait_free(self) -> int:
-        """Wait until a slot is free; how many are."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.free > 0)
-            return self.free
-
-    async def give(self, n: int = 1) -> None:
-        """Return ``n`` slots."""
-        async with self._changed:
-            self.free += n
-            self._changed.notify_all()
 
 
 class Worker:
@@ -238,21 +211,14 @@ class Worker:
         attempt: int,
         delivery: Delivery,
     ) -> None:
-        if delivery.ok:
-            outcome, delay_ms = "ok", 0
-        elif attempt < self.settings.max_attempts:
-            outcome = "retry"
-            delay_ms = int(
-                1000
-                * backoff_s(
-                    attempt,
-                    self.settings.retry_base,
-                    self.settings.retry_max,
-                    self.rng,
-                )
-            )
-        else:
-            outcome, delay_ms = "fail", 0
+        outcome, delay_ms = outcome_of(
+            delivery.ok,
+            attempt,
+            self.settings.max_attempts,
+            self.settings.retry_base,
+            self.settings.retry_max,
+            self.rng,
+        )
         for tries in range(1, COMPLETE_TRIES + 1):
             try:
                 code, now_ms = await self.scripts.complete(
