@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from wheel import logs
+from wheel import lifecycle, logs
 from wheel.models import (
     FieldError,
     Problem,
@@ -165,6 +165,7 @@ def create_app(
             # A uvicorn worker process (--workers > 1) starts without the
             # CLI's logging set-up.
             logs.setup(settings.log_format, settings.log_level)
+        lifecycle.tune_gc()
         own = store()
         try:
             yield

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from wheel.clock import redis_time_ms
 from wheel.keys import GROUP, Keys, ShardKeys
+from wheel.redis_client import connect
 from wheel.redis_server import free_port
 from wheel.scripts import Scripts
 from wheel.settings import Settings
@@ -553,3 +554,32 @@ async def test_run_loops_fire_and_stop_cleanly(
         assert not await redis.exists(shard.lease)
     assert not await redis.exists(keys.heartbeats(TICKER_ROLE))
     assert not await redis.exists(keys.heartbeats(WORKER_ROLE))
+
+
+async def test_worker_with_many_shards_keeps_every_read_open(
+    settings: Settings, receiver: Receiver
+) -> None:
+    """With 256 shards (a blocking read each) the worker still fires."""
+    settings = settings.replace(shards=256, shutdown_grace=1)
+    redis = connect(settings)
+    stop = asyncio.Event()
+    try:
+        async with WebhookSender(settings.webhook_timeout, 10) as sender:
+            ticker = Ticker(redis, settings, name="t1")
+            worker = Worker(redis, settings, sender, name="w1")
+            tasks = [
+                asyncio.create_task(ticker.run(stop)),
+                asyncio.create_task(worker.run(stop)),
+            ]
+            timer = await Store(redis, settings).create(receiver.url, 300)
+
+            async def fired() -> bool:
+                rec = await record(redis, settings, timer.id)
+                return rec["state"] == "fired"
+
+            await poll(fired, what="the timer to fire")
+            stop.set()
+            await asyncio.wait(tasks, timeout=10)
+    finally:
+        await redis.aclose()
+    assert worker.counts["fired"] == 1

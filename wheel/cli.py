@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from wheel import __version__, logs
+from wheel import __version__, lifecycle, logs
 from wheel.settings import Settings, SettingsError, env_name, from_env
 
 log = logging.getLogger("wheel.cli")
@@ -150,11 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
     )
     if command == "ticker":
-        asyncio.run(roles.run_ticker(settings))
+        lifecycle.run(roles.run_ticker(settings))
     elif command == "worker":
-        asyncio.run(roles.run_worker(settings))
+        lifecycle.run(roles.run_worker(settings))
     elif command == "run":
-        asyncio.run(roles.run_all(settings, args.host, args.port))
+        lifecycle.run(roles.run_all(settings, args.host, args.port))
     elif command == "dev":
         return _dev(args, settings)
     return 0
@@ -239,7 +239,7 @@ def _dev(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
             flush=True,
         )
-        asyncio.run(roles.run_all(settings, args.host, args.port))
+        lifecycle.run(roles.run_all(settings, args.host, args.port))
     finally:
         server.stop()
         lock.close()

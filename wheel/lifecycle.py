@@ -3,16 +3,45 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 log = logging.getLogger("wheel.lifecycle")
 
 RESTART_DELAY_S = 1.0
+GC_THRESHOLD = 50_000
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run a role's coroutine on uvloop (asyncio's loop without it).
+
+    The cyclic garbage collector is tuned first (:func:`tune_gc`): a busy
+    role allocates
+    many short-lived objects, and the default threshold ran about a
+    thousand collections per 20,000 webhooks (about 9% of a worker's CPU,
+    see benchmarks/README.md). Objects alive at start-up are frozen out of
+    collection altogether.
+    """
+    tune_gc()
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
+
+
+def tune_gc() -> None:
+    """Fewer cyclic collections, none over objects alive at start-up."""
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
 
 
 def process_name() -> str:

@@ -6,17 +6,27 @@ from redis.asyncio import Redis
 
 from wheel.settings import Settings
 
+SPARE_CONNECTIONS = 100
+"""Pool room beyond the one blocking read per shard a worker keeps."""
 
-def connect(settings: Settings, max_connections: int | None = None) -> Redis:
+
+def pool_size(settings: Settings) -> int:
+    """Connections a process may open: a worker blocks one per shard."""
+    return settings.shards + SPARE_CONNECTIONS
+
+
+def connect(settings: Settings) -> Redis:
     """A lazily connecting asyncio client for ``settings.redis_url``.
 
     Responses are decoded to ``str``; health checks and keepalive keep
-    idle pooled connections from going stale behind load balancers.
+    idle pooled connections from going stale behind load balancers. The
+    pool is sized from the shard count: redis-py's default cap (100)
+    would starve a worker with many shards.
     """
     return Redis.from_url(
         settings.redis_url,
         decode_responses=True,
         health_check_interval=30,
         socket_keepalive=True,
-        max_connections=max_connections,
+        max_connections=pool_size(settings),
     )

@@ -1,0 +1,388 @@
+"""API throughput: POST /timer and GET /timer/{id} from one API process.
+
+Starts a private Redis and ``timer-wheel api --port P`` (one uvicorn
+process, uvloop + httptools, no access log), then drives it with wrk
+(``benchmarks/wrk/post_timer.lua``; for GET, ids created beforehand and
+``benchmarks/wrk/get_timer.lua`` cycling through them), 64 connections and
+2 threads, ``--duration`` seconds a run, ``--runs`` runs of each::
+
+    uv run --group bench python benchmarks/api_load.py --runs 5
+
+Without wrk on PATH (``apt-get install -y wrk``) it falls back to locust
+(``benchmarks/locustfile.py``, a 3:1 mix, both figures from one run).
+
+With two or more CPUs the API is pinned to CPU 0 and Redis and the load
+generator to CPU 1 (``--no-pin`` turns that off), so that the API process
+has a core of its own and the figure is that of one API process.
+``--profile post|get`` adds a run with py-spy attached to the API process
+and prints where its time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import (
+    BENCH_DIR,
+    BIN_DIR,
+    Cluster,
+    CpuMeter,
+    child_env,
+    cluster,
+    cpu_count,
+    deadline_alarm,
+    free_port,
+    machine,
+    median,
+    pinned,
+    save,
+    wait_http,
+)
+
+WRK_DIR = BENCH_DIR / "wrk"
+PREFILL = 10_000
+
+
+def _parse_wrk(text: str) -> dict[str, float]:
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(r"Socket errors:(.*)", text)
+    out = {"rps": rps, "non_2xx": int(bad.group(1)) if bad else 0}
+    for pct in ("50", "99"):
+        found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        if found:
+            scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[found.group(2)]
+            out[f"p{pct}_ms"] = round(float(found.group(1)) * scale, 2)
+    if errors:
+        out["socket_errors"] = errors.group(1).strip()
+    return out
+
+
+def run_wrk(
+    base_url: str,
+    script: str,
+    args: argparse.Namespace,
+    extra: list[str],
+    cpus: str | None,
+    meter: CpuMeter | None = None,
+) -> dict[str, float]:
+    cmd = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{max(1, round(args.duration))}s",
+        "--latency",
+        "-s",
+        str(WRK_DIR / script),
+        base_url,
+    ]
+    if extra:
+        cmd += ["--", *extra]
+    with tempfile.TemporaryFile("w+") as stdout:
+        proc = subprocess.Popen(
+            pinned(cmd, cpus),
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            cwd=BENCH_DIR,
+        )
+        # wait4 rather than wait: it also tells the load generator's CPU.
+        deadline = time.monotonic() + args.duration + 30
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.02)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wrk_s = usage.ru_utime + usage.ru_stime
+        shares = meter.shares(wrk=wrk_s) if meter else None
+        stdout.seek(0)
+        text = stdout.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{text}")
+    result: dict[str, object] = _parse_wrk(text)
+    if shares is not None:
+        result["cpu"] = shares
+    return result
+
+
+def run_locust(
+    base_url: str, args: argparse.Namespace, workdir: Path, cpus: str | None
+) -> dict[str, dict[str, float]]:
+    prefix = workdir / "locust"
+    cmd = [
+        str(BIN_DIR / "locust"),
+        "-f",
+        str(BENCH_DIR / "locustfile.py"),
+        "--headless",
+        "-u",
+        str(args.connections),
+        "-r",
+        str(args.connections),
+        "-t",
+        f"{int(args.duration)}s",
+        "--host",
+        base_url,
+        "--csv",
+        str(prefix),
+        "--only-summary",
+        "--stop-timeout",
+        "5",
+    ]
+    subprocess.run(
+        pinned(cmd, cpus),
+        capture_output=True,
+        timeout=args.duration + 60,
+        check=False,
+    )
+    results = {}
+    with open(f"{prefix}_stats.csv") as handle:
+        for row in csv.DictReader(handle):
+            key = {"POST": "post", "GET": "get"}.get(row["Type"])
+            if key:
+                results[key] = {
+                    "rps": float(row["Requests/s"]),
+                    "non_2xx": int(row["Failure Count"]),
+                    "p50_ms": float(row["50%"]),
+                    "p99_ms": float(row["99%"]),
+                }
+    return results
+
+
+async def prefill(base_url: str, count: int) -> list[str]:
+    """Create ``count`` timers through the API; their ids."""
+    import aiohttp
+
+    ids: list[str] = []
+    body = b'{"url": "http://127.0.0.1:9/hook", "hours": 6}'
+    async with aiohttp.ClientSession() as http:
+
+        async def lane(n: int) -> None:
+            for _ in range(n):
+                async with http.post(
+                    f"{base_url}/timer",
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                ) as reply:
+                    if reply.status != 201:
+                        raise RuntimeError(f"prefill got {reply.status}")
+                    ids.append((await reply.json())["id"])
+
+        lanes = 32
+        await asyncio.gather(*(lane(count // lanes) for _ in range(lanes)))
+    return ids
+
+
+def profile_api(
+    group: Cluster,
+    api_pid: int,
+    base_url: str,
+    script: str,
+    extra: list[str],
+    args: argparse.Namespace,
+    cpus: str | None,
+    workdir: Path,
+) -> Path:
+    out = workdir / f"profile-{script.split('_')[0]}.txt"
+    spy = group.spawn(
+        "py-spy",
+        [
+            str(BIN_DIR / "py-spy"),
+            "record",
+            "--pid",
+            str(api_pid),
+            "--duration",
+            str(int(args.duration)),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "-o",
+            str(out),
+        ],
+        cpus=cpus,
+        may_exit=True,
+    )
+    run_wrk(base_url, script, args, extra, cpus)
+    spy.popen.wait(timeout=args.duration + 30)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shards", type=int, default=16)
+    parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--aof", action="store_true", help="Redis appendonly")
+    parser.add_argument(
+        "--tool", choices=["auto", "wrk", "locust"], default="auto"
+    )
+    parser.add_argument("--profile", choices=["post", "get"])
+    args = parser.parse_args()
+    tool = args.tool
+    if tool == "auto":
+        tool = "wrk" if shutil.which("wrk") else "locust"
+    pin = cpu_count() >= 2 and not args.no_pin
+    api_cpus, load_cpus = ("0", "1") if pin else (None, None)
+    deadline_alarm(args.runs * 2 * (args.duration + 20) + 180)
+
+    post: list[float] = []
+    get: list[float] = []
+    post_core: list[float] = []
+    get_core: list[float] = []
+    runs: list[dict[str, object]] = []
+    profile_path = None
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-api-") as tmp,
+        cluster(Path(tmp)) as group,
+    ):
+        redis = group.start_redis(appendonly=args.aof)
+        if pin:
+            subprocess.run(
+                ["taskset", "-pc", load_cpus, str(redis.process.pid)],
+                capture_output=True,
+                check=True,
+            )
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        env = child_env(
+            redis_url=redis.url, shards=args.shards, log_format="json"
+        )
+        api = group.role("api", ["api", "--port", str(port)], env, api_cpus)
+        wait_http(f"{base_url}/readyz", proc=api)
+        ids = asyncio.run(prefill(base_url, PREFILL))
+        ids_file = Path(tmp) / "ids.txt"
+        ids_file.write_text("\n".join(ids) + "\n")
+        pids = {"api": api.pid, "redis": redis.process.pid}
+        if tool == "wrk":
+            # Warm up both paths (script cache, pools, allocators).
+            short = argparse.Namespace(**{**vars(args), "duration": 3})
+            run_wrk(base_url, "post_timer.lua", short, [], load_cpus)
+            run_wrk(
+                base_url, "get_timer.lua", short, [str(ids_file)], load_cpus
+            )
+        for run in range(args.runs):
+            group.check_alive()
+            if tool == "wrk":
+                p = run_wrk(
+                    base_url,
+                    "post_timer.lua",
+                    args,
+                    [],
+                    load_cpus,
+                    CpuMeter(pids),
+                )
+                g = run_wrk(
+                    base_url,
+                    "get_timer.lua",
+                    args,
+                    [str(ids_file)],
+                    load_cpus,
+                    CpuMeter(pids),
+                )
+            else:
+                meter = CpuMeter(pids)
+                both = run_locust(base_url, args, Path(tmp), load_cpus)
+                p, g = both["post"], both["get"]
+                p["cpu"] = meter.shares()
+                g["cpu"] = p["cpu"]
+            for r in (p, g):
+                # Requests per second of API CPU: what one API process
+                # would serve with a core to itself; robust to neighbours.
+                # (Locust runs both kinds at once: their sum per core.)
+                share = r["cpu"]["api"]
+                rps = p["rps"] + g["rps"] if tool == "locust" else r["rps"]
+                r["per_api_core"] = round(rps / share) if share else 0
+            post.append(p["rps"])
+            get.append(g["rps"])
+            post_core.append(p["per_api_core"])
+            get_core.append(g["per_api_core"])
+            runs.append({"run": run + 1, "post": p, "get": g})
+            for label, r in (("POST", p), ("GET ", g)):
+                print(
+                    f"run {run + 1}/{args.runs} {label} {r['rps']:>7.0f}/s "
+                    f"p50 {r.get('p50_ms', '?')} ms "
+                    f"p99 {r.get('p99_ms', '?')} ms "
+                    f"non-2xx {r['non_2xx']}  "
+                    f"{r['per_api_core']}/s per API core  cpu {r['cpu']}",
+                    flush=True,
+                )
+            time.sleep(1)
+        if args.profile and tool == "wrk":
+            script = f"{args.profile}_timer.lua"
+            extra = [str(ids_file)] if args.profile == "get" else []
+            raw = profile_api(
+                group,
+                api.pid,
+                base_url,
+                script,
+                extra,
+                args,
+                load_cpus,
+                Path(tmp),
+            )
+            profile_path = BENCH_DIR / "results" / f"api-{args.profile}.txt"
+            profile_path.parent.mkdir(exist_ok=True)
+            shutil.copy(raw, profile_path)
+    summary = {
+        "tool": tool,
+        "pinned": pin,
+        "post_median_rps": round(median(post)),
+        "get_median_rps": round(median(get)),
+        "post_best_rps": round(max(post)),
+        "get_best_rps": round(max(get)),
+        "post_per_api_core_median": round(median(post_core)),
+        "get_per_api_core_median": round(median(get_core)),
+    }
+    print(
+        f"\n{tool}, {args.connections} connections, {args.threads} threads, "
+        f"{args.duration:g}s x {args.runs} runs, pinned={pin}\n"
+        f"  POST /timer       median {summary['post_median_rps']:>7}/s "
+        f"best {summary['post_best_rps']:>7}/s  per API core "
+        f"{summary['post_per_api_core_median']:>7}/s (target >= 6000)\n"
+        f"  GET /timer/{{id}}  median {summary['get_median_rps']:>7}/s "
+        f"best {summary['get_best_rps']:>7}/s  per API core "
+        f"{summary['get_per_api_core_median']:>7}/s (target >= 8000)"
+    )
+    path = save(
+        "api_load",
+        {
+            "machine": machine(),
+            "args": vars(args),
+            "summary": summary,
+            "runs": runs,
+        },
+    )
+    print(f"saved {path}")
+    if profile_path:
+        print(f"profile (py-spy raw) in {profile_path}:")
+        subprocess.run(
+            [
+                sys.executable,
+                str(BENCH_DIR / "profile_top.py"),
+                str(profile_path),
+                "-n",
+                "30",
+            ],
+            check=False,
+        )
+
+
+if __name__ == "__main__":
+    main()
