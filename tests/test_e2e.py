@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import signal
 import subprocess
 import time
 import uuid
@@ -455,3 +456,18 @@ def test_dev_sigkill_takes_its_embedded_redis_down(tmp_path: Path) -> None:
         )
     finally:
         procs.stop_all()
+
+
+def test_repeated_sigterm_still_stops_gracefully(
+    procs: Procs, sync_client: sync_redis.Redis
+) -> None:
+    """Two SIGTERMs (a wrapper forwarding one) still release the leases."""
+    ticker = procs.role("ticker")
+    wait_until(
+        lambda: None not in _lease_owners(sync_client), what="all leases"
+    )
+    ticker.send_signal(signal.SIGTERM)
+    ticker.send_signal(signal.SIGTERM)
+    assert ticker.wait(20) == 0
+    assert _lease_owners(sync_client) == [None] * SHARDS
+    assert "ticker stopped" in procs.output(ticker)

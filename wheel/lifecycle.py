@@ -50,14 +50,22 @@ def process_name() -> str:
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
-    """Set ``stop`` on SIGTERM or SIGINT (a second one exits at once)."""
+    """Set ``stop`` on SIGTERM or SIGINT; a second SIGINT exits at once.
+
+    A repeated SIGTERM is ignored: supervisors and wrappers (``uv run``,
+    say) may each forward one, and the graceful stop is already under way.
+    """
     loop = asyncio.get_running_loop()
 
     def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
         if stop.is_set():
-            log.warning("second stop signal: exiting now")
-            os._exit(1)
-        log.info("stop signal", extra={"signal": signal.Signals(signum).name})
+            if signum == signal.SIGINT:
+                log.warning("second interrupt: exiting now")
+                os._exit(1)
+            log.info("stop already under way", extra={"signal": name})
+            return
+        log.info("stop signal", extra={"signal": name})
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
