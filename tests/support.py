@@ -12,15 +12,18 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import redis as sync_redis
 from aiohttp import web
 
 from wheel.redis_server import free_port
+
+T = TypeVar("T")
 
 TIMER_WHEEL = shutil.which("timer-wheel") or str(
     Path(sys.executable).with_name("timer-wheel")
@@ -40,6 +43,24 @@ def wait_until(
             return
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+async def poll(
+    condition: Callable[[], Awaitable[T]],
+    timeout_s: float = 10.0,
+    what: str = "it",
+) -> T:
+    """Await ``condition()`` until truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out after {timeout_s}s waiting for {what}"
+            )
+        await asyncio.sleep(0.01)
 
 
 @dataclass

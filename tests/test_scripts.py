@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import pytest
 from redis.asyncio import Redis
 
+from tests.support import poll
 from wheel.clock import redis_time_ms
 from wheel.keys import GROUP, Keys, ShardKeys
 from wheel.scripts import Claim, Scripts
@@ -98,22 +97,6 @@ async def stream_ids(redis: Redis, stream: str) -> list[str]:
 async def take_lease(redis: Redis, shard: ShardKeys) -> None:
     """Give the lease of ``shard`` to :data:`TOKEN`."""
     await redis.set(shard.lease, TOKEN, px=LEASE_TTL_MS)
-
-
-async def poll(
-    condition: Callable[[], Awaitable[T]],
-    timeout_s: float = 10.0,
-    what: str = "it",
-) -> T:
-    """Await ``condition()`` until truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 # advance.lua

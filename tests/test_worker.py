@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
+from tests.support import poll
 from wheel.clock import redis_time_ms
 from wheel.keys import GROUP, Keys, ShardKeys
 from wheel.redis_client import connect
@@ -92,22 +93,6 @@ async def running_worker(
         worker = Worker(redis, settings, sender, name=name)
         await worker.prepare()
         yield worker
-
-
-async def poll(
-    condition: Callable[[], Awaitable[T]],
-    timeout_s: float = 10.0,
-    what: str = "it",
-) -> T:
-    """Await ``condition()`` until truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def shard_keys(settings: Settings, timer_id: str) -> ShardKeys:
@@ -522,12 +507,10 @@ async def test_backlog_fires_oldest_first(
     assert fired == by_due
 
 
-async def test_run_loops_fire_and_stop_cleanly(
+async def fire_one_with_running_roles(
     redis: Redis, settings: Settings, receiver: Receiver
-) -> None:
-    """Ticker.run and Worker.run fire a timer, then stop and let go."""
-    settings = settings.replace(shutdown_grace=1)
-    keys = Keys(settings.key_prefix, settings.shards)
+) -> tuple[list[asyncio.Task[None]], Worker]:
+    """Run Ticker.run and Worker.run until one timer fired, then stop."""
     stop = asyncio.Event()
     async with WebhookSender(settings.webhook_timeout, 10) as sender:
         ticker = Ticker(redis, settings, name="t1")
@@ -544,10 +527,20 @@ async def test_run_loops_fire_and_stop_cleanly(
 
         await poll(fired, what="the timer to fire")
         stop.set()
-        done, _ = await asyncio.wait(tasks, timeout=10)
+        await asyncio.wait(tasks, timeout=10)
+    return tasks, worker
 
-    assert done == set(tasks)
+
+async def test_run_loops_fire_and_stop_cleanly(
+    redis: Redis, settings: Settings, receiver: Receiver
+) -> None:
+    """Ticker.run and Worker.run fire a timer, then stop and let go."""
+    settings = settings.replace(shutdown_grace=1)
+    keys = Keys(settings.key_prefix, settings.shards)
+    tasks, _ = await fire_one_with_running_roles(redis, settings, receiver)
+
     for task in tasks:
+        assert task.done()
         assert task.exception() is None
     assert len(receiver.arrivals) == 1
     for shard in keys.all_shards():
@@ -562,24 +555,10 @@ async def test_worker_with_many_shards_keeps_every_read_open(
     """With 256 shards (a blocking read each) the worker still fires."""
     settings = settings.replace(shards=256, shutdown_grace=1)
     redis = connect(settings)
-    stop = asyncio.Event()
     try:
-        async with WebhookSender(settings.webhook_timeout, 10) as sender:
-            ticker = Ticker(redis, settings, name="t1")
-            worker = Worker(redis, settings, sender, name="w1")
-            tasks = [
-                asyncio.create_task(ticker.run(stop)),
-                asyncio.create_task(worker.run(stop)),
-            ]
-            timer = await Store(redis, settings).create(receiver.url, 300)
-
-            async def fired() -> bool:
-                rec = await record(redis, settings, timer.id)
-                return rec["state"] == "fired"
-
-            await poll(fired, what="the timer to fire")
-            stop.set()
-            await asyncio.wait(tasks, timeout=10)
+        _, worker = await fire_one_with_running_roles(
+            redis, settings, receiver
+        )
     finally:
         await redis.aclose()
     assert worker.counts["fired"] == 1
