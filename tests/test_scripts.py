@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from typing import TypeVar
 
 import pytest
 from redis.asyncio import Redis
@@ -22,8 +21,6 @@ TOKEN = "ticker-a"
 LEASE_TTL_MS = 30_000
 RETENTION_MS = 3_600_000
 HOLD_MS = 60_000
-
-T = TypeVar("T")
 
 
 @pytest.fixture

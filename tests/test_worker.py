@@ -9,7 +9,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import pytest
 from aiohttp import web
@@ -29,8 +28,6 @@ from wheel.webhook import WebhookSender
 from wheel.wheelmath import shard_of, slot_of
 from wheel.worker import ROLE as WORKER_ROLE
 from wheel.worker import Worker
-
-T = TypeVar("T")
 
 
 @dataclass
