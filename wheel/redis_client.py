@@ -9,6 +9,11 @@ from wheel.settings import Settings
 SPARE_CONNECTIONS = 100
 """Pool room beyond the one blocking read per shard a worker keeps."""
 
+SOCKET_TIMEOUT_S = 10.0
+"""Longest wait for a reply: a stalled Redis becomes an error (a 503 from
+the API, a logged and retried step in the loops), never a hang. Far above
+the workers' one-second blocking reads."""
+
 
 def pool_size(settings: Settings) -> int:
     """Connections a process may open: a worker blocks one per shard."""
@@ -28,5 +33,7 @@ def connect(settings: Settings) -> Redis:
         decode_responses=True,
         health_check_interval=30,
         socket_keepalive=True,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=SOCKET_TIMEOUT_S,
         max_connections=pool_size(settings),
     )
