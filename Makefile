@@ -29,6 +29,7 @@ test: $(UV)
 lint: $(UV)
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
+	$(UV) run mypy
 
 fmt: $(UV)
 	$(UV) run ruff check --fix .

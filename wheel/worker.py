@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 import time
+from typing import cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -29,6 +30,9 @@ from wheel.webhook import Delivery, WebhookSender
 from wheel.wheelmath import outcome_of, slot_of
 
 log = logging.getLogger("wheel.worker")
+
+# XREADGROUP's reply (RESP2): [(stream, [(entry id, {field: value})])].
+StreamReply = list[tuple[str, list[tuple[str, dict[str, str]]]]]
 
 ROLE = "worker"
 READ_BLOCK_MS = 1000
@@ -89,9 +93,10 @@ class Worker:
             # without persistence): create it again and carry on.
             await self.prepare()
             return 0
+        streams = cast(StreamReply, reply or [])
         entries = [
             (entry_id, fields["id"])
-            for _, messages in reply or ()
+            for _, messages in streams
             for entry_id, fields in messages
         ]
         await self.dispatch(shard, entries)
