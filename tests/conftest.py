@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from redis.asyncio import Redis
 
+import api
 from wheel.redis_server import RedisServer
 from wheel.settings import Settings
 
@@ -46,6 +48,18 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url, decode_responses=True)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, redis: Redis
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client calling the API app (on the test Redis) in process."""
+    app = api.create_app(settings, redis)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as http:
+        yield http
 
 
 @pytest.fixture

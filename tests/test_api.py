@@ -32,15 +32,6 @@ def http_client(app: Starlette) -> httpx.AsyncClient:
     )
 
 
-@pytest.fixture
-async def client(
-    settings: Settings, redis: Redis
-) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client of the API on the test Redis."""
-    async with http_client(api.create_app(settings, redis)) as http:
-        yield http
-
-
 async def redis_now_ms(redis: Redis) -> int:
     """Redis' own clock in epoch ms."""
     return redis_time_ms(await redis.time())

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
-import api
 from wheel.clock import RedisClock, redis_time_ms
 from wheel.keys import Keys, ShardKeys
 from wheel.settings import Settings
@@ -30,19 +28,6 @@ def store(settings: Settings, redis: Redis) -> Store:
 def keys(settings: Settings) -> Keys:
     """The key names of the test settings."""
     return Keys(settings.key_prefix, settings.shards)
-
-
-@pytest.fixture
-async def client(
-    settings: Settings, redis: Redis
-) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client of the API on the test Redis."""
-    app = api.create_app(settings, redis)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://test"
-    ) as http:
-        yield http
 
 
 def shard_keys(keys: Keys, timer_id: str) -> ShardKeys:

@@ -168,19 +168,6 @@ BAD_BODIES: list[tuple[str, bytes, int, str | None]] = [
 
 
 @pytest.fixture
-async def client(
-    settings: Settings, redis: Redis
-) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client of the API on the test Redis."""
-    app = api.create_app(settings, redis)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://test"
-    ) as http:
-        yield http
-
-
-@pytest.fixture
 async def raw(redis_url: str) -> AsyncIterator[Redis]:
     """A byte-level client of the test Redis, for snapshots."""
     client = Redis.from_url(redis_url)
