@@ -51,6 +51,15 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
+def slow() -> Iterator[Receiver]:
+    """A receiver that holds every webhook for a second before 200."""
+    hooks = Receiver(Behaviour(delay_s=1.0))
+    hooks.start()
+    yield hooks
+    hooks.stop()
+
+
+@pytest.fixture
 def procs(redis_url: str, tmp_path: Path) -> Iterator[Procs]:
     """Starts service processes against the test Redis; kills leftovers."""
     running = Procs({**FAST_ENV, "WHEEL_REDIS_URL": redis_url}, tmp_path)
@@ -191,35 +200,30 @@ def test_timers_due_during_downtime_fire_once_on_start(
 
 
 def test_worker_sigkill_in_flight_loses_nothing(
-    procs: Procs, sync_client: sync_redis.Redis
+    procs: Procs, slow: Receiver, sync_client: sync_redis.Redis
 ) -> None:
     """A worker killed mid-webhook: every id arrives; repeats share a key."""
-    slow = Receiver(Behaviour(delay_s=1.0))
-    slow.start()
-    try:
-        base = procs.api()
-        procs.role("ticker")
-        doomed = procs.role("worker")
-        ids = create_many([base], slow.url, [0] * 50)
-        wait_until(lambda: len(slow.arrivals) >= 10, what="in-flight hooks")
-        procs.kill(doomed)
-        procs.role("worker")
-        wait_until(
-            lambda: set(slow.ids()) == set(ids),
-            timeout_s=30,
-            what="every id after the kill",
-        )
-        wait_until(lambda: settled(sync_client), what="the wheel to settle")
-        # The hooks in flight at the kill were fired again by the new
-        # worker: the one documented duplicate, with the same key.
-        assert any(count > 1 for count in slow.ids().values())
-        for arrival in slow.arrivals:
-            assert json.loads(arrival.body) == {"id": arrival.timer_id}
-        for timer_id in ids:
-            record = sync_client.hgetall(_record_key(timer_id))
-            assert record["state"] == "fired"
-    finally:
-        slow.stop()
+    base = procs.api()
+    procs.role("ticker")
+    doomed = procs.role("worker")
+    ids = create_many([base], slow.url, [0] * 50)
+    wait_until(lambda: len(slow.arrivals) >= 10, what="in-flight hooks")
+    procs.kill(doomed)
+    procs.role("worker")
+    wait_until(
+        lambda: set(slow.ids()) == set(ids),
+        timeout_s=30,
+        what="every id after the kill",
+    )
+    wait_until(lambda: settled(sync_client), what="the wheel to settle")
+    # The hooks in flight at the kill were fired again by the new
+    # worker: the one documented duplicate, with the same key.
+    assert any(count > 1 for count in slow.ids().values())
+    for arrival in slow.arrivals:
+        assert json.loads(arrival.body) == {"id": arrival.timer_id}
+    for timer_id in ids:
+        record = sync_client.hgetall(_record_key(timer_id))
+        assert record["state"] == "fired"
 
 
 def _record_key(timer_id: str) -> str:
@@ -407,25 +411,20 @@ def test_dev_keeps_pending_timers_across_a_restart(
 
 
 def test_worker_sigterm_finishes_in_flight_webhooks(
-    procs: Procs, sync_client: sync_redis.Redis
+    procs: Procs, slow: Receiver, sync_client: sync_redis.Redis
 ) -> None:
     """SIGTERM: a worker completes the webhooks in flight, then exits 0."""
-    slow = Receiver(Behaviour(delay_s=1.0))
-    slow.start()
-    try:
-        base = procs.api()
-        procs.role("ticker")
-        worker = procs.role("worker")
-        ids = create_many([base], slow.url, [0] * 20)
-        wait_until(lambda: len(slow.arrivals) == 20, what="hooks in flight")
-        assert procs.terminate(worker) == 0
-        for timer_id in ids:
-            record = sync_client.hgetall(_record_key(timer_id))
-            assert record["state"] == "fired"
-        assert settled(sync_client)
-        assert "worker stopped" in procs.output(worker)
-    finally:
-        slow.stop()
+    base = procs.api()
+    procs.role("ticker")
+    worker = procs.role("worker")
+    ids = create_many([base], slow.url, [0] * 20)
+    wait_until(lambda: len(slow.arrivals) == 20, what="hooks in flight")
+    assert procs.terminate(worker) == 0
+    for timer_id in ids:
+        record = sync_client.hgetall(_record_key(timer_id))
+        assert record["state"] == "fired"
+    assert settled(sync_client)
+    assert "worker stopped" in procs.output(worker)
 
 
 def test_dev_sigkill_takes_its_embedded_redis_down(tmp_path: Path) -> None:
