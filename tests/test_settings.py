@@ -34,6 +34,15 @@ OVERRIDES: list[tuple[str, str, Any]] = [
     ("heartbeat_ttl", "30", 30.0),
     ("log_format", "json", None),
     ("log_level", "DEBUG", None),
+    ("host_concurrency", "20", 20),
+    ("ready_max", "500", 500),
+    ("replica_acks", "1", 1),
+    ("replica_ack_timeout", "0.5", 0.5),
+    ("allow_private_targets", "1", True),
+    ("allowed_targets", "10.0.0.0/8,hooks.internal", None),
+    ("webhook_secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", None),
+    ("api_tokens", "t0k3n-a,t0k3n-b", None),
+    ("metrics_port", "9100", 9100),
 ]
 
 

@@ -48,6 +48,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat_ttl: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 15.0
     log_format: Literal["auto", "json", "text"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    host_concurrency: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 100
+    ready_max: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 2000
+    replica_acks: Annotated[int, msgspec.Meta(ge=0, le=16)] = 0
+    replica_ack_timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
+    allow_private_targets: bool = False
+    allowed_targets: str = ""
+    webhook_secret: str = ""
+    api_tokens: str = ""
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
 
     def __post_init__(self) -> None:
         if self.reclaim_idle <= self.webhook_timeout:
@@ -57,6 +66,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.retry_max < self.retry_base:
             raise SettingsError("WHEEL_RETRY_MAX must be >= WHEEL_RETRY_BASE")
+        if self.host_concurrency > self.worker_concurrency:
+            raise SettingsError(
+                "WHEEL_HOST_CONCURRENCY must be <= WHEEL_WORKER_CONCURRENCY"
+            )
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and checked."""
