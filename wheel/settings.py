@@ -66,10 +66,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.retry_max < self.retry_base:
             raise SettingsError("WHEEL_RETRY_MAX must be >= WHEEL_RETRY_BASE")
-        if self.host_concurrency > self.worker_concurrency:
-            raise SettingsError(
-                "WHEEL_HOST_CONCURRENCY must be <= WHEEL_WORKER_CONCURRENCY"
-            )
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and checked."""
