@@ -1,42 +1,57 @@
-"""HTTP endpoints: create and read timers, health and readiness."""
+"""HTTP endpoints: timers (create, read, cancel), health and metrics.
+
+Every error is an RFC 9457 ``application/problem+json`` document. A
+request is answered from one script call; a Redis that does not answer
+in time gets 503 (after the connection layer's retries), a full one 507.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
-import uuid
-from collections.abc import AsyncIterator
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
-import msgspec
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, Router
 
-from wheel import lifecycle, logs
-from wheel.models import (
-    FieldError,
-    Problem,
-    TimerCreated,
-    TimerView,
-    encoder,
-    request_decoder,
-)
-from wheel.redis_client import connect
+from wheel import lifecycle, logs, metrics
+from wheel.batcher import NotReplicated
+from wheel.connection import Connection, RedisUnavailable, StoreFull
+from wheel.models import FieldError, Problem, TimerCreated, TimerView, encoder
+from wheel.queue import ShardQueue
+from wheel.registry import IdentityError, Registry
 from wheel.settings import Settings, from_env
-from wheel.store import Store
-from wheel.validation import check_request
+from wheel.states import TimerState
+from wheel.store import (
+    CancelRefused,
+    IdempotencyMismatch,
+    Store,
+    Timer,
+    idempotency,
+)
+from wheel.targets import TargetPolicy
+from wheel.validation import InvalidRequest, parse_timer_request
 from wheel.wheelmath import ceil_seconds
 
 MAX_BODY_BYTES = 64 * 1024
 READY_TIMEOUT_S = 2.0
+MAX_IDEMPOTENCY_KEY = 255
 
 log = logging.getLogger("wheel.api")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class ProblemError(Exception):
@@ -48,9 +63,11 @@ class ProblemError(Exception):
         title: str,
         detail: str,
         errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.problem = Problem(title, status, detail, errors=errors or [])
+        self.headers = headers
 
 
 def json_response(body: object, status: int = 200, **headers: str) -> Response:
@@ -63,12 +80,15 @@ def json_response(body: object, status: int = 200, **headers: str) -> Response:
     )
 
 
-def problem_response(problem: Problem) -> Response:
+def problem_response(
+    problem: Problem, headers: dict[str, str] | None = None
+) -> Response:
     """An RFC 9457 problem response."""
     return Response(
         encoder.encode(problem),
         status_code=problem.status,
         media_type="application/problem+json",
+        headers=headers,
     )
 
 
@@ -77,7 +97,9 @@ async def read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise ProblemError(400, "Bad Request", "invalid Content-Length")
+            raise ProblemError(
+                400, "Bad Request", "the Content-Length header is invalid"
+            )
         if int(declared) > MAX_BODY_BYTES:
             raise _too_large()
     chunks = []
@@ -98,66 +120,344 @@ def _too_large() -> ProblemError:
     )
 
 
-def decode_timer_request(body: bytes, max_delay_s: int) -> tuple[str, int]:
-    """The url and delay in ms of a ``POST /timer`` body, or a problem."""
-    try:
-        request = request_decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise ProblemError(
-            422,
-            "Unprocessable Content",
-            str(exc),
-            [FieldError(_field_of(str(exc)), str(exc))],
-        ) from None
-    except msgspec.DecodeError as exc:
-        raise ProblemError(
-            400, "Bad Request", f"the body is not valid JSON: {exc}"
-        ) from None
-    except UnicodeDecodeError as exc:
-        # msgspec raises this, not DecodeError, for bad UTF-8 in a string.
-        raise ProblemError(
-            400, "Bad Request", f"the body is not valid UTF-8: {exc}"
-        ) from None
-    delay_ms, errors = check_request(request, max_delay_s)
-    if errors:
-        detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
-        raise ProblemError(422, "Unprocessable Content", detail, errors)
-    return request.url, delay_ms
-
-
-def _field_of(message: str) -> str:
-    """The field a msgspec validation message is about."""
-    if "`$." in message:
-        return message.rsplit("`$.", 1)[1].split("`", 1)[0]
-    if "field `" in message:
-        return message.split("field `", 1)[1].split("`", 1)[0]
-    return "$"
-
-
 def rfc3339(epoch_ms: int) -> str:
     """An epoch ms instant as RFC 3339 UTC with milliseconds."""
     moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def view(timer: Timer) -> TimerView:
+    """The ``GET /timer/{id}`` body of a timer."""
+    finished = timer.finished_ms
+    state = timer.status
+    return TimerView(
+        timer.id,
+        ceil_seconds(timer.left_ms),
+        state.value,
+        rfc3339(timer.due_ms),
+        timer.attempts,
+        next_attempt_at=(
+            rfc3339(timer.next_ms)
+            if timer.next_ms and state is TimerState.PENDING
+            else None
+        ),
+        fired_at=(
+            rfc3339(finished)
+            if finished and state is TimerState.FIRED
+            else None
+        ),
+        finished_at=(
+            rfc3339(finished)
+            if finished and state in (TimerState.FAILED, TimerState.CANCELLED)
+            else None
+        ),
+        last_status=timer.last_status,
+        last_error=timer.last_error,
+    )
+
+
+class Tokens:
+    """The API tokens of ``WHEEL_API_TOKENS``; none means open."""
+
+    def __init__(self, setting: str) -> None:
+        self._tokens = [
+            token.strip().encode()
+            for token in setting.split(",")
+            if token.strip()
+        ]
+
+    def scope(self, request: Request) -> str:
+        """The caller's scope (a digest of its token); "" when open.
+
+        Raises:
+            ProblemError: 401 without a valid ``Authorization: Bearer``.
+        """
+        if not self._tokens:
+            return ""
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        presented = given.strip().encode()
+        matched = b""
+        if scheme.lower() == "bearer" and presented:
+            # Compare with every token, so the time taken does not tell
+            # which one (or how much of one) matched.
+            for token in self._tokens:
+                if hmac.compare_digest(token, presented):
+                    matched = token
+        if not matched:
+            raise ProblemError(
+                401,
+                "Unauthorized",
+                "this endpoint needs an 'Authorization: Bearer <token>' "
+                "header with a valid API token",
+                headers={"WWW-Authenticate": 'Bearer realm="timer-wheel"'},
+            )
+        return hashlib.sha256(matched).hexdigest()[:16]
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header, unquoted; None when absent.
+
+    The IETF draft makes it a structured-field string (``"abc"``); an
+    unquoted token is accepted too, as most clients send one.
+    """
+    raw = request.headers.get("idempotency-key")
+    if raw is None:
+        return None
+    key = raw.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise ProblemError(
+            400,
+            "Bad Request",
+            "the Idempotency-Key header must be 1 to "
+            f"{MAX_IDEMPOTENCY_KEY} printable characters",
+        )
+    return key
+
+
+def _unavailable(detail: str) -> Response:
+    return problem_response(
+        Problem("Service Unavailable", 503, detail),
+        headers={"Retry-After": "1"},
+    )
+
+
+class Api:
+    """The endpoints, sharing one store."""
+
+    def __init__(self, settings: Settings, connection: Connection) -> None:
+        self.settings = settings
+        self.connection = connection
+        self.queue = ShardQueue(connection, settings)
+        self.store = Store(self.queue)
+        self.registry = Registry(connection, settings)
+        self.tokens = Tokens(settings.api_tokens)
+        self.policy = TargetPolicy.build(
+            settings.allow_private_targets, settings.allowed_targets
+        )
+        self.identity_checked = False
+        self._errors = lifecycle.ErrorLog(log)
+
+    def endpoint(self, route: str, method: str, fn: Endpoint) -> Endpoint:
+        """``fn`` with its errors answered as problems and its duration
+        counted in the per-route histogram."""
+        histograms: dict[int, Any] = {}
+        observe_for = metrics.REQUEST_DURATION.labels
+
+        async def handle(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                response = await fn(request)
+            except ProblemError as exc:
+                response = problem_response(exc.problem, exc.headers)
+            except RedisUnavailable as exc:
+                self._errors.note(route, exc)
+                response = _unavailable("the timer store is unavailable")
+            except StoreFull:
+                response = problem_response(
+                    Problem(
+                        "Insufficient Storage",
+                        507,
+                        "the timer store is full; nothing was created",
+                    )
+                )
+            except NotReplicated as exc:
+                response = _unavailable(
+                    f"the change reached the primary but {exc}: it may not "
+                    "survive a failover; retry it (with the same "
+                    "Idempotency-Key for a create)"
+                )
+            status = response.status_code // 100
+            histogram = histograms.get(status)
+            if histogram is None:
+                histogram = histograms[status] = observe_for(
+                    route, method, f"{status}xx"
+                )
+            histogram.observe(time.perf_counter() - started)
+            return response
+
+        return handle
+
+    def _ready_for_timers(self) -> None:
+        if not self.identity_checked:
+            raise ProblemError(
+                503,
+                "Service Unavailable",
+                "the API has not reached Redis yet",
+                headers={"Retry-After": "1"},
+            )
+
+    async def create_timer(self, request: Request) -> Response:
+        """``POST /timer``."""
+        scope = self.tokens.scope(request)
+        self._ready_for_timers()
+        key = idempotency_key(request)
+        body = await read_body(request)
+        try:
+            timer_input = parse_timer_request(body, self.settings.max_delay)
+        except InvalidRequest as exc:
+            raise ProblemError(
+                exc.status, exc.title, exc.detail, exc.errors
+            ) from None
+        refusal = self.policy.url_refusal(timer_input.url)
+        if refusal:
+            raise ProblemError(
+                422,
+                "Unprocessable Content",
+                f"url: {refusal}",
+                [FieldError("url", refusal)],
+            )
+        digests = None
+        if key is not None:
+            digests = idempotency(
+                key,
+                scope,
+                timer_input.url,
+                (timer_input.hours, timer_input.minutes, timer_input.seconds),
+            )
+        try:
+            timer, repeat = await self.store.create(
+                timer_input.url, timer_input.delay_ms, digests
+            )
+        except IdempotencyMismatch as exc:
+            raise ProblemError(
+                422,
+                "Unprocessable Content",
+                "this Idempotency-Key was used for a different request "
+                f"(it created timer {exc})",
+            ) from None
+        if not repeat:
+            metrics.TIMERS_CREATED.inc()
+        return json_response(
+            TimerCreated(timer.id, ceil_seconds(timer.left_ms)),
+            200 if repeat else 201,
+            location=f"/timer/{timer.id}",
+        )
+
+    async def read_timer(self, request: Request) -> Response:
+        """``GET /timer/{id}``."""
+        self.tokens.scope(request)
+        self._ready_for_timers()
+        timer = await self.store.get(request.path_params["timer_id"])
+        if timer is None:
+            raise _not_found()
+        return json_response(view(timer))
+
+    async def cancel_timer(self, request: Request) -> Response:
+        """``DELETE /timer/{id}``."""
+        self.tokens.scope(request)
+        self._ready_for_timers()
+        try:
+            cancelled = await self.store.cancel(
+                request.path_params["timer_id"]
+            )
+        except CancelRefused as exc:
+            raise ProblemError(
+                409,
+                "Conflict",
+                f"the timer is {exc.state.value}; only a pending timer "
+                "can be cancelled",
+            ) from None
+        if not cancelled:
+            raise _not_found()
+        metrics.TIMERS_CANCELLED.inc()
+        return Response(status_code=204)
+
+    async def healthz(self, request: Request) -> Response:
+        """``GET /healthz``: the process runs."""
+        return json_response({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        """``GET /readyz``: every primary answers and identity is checked."""
+        try:
+            replies = await self.connection.each_primary(
+                "PING", deadline_s=READY_TIMEOUT_S
+            )
+        except Exception as exc:
+            return _unavailable(f"Redis unreachable: {exc}")
+        down = {
+            node: str(reply)
+            for node, reply in replies.items()
+            if isinstance(reply, BaseException)
+        }
+        if down:
+            return _unavailable(f"Redis unreachable: {down}")
+        if not self.identity_checked:
+            return _unavailable("the deployment's identity is not checked")
+        return json_response({"status": "ready"})
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        """``GET /metrics``: Prometheus text format."""
+        return Response(
+            generate_latest(), media_type=CONTENT_TYPE_LATEST.split(";")[0]
+        )
+
+    async def check_identity(self) -> None:
+        """Check the deployment's identity, retrying until Redis answers.
+
+        A mismatch stops the process: serving would lose timers.
+        """
+        while True:
+            try:
+                await self.registry.check_identity()
+            except IdentityError as exc:
+                log.critical("refusing to serve", extra={"error": str(exc)})
+                raise
+            except (RedisUnavailable, OSError) as exc:
+                self._errors.note("identity", exc)
+                await asyncio.sleep(1.0)
+                continue
+            self.identity_checked = True
+            return
+
+    def routes(self) -> list[Route]:
+        """Every route of the API."""
+        table: list[tuple[str, str, Endpoint]] = [
+            ("/timer", "POST", self.create_timer),
+            ("/timer/{timer_id}", "GET", self.read_timer),
+            ("/timer/{timer_id}", "DELETE", self.cancel_timer),
+            ("/healthz", "GET", self.healthz),
+            ("/readyz", "GET", self.readyz),
+            ("/metrics", "GET", self.metrics_endpoint),
+        ]
+        by_path: dict[str, dict[str, Endpoint]] = {}
+        for path, method, fn in table:
+            by_path.setdefault(path, {})[method] = self.endpoint(
+                path, method, fn
+            )
+        return [
+            Route(path, _dispatch(methods), methods=list(methods))
+            for path, methods in by_path.items()
+        ]
+
+
+def _dispatch(methods: dict[str, Endpoint]) -> Endpoint:
+    if len(methods) == 1:
+        return next(iter(methods.values()))
+
+    async def by_method(request: Request) -> Response:
+        return await methods[request.method](request)
+
+    return by_method
+
+
 def create_app(
-    settings: Settings | None = None, redis: Redis | None = None
+    settings: Settings | None = None, connection: Connection | None = None
 ) -> Starlette:
     """The API application.
 
     Args:
         settings: defaults to the environment's.
-        redis: a client to use (and not close); by default one is built
-            from ``settings`` at start-up and closed at shutdown.
+        connection: one to share (and not close), as ``run`` does; by
+            default one is built from ``settings`` and closed at shutdown.
     """
-    settings = settings or from_env()
-    state: dict[str, Store] = {}
+    from wheel.roles import connect
 
-    def store() -> Store:
-        if "store" not in state:
-            # Without a lifespan (some test clients) build it on first use.
-            state["store"] = Store(redis or connect(settings), settings)
-        return state["store"]
+    settings = settings or from_env()
+    own = connection is None
+    api = Api(settings, connection or connect(settings, "api"))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -166,95 +466,52 @@ def create_app(
             # CLI's logging set-up.
             logs.setup(settings.log_format, settings.log_level)
         lifecycle.tune_gc()
-        own = store()
+        checking = asyncio.create_task(api.check_identity())
+        checking.add_done_callback(_stop_on_mismatch)
+        # Refuse at once on a mismatch; with Redis down, serve 503s (and
+        # 200 on /healthz) while the check goes on.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(checking), 5.0)
         try:
             yield
         finally:
-            if redis is None:
-                await own.redis.aclose()
+            checking.cancel()
+            if own:
+                await api.connection.aclose()
 
-    async def create_timer(request: Request) -> Response:
-        body = await read_body(request)
-        url, delay_ms = decode_timer_request(body, settings.max_delay)
-        timer = await store().create(url, delay_ms)
-        return json_response(
-            TimerCreated(timer.id, ceil_seconds(timer.left_ms)),
-            201,
-            location=f"/timer/{timer.id}",
-        )
-
-    async def read_timer(request: Request) -> Response:
-        try:
-            timer_id = uuid.UUID(request.path_params["timer_id"])
-        except ValueError:
-            raise _not_found() from None
-        timer = await store().get(timer_id)
-        if timer is None:
-            raise _not_found()
-        return json_response(
-            TimerView(
-                timer.id,
-                ceil_seconds(timer.left_ms),
-                timer.status,
-                rfc3339(timer.due_ms),
-                timer.attempts,
-            )
-        )
-
-    async def healthz(request: Request) -> Response:
-        return json_response({"status": "ok"})
-
-    async def readyz(request: Request) -> Response:
-        try:
-            async with asyncio.timeout(READY_TIMEOUT_S):
-                await store().redis.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
-            return problem_response(
-                Problem(
-                    "Service Unavailable", 503, f"Redis unreachable: {exc}"
-                )
-            )
-        return json_response({"status": "ready"})
-
-    return Starlette(
-        routes=[
-            Route("/timer", create_timer, methods=["POST"]),
-            Route("/timer/{timer_id}", read_timer, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-        ],
-        exception_handlers={
-            ProblemError: _on_problem,
-            HTTPException: _on_http_exception,
-            RedisError: _on_redis_error,
-        },
+    app = Starlette(
+        routes=api.routes(),
+        exception_handlers={HTTPException: _on_http_exception},
         lifespan=lifespan,
     )
+    # ``POST /timer/`` answers like any unknown path, never a redirect.
+    assert isinstance(app.router, Router)
+    app.router.redirect_slashes = False
+    app.state.api = api
+    return app
+
+
+def _stop_on_mismatch(task: asyncio.Task[None]) -> None:
+    # A mismatch found after start-up (Redis was down at first) stops the
+    # server the way SIGTERM does: serving would lose timers.
+    if not task.cancelled() and isinstance(task.exception(), IdentityError):
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _not_found() -> ProblemError:
     return ProblemError(404, "Not Found", "no timer with this id")
 
 
-async def _on_problem(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ProblemError)
-    return problem_response(exc.problem)
-
-
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     title = _TITLES.get(exc.status_code, "Error")
-    response = problem_response(Problem(title, exc.status_code, exc.detail))
+    detail = exc.detail
+    if exc.status_code == 404:
+        detail = f"no such path: {request.url.path}"
+    response = problem_response(Problem(title, exc.status_code, detail))
     if exc.headers:
         response.headers.update(exc.headers)
     return response
-
-
-async def _on_redis_error(request: Request, exc: Exception) -> Response:
-    log.error("redis error", extra={"error": repr(exc)})
-    return problem_response(
-        Problem("Service Unavailable", 503, "the timer store is unavailable")
-    )
 
 
 _TITLES = {

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import logging
 import math
 import os
@@ -27,6 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--shards", type=int, help="wheel shards (overrides WHEEL_SHARDS)"
+    )
+    common.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve /metrics on this port (ticker, worker; overrides "
+        "WHEEL_METRICS_PORT)",
     )
 
     serving = argparse.ArgumentParser(add_help=False)
@@ -78,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
         help="folder of the embedded Redis' data (default ./.timer-wheel)",
     )
     dev.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run a 3-master embedded Redis Cluster instead of one Redis",
+    )
+    dev.add_argument(
         "--redis-port",
         type=int,
         default=0,
@@ -100,6 +110,11 @@ def _parser() -> argparse.ArgumentParser:
         default="http://127.0.0.1:8000/healthz",
         help="the API's liveness URL (role api only)",
     )
+    check.add_argument(
+        "--data-dir",
+        type=Path,
+        help="ask the Redis of the 'timer-wheel dev' using this folder",
+    )
     return parser
 
 
@@ -112,6 +127,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     overrides = {
         "redis_url": getattr(args, "redis_url", None),
         "shards": getattr(args, "shards", None),
+        "metrics_port": getattr(args, "metrics_port", None),
     }
     for field, value in overrides.items():
         if value is not None:
@@ -149,14 +165,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             "shards": settings.shards,
         },
     )
-    if command == "ticker":
-        lifecycle.run(roles.run_ticker(settings))
-    elif command == "worker":
-        lifecycle.run(roles.run_worker(settings))
-    elif command == "run":
-        lifecycle.run(roles.run_all(settings, args.host, args.port))
-    elif command == "dev":
-        return _dev(args, settings)
+    try:
+        if command == "ticker":
+            lifecycle.run(roles.run_ticker(settings))
+        elif command == "worker":
+            lifecycle.run(roles.run_worker(settings))
+        elif command == "run":
+            lifecycle.run(roles.run_all(settings, args.host, args.port))
+        elif command == "dev":
+            from wheel import dev
+
+            return dev.run(
+                settings,
+                args.data_dir,
+                args.host,
+                args.port,
+                args.redis_port,
+                args.cluster,
+            )
+    except (roles.IdentityError, SettingsError) as exc:
+        print(f"timer-wheel {command}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -189,21 +218,24 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:
     from wheel import health
-    from wheel.redis_client import connect
 
     if args.role == "api":
         alive = health.api_alive(args.url)
     else:
+        if args.data_dir is not None:
+            from wheel.dev import read_url
 
-        async def probe() -> bool:
-            redis = connect(settings)
-            try:
-                return await health.role_alive(redis, settings, args.role)
-            finally:
-                await redis.aclose()
-
+            url = read_url(args.data_dir)
+            if url is None:
+                print(
+                    f"{args.role}: no 'timer-wheel dev' runs on "
+                    f"{args.data_dir}",
+                    file=sys.stderr,
+                )
+                return 1
+            settings = settings.replace(redis_url=url)
         try:
-            alive = asyncio.run(probe())
+            alive = asyncio.run(_probe(settings, args.role))
         except Exception as exc:
             print(f"{args.role}: cannot ask Redis: {exc}", file=sys.stderr)
             return 1
@@ -211,39 +243,16 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if alive else 1
 
 
-def _dev(args: argparse.Namespace, settings: Settings) -> int:
-    from wheel import roles
-    from wheel.redis_server import RedisServer
+async def _probe(settings: Settings, role: str) -> bool:
+    from wheel import health
+    from wheel.registry import Registry
+    from wheel.roles import connect
 
-    data_dir = args.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    lock = (data_dir / "dev.lock").open("w")
+    connection = connect(settings, "check")
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print(
-            f"timer-wheel: another 'dev' is using {data_dir}", file=sys.stderr
-        )
-        return 1
-    server = RedisServer(data_dir / "redis", port=args.redis_port)
-    server.start()
-    log.info(
-        "embedded redis started",
-        extra={"redis": server.url, "data_dir": str(data_dir)},
-    )
-    try:
-        settings = settings.replace(redis_url=server.url)
-        print(
-            f"timer-wheel dev: API on http://{args.host}:{args.port} "
-            f"(Redis {server.url}, data in {data_dir}); Ctrl-C stops",
-            file=sys.stderr,
-            flush=True,
-        )
-        lifecycle.run(roles.run_all(settings, args.host, args.port))
+        return await health.role_alive(Registry(connection, settings), role)
     finally:
-        server.stop()
-        lock.close()
-    return 0
+        await connection.aclose()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """``timer-wheel check``: is a role alive on this host?
 
 Tickers and workers keep a heartbeat in Redis (a sorted set per role,
-scored by Redis' time of the last beat, members named ``host:pid:...``).
-A container's health check runs on the same host name as its role.
+scored by Redis' time of the last beat, members named ``host:pid:...``),
+read from the node that holds that key. A container's health check runs
+on the same host name as its role.
 """
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ from __future__ import annotations
 import socket
 
 import httpx
-from redis.asyncio import Redis
 
-from wheel.clock import redis_time_ms
-from wheel.keys import Keys
+from wheel.registry import Registry
 from wheel.settings import Settings
 
 CHECK_TIMEOUT_S = 3.0
@@ -27,19 +26,15 @@ def freshness_ms(settings: Settings, role: str) -> int:
 
 
 async def role_alive(
-    redis: Redis, settings: Settings, role: str, host: str | None = None
+    registry: Registry, role: str, host: str | None = None
 ) -> bool:
     """Whether a process of ``role`` on ``host`` beat recently."""
     host = host or socket.gethostname()
-    key = Keys(settings.key_prefix, settings.shards).heartbeats(role)
-    pipe = redis.pipeline(transaction=False)
-    pipe.time()
-    pipe.zrange(key, 0, -1, withscores=True)
-    now_reply, members = await pipe.execute()
-    oldest_ms = redis_time_ms(now_reply) - freshness_ms(settings, role)
+    now_ms = await registry.now_ms(registry.keys.heartbeats(role))
+    oldest_ms = now_ms - freshness_ms(registry.settings, role)
     return any(
-        member.startswith(f"{host}:") and score >= oldest_ms
-        for member, score in members
+        member.startswith(f"{host}:") and beat_ms >= oldest_ms
+        for member, beat_ms in await registry.members(role)
     )
 
 

@@ -1,16 +1,25 @@
 """The only place a Redis key is spelled.
 
-Every key of shard ``k`` carries the hash tag ``{<prefix>:k}``, so a script
-that touches one shard touches one Redis Cluster slot. Global keys stand
-alone and are never mixed with shard keys in one command.
+Every key of shard ``k`` starts with the shard's hash tag (chosen by
+:func:`wheel.slots.spread_tags` so that shards spread evenly over a
+cluster's slots), so a script that touches one shard touches one slot.
+Global keys stand alone and are never mixed with shard keys in one
+command. Keys are bytes: timer ids in keys are their 16 raw bytes, and
+names are one letter, because every byte of a pending timer is paid for.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-GROUP = "workers"
+from wheel.buckets import Bucket, Level
+from wheel.slots import spread_tags
+
+GROUP = b"workers"
 """The consumer group of firing workers on every ready stream."""
+
+SCHEMA = "2"
+"""The key layout version, recorded in the deployment's meta key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,34 +28,56 @@ class ShardKeys:
 
     shard: int
     tag: str
+    _base: bytes = field(init=False, repr=False, compare=False)
 
-    def timer(self, timer_id: str) -> str:
-        """Hash: one timer's record."""
-        return f"{self.tag}:t:{timer_id}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_base", self.tag.encode())
 
-    def slot(self, minute: int) -> str:
-        """Sorted set: ids due in ``minute``, scored by due ms."""
-        return f"{self.tag}:b:{minute}"
+    def timer(self, timer_id: bytes) -> bytes:
+        """Hash: a pending or firing timer's record."""
+        return self._base + b":t:" + timer_id
+
+    def finished(self, hour: int) -> bytes:
+        """Hash: id -> packed record of timers that finished, grouped by
+        the hour their id names (see :func:`wheel.ids.finished_hour`)."""
+        return self._base + b":f:%d" % hour
+
+    def bucket(self, bucket: Bucket) -> bytes:
+        """A wheel bucket: sorted set (minute) or list (hour, day)."""
+        return (
+            self._base
+            + b":"
+            + bucket.level.value.encode()
+            + b"%d" % (bucket.number)
+        )
+
+    def minute(self, number: int) -> bytes:
+        """Sorted set: the minute bucket ``number``."""
+        return self.bucket(Bucket(Level.MINUTE, number))
 
     @property
-    def slots(self) -> str:
-        """Sorted set: the minutes of non-empty slots."""
-        return f"{self.tag}:slots"
+    def index(self) -> bytes:
+        """Sorted set: every non-empty bucket, scored by when to act."""
+        return self._base + b":i"
 
     @property
-    def ready(self) -> str:
-        """Stream: due timers for the workers."""
-        return f"{self.tag}:ready"
+    def ready(self) -> bytes:
+        """Stream: due timers for the workers (group :data:`GROUP`)."""
+        return self._base + b":r"
 
     @property
-    def lease(self) -> str:
+    def lease(self) -> bytes:
         """String: the ticker lease's owner token."""
-        return f"{self.tag}:lease"
+        return self._base + b":l"
 
     @property
-    def dead(self) -> str:
-        """Stream: timers that exhausted their attempts."""
-        return f"{self.tag}:dead"
+    def dead(self) -> bytes:
+        """Stream: timers that failed (dead letters)."""
+        return self._base + b":x"
+
+    def idempotency(self, digest: bytes) -> bytes:
+        """String: the timer an ``Idempotency-Key`` created, for a day."""
+        return self._base + b":k:" + digest
 
 
 class Keys:
@@ -55,8 +86,10 @@ class Keys:
     def __init__(self, prefix: str, shards: int) -> None:
         self.prefix = prefix
         self.shards = shards
+        self._prefix = prefix.encode()
         self._shards = tuple(
-            ShardKeys(k, hash_tag(prefix, k)) for k in range(shards)
+            ShardKeys(k, tag)
+            for k, tag in enumerate(spread_tags(prefix, shards))
         )
 
     def shard(self, k: int) -> ShardKeys:
@@ -67,11 +100,24 @@ class Keys:
         """The keys of every shard, in shard order."""
         return self._shards
 
-    def heartbeats(self, role: str) -> str:
+    def heartbeats(self, role: str) -> bytes:
         """Sorted set: live processes of ``role``, scored by last beat ms."""
-        return f"{self.prefix}:hb:{role}"
+        return self._prefix + b":hb:" + role.encode()
+
+    @property
+    def meta(self) -> bytes:
+        """Hash: the deployment's identity (shard count, key layout)."""
+        return self._prefix + b":meta"
+
+    @property
+    def doorbell(self) -> bytes:
+        """Pub/sub channel: shards whose ready stream just got entries."""
+        return self._prefix + b":ready"
+
+    def stats(self, minute: int) -> bytes:
+        """Hash: fleet-wide counters of one epoch minute (dashboard)."""
+        return self._prefix + b":st:%d" % minute
 
 
-def hash_tag(prefix: str, shard: int) -> str:
-    """The hash tag of shard ``shard``; the one function that picks it."""
-    return f"{{{prefix}:{shard}}}"
+DEPLOYMENTS = b"timer-wheel:deployments"
+"""Hash: key prefix -> shard count of every deployment in this Redis."""

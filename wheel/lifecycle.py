@@ -8,13 +8,19 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from redis.exceptions import RedisError
+
+from wheel.connection import RedisUnavailable
+
 log = logging.getLogger("wheel.lifecycle")
 
 RESTART_DELAY_S = 1.0
+REPEAT_INTERVAL_S = 30.0
 GC_THRESHOLD = 50_000
 
 
@@ -83,22 +89,70 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     return True
 
 
+EXPECTED: tuple[type[BaseException], ...] = (
+    RedisUnavailable,
+    RedisError,
+    OSError,
+)
+"""Errors of an outage: logged in one line, never with a traceback."""
+
+
+class ErrorLog:
+    """Logs errors quietly: one line per place and kind per interval.
+
+    The first error of a kind at a place is logged at once; repeats within
+    :data:`REPEAT_INTERVAL_S` are counted and reported in one line when
+    the interval has passed. Errors of an outage (Redis unreachable) get
+    no traceback: the connection layer logs the outage itself.
+    """
+
+    def __init__(
+        self, logger: logging.Logger, interval_s: float = 0.0
+    ) -> None:
+        self.log = logger
+        self.interval_s = interval_s or REPEAT_INTERVAL_S
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def note(self, where: str, exc: BaseException) -> None:
+        """Report ``exc``, raised at ``where``, unless it is a repeat."""
+        kind = type(exc).__name__
+        now = time.monotonic()
+        since, repeats = self._seen.get((where, kind), (0.0, -1))
+        if repeats >= 0 and now - since < self.interval_s:
+            self._seen[(where, kind)] = (since, repeats + 1)
+            return
+        self._seen[(where, kind)] = (now, 0)
+        extra: dict[str, object] = {
+            "where": where,
+            "error": f"{kind}: {exc}"[:300],
+        }
+        if repeats > 0:
+            extra["repeats"] = repeats
+        if isinstance(exc, EXPECTED):
+            self.log.warning("step failed", extra=extra)
+        else:
+            self.log.error("step failed", extra=extra, exc_info=exc)
+
+
 async def supervise(
     name: str,
     step: Callable[[], Awaitable[float]],
     stop: asyncio.Event,
+    errors: ErrorLog | None = None,
 ) -> None:
     """Run ``step`` until ``stop``; it returns how long to wait next.
 
-    An error in a step is logged and the loop goes on after a pause, so
-    one bad timer or a Redis blip never ends a background loop silently.
+    An error in a step is logged (quietly, see :class:`ErrorLog`) and the
+    loop goes on after a pause, so one bad timer or a Redis outage never
+    ends a background loop, nor floods the log.
     """
+    errors = errors or ErrorLog(log)
     while not stop.is_set():
         try:
             wait_s = await step()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("loop step failed", extra={"loop": name})
+        except Exception as exc:
+            errors.note(name, exc)
             wait_s = RESTART_DELAY_S
         await sleep_or_stop(stop, wait_s)

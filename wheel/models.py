@@ -27,14 +27,25 @@ class TimerCreated(msgspec.Struct):
     time_left: int
 
 
-class TimerView(msgspec.Struct):
-    """Reply of ``GET /timer/{id}``."""
+class TimerView(msgspec.Struct, omit_defaults=True):
+    """Reply of ``GET /timer/{id}``; the optional fields appear once they
+    mean something."""
 
     id: str
     time_left: int
     status: str
     due_at: str
     attempts: int
+    next_attempt_at: str | None = None
+    """When a retry is scheduled (status pending after an attempt)."""
+    fired_at: str | None = None
+    """When the webhook succeeded (status fired)."""
+    finished_at: str | None = None
+    """When the timer failed or was cancelled."""
+    last_status: int | None = None
+    """HTTP status of the last attempt, when it got an answer."""
+    last_error: str | None = None
+    """Why the last attempt failed."""
 
 
 class FieldError(msgspec.Struct):

@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import uvicorn
 
-from wheel.lifecycle import install_stop_signals
-from wheel.redis_client import connect
-from wheel.settings import Settings
+from wheel import metrics_server
+from wheel.connection import Connection, Limits
+from wheel.lifecycle import install_stop_signals, process_name, supervise
+from wheel.queue import ShardQueue
+from wheel.registry import IdentityError, Registry
+from wheel.settings import Settings, SettingsError
+from wheel.signing import Signer
+from wheel.targets import TargetPolicy
 from wheel.ticker import Ticker
 from wheel.webhook import WebhookSender
 from wheel.worker import Worker
@@ -19,29 +25,116 @@ from wheel.worker import Worker
 log = logging.getLogger("wheel.roles")
 
 
+def limits(settings: Settings) -> Limits:
+    """Per-node connection bounds: a few pipelines, a few spare."""
+    return Limits(
+        pool_size=8,
+        in_flight=4,
+        replica_acks=settings.replica_acks,
+        ack_timeout_ms=int(settings.replica_ack_timeout * 1000),
+    )
+
+
+def connect(settings: Settings, role: str) -> Connection:
+    """The connection of one process; its connections are named after
+    the role and the process, so ``CLIENT LIST`` tells who holds what."""
+    name = f"tw:{role}:{process_name()}"
+    return Connection(settings.redis_url, name, limits(settings))
+
+
+def sender(settings: Settings) -> WebhookSender:
+    """The webhook sender the settings describe (guard, signing).
+
+    Raises:
+        SettingsError: naming the variable of a bad allow-list or secret.
+    """
+    try:
+        policy = TargetPolicy.build(
+            settings.allow_private_targets, settings.allowed_targets
+        )
+    except ValueError as exc:
+        raise SettingsError(f"WHEEL_ALLOWED_TARGETS: {exc}") from None
+    try:
+        signer = Signer.from_setting(settings.webhook_secret)
+    except ValueError as exc:
+        raise SettingsError(f"WHEEL_WEBHOOK_SECRET: {exc}") from None
+    return WebhookSender(
+        settings.webhook_timeout, settings.worker_concurrency, policy, signer
+    )
+
+
+@dataclass
+class Shared:
+    """What the roles of one process share: connection, queue, registry."""
+
+    connection: Connection
+    queue: ShardQueue
+    registry: Registry
+
+
+@contextlib.asynccontextmanager
+async def shared(
+    settings: Settings, role: str, stop: asyncio.Event
+) -> AsyncIterator[Shared | None]:
+    """Connect, check the deployment's identity, and close at the end.
+
+    Waits for Redis (logging quietly) until it answers or ``stop`` is
+    set; yields None when stopped first.
+
+    Raises:
+        IdentityError: the settings disagree with the deployment.
+    """
+    connection = connect(settings, role)
+    registry = Registry(connection, settings)
+    checked = asyncio.Event()
+
+    async def check() -> float:
+        await registry.check_identity()
+        checked.set()
+        return 0.0
+
+    try:
+        waiting = asyncio.create_task(stop.wait())
+        checking = asyncio.create_task(supervise("connect", check, checked))
+        await asyncio.wait(
+            {waiting, checking}, return_when=asyncio.FIRST_COMPLETED
+        )
+        waiting.cancel()
+        checking.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await checking
+        if checking.done() and not checking.cancelled():
+            checking.result()
+        if not checked.is_set():
+            yield None
+            return
+        yield Shared(connection, ShardQueue(connection, settings), registry)
+    finally:
+        await connection.aclose()
+
+
 async def run_ticker(settings: Settings) -> None:
     """The ticker role until SIGTERM/SIGINT."""
     stop = asyncio.Event()
     install_stop_signals(stop)
-    redis = connect(settings)
-    try:
-        await Ticker(redis, settings).run(stop)
-    finally:
-        await redis.aclose()
+    with metrics_server.serving(settings.metrics_port):
+        async with shared(settings, "ticker", stop) as parts:
+            if parts is not None:
+                await Ticker(parts.queue, parts.registry, settings).run(stop)
 
 
 async def run_worker(settings: Settings) -> None:
     """The worker role until SIGTERM/SIGINT."""
     stop = asyncio.Event()
     install_stop_signals(stop)
-    redis = connect(settings)
-    try:
-        async with WebhookSender(
-            settings.webhook_timeout, settings.worker_concurrency
-        ) as sender:
-            await Worker(redis, settings, sender).run(stop)
-    finally:
-        await redis.aclose()
+    webhooks = sender(settings)
+    with metrics_server.serving(settings.metrics_port):
+        async with shared(settings, "worker", stop) as parts, webhooks:
+            if parts is not None:
+                worker = Worker(
+                    parts.queue, parts.registry, webhooks, settings
+                )
+                await worker.run(stop)
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -52,43 +145,52 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def run_all(settings: Settings, host: str, port: int) -> None:
-    """API, ticker and worker in one process until SIGTERM/SIGINT."""
+async def run_all(
+    settings: Settings,
+    host: str,
+    port: int,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """API, ticker and worker in one process until SIGTERM/SIGINT.
+
+    The API serves ``/metrics`` for all three roles.
+    """
     from api import create_app
 
-    stop = asyncio.Event()
-    install_stop_signals(stop)
-    redis = connect(settings)
-    server = _EmbeddedServer(
-        uvicorn.Config(
-            create_app(settings, redis),
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-        )
-    )
-    try:
-        async with WebhookSender(
-            settings.webhook_timeout, settings.worker_concurrency
-        ) as sender:
-            ticker = Ticker(redis, settings)
-            worker = Worker(redis, settings, sender)
-            tasks = [
-                asyncio.create_task(server.serve()),
-                asyncio.create_task(ticker.run(stop)),
-                asyncio.create_task(worker.run(stop)),
-            ]
-            done, _ = await asyncio.wait(
-                [*tasks, asyncio.create_task(stop.wait())],
-                return_when=asyncio.FIRST_COMPLETED,
+    if stop is None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+    webhooks = sender(settings)
+    async with shared(settings, "run", stop) as parts, webhooks:
+        if parts is None:
+            return
+        server = _EmbeddedServer(
+            uvicorn.Config(
+                create_app(settings, parts.connection),
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
             )
-            # The API going down on its own (a port in use, say) stops all.
-            stop.set()
-            server.should_exit = True
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for task in tasks:
-                if task in done and task.exception():
-                    raise task.exception()  # type: ignore[misc]
-    finally:
-        await redis.aclose()
+        )
+        ticker = Ticker(parts.queue, parts.registry, settings)
+        worker = Worker(parts.queue, parts.registry, webhooks, settings)
+        tasks = [
+            asyncio.create_task(server.serve()),
+            asyncio.create_task(ticker.run(stop)),
+            asyncio.create_task(worker.run(stop)),
+        ]
+        done, _ = await asyncio.wait(
+            [*tasks, asyncio.create_task(stop.wait())],
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        # The API going down on its own (a port in use, say) stops all.
+        stop.set()
+        server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for task in tasks:
+            if task in done and task.exception():
+                raise task.exception()  # type: ignore[misc]
+
+
+__all__ = ["IdentityError", "run_all", "run_ticker", "run_worker"]

@@ -1,17 +1,25 @@
-"""The Redis-facing API of the endpoints: create and read timers."""
+"""What the API needs: create, read and cancel timers, through the queue."""
 
 from __future__ import annotations
 
-import uuid
+import hashlib
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from wheel import ids
+from wheel.queue import Idempotency, Record, ShardQueue
+from wheel.states import Code, TimerState
 
-from wheel.clock import RedisClock, redis_time_ms
-from wheel.keys import Keys
-from wheel.scripts import Scripts
-from wheel.settings import Settings
-from wheel.wheelmath import shard_of, slot_of
+
+class IdempotencyMismatch(Exception):
+    """An ``Idempotency-Key`` reused with a different request."""
+
+
+class CancelRefused(Exception):
+    """The timer is firing or finished; it cannot be cancelled."""
+
+    def __init__(self, state: TimerState) -> None:
+        super().__init__(f"the timer is {state.value}")
+        self.state = state
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,63 +29,111 @@ class Timer:
     id: str
     due_ms: int
     now_ms: int
-    status: str
-    attempts: int
+    status: TimerState
+    attempts: int = 0
+    next_ms: int | None = None
+    finished_ms: int | None = None
+    result: str = ""
 
     @property
     def left_ms(self) -> int:
         """Milliseconds until due; 0 once due."""
         return max(0, self.due_ms - self.now_ms)
 
+    @property
+    def last_status(self) -> int | None:
+        """The HTTP status of the last attempt, when it got an answer."""
+        return int(self.result) if self.result.isdigit() else None
+
+    @property
+    def last_error(self) -> str | None:
+        """The error of the last attempt, when it got no 2xx answer."""
+        if not self.result or self.status is TimerState.FIRED:
+            return None
+        if self.result.isdigit():
+            return f"HTTP {self.result}"
+        return self.result
+
+
+def idempotency(
+    key: str, scope: str, url: str, parts: tuple[int, int, int]
+) -> Idempotency:
+    """The digests of an ``Idempotency-Key`` and its request.
+
+    ``scope`` separates the keys of API tokens (empty without tokens);
+    the fingerprint covers the url and the three delay parts exactly as
+    sent, so the same key with another request is told apart.
+    """
+    key_digest = hashlib.sha256(
+        scope.encode() + b"\0" + key.encode()
+    ).digest()[:16]
+    fingerprint = hashlib.sha256(
+        b"%d\0%d\0%d\0" % parts + url.encode()
+    ).digest()[:16]
+    return Idempotency(key_digest, fingerprint)
+
+
+def _timer(timer_id: bytes, record: Record) -> Timer:
+    return Timer(
+        ids.to_text(timer_id),
+        record.due_ms,
+        record.now_ms,
+        record.state,
+        record.attempts,
+        record.next_ms,
+        record.finished_ms,
+        record.result,
+    )
+
 
 class Store:
-    """Creates and reads timers; one Redis round trip each."""
+    """Creates, reads and cancels timers; one script call each."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
-        self.redis = redis
-        self.settings = settings
-        self.keys = Keys(settings.key_prefix, settings.shards)
-        self.scripts = Scripts(redis)
-        self.clock = RedisClock()
+    def __init__(self, queue: ShardQueue) -> None:
+        self.queue = queue
 
-    async def sync_clock(self) -> None:
-        """Learn Redis' time (needed before the first create)."""
-        self.clock.observe(redis_time_ms(await self.redis.time()))
+    async def create(
+        self, url: str, delay_ms: int, key: Idempotency | None = None
+    ) -> tuple[Timer, bool]:
+        """A new timer due ``delay_ms`` from Redis' now; and whether it
+        is a repeat of an earlier request with the same idempotency key.
 
-    async def create(self, url: str, delay_ms: int) -> Timer:
-        """Store a new timer due ``delay_ms`` from Redis' now."""
-        if not self.clock.synced:
-            await self.sync_clock()
-        timer_id = uuid.uuid4()
-        shard = self.keys.shard(shard_of(timer_id, self.settings.shards))
-        text_id = str(timer_id)
-        # At most one retry: a refused slot means the clock estimate was
-        # off, and the refusal carries Redis' time to correct it.
-        for _ in range(2):
-            minute = slot_of(self.clock.now_ms() + delay_ms)
-            created = await self.scripts.create(
-                shard, text_id, url, minute, delay_ms
-            )
-            self.clock.observe(created.now_ms)
-            if created.code == 1:
-                return Timer(
-                    text_id, created.due_ms, created.now_ms, "pending", 0
-                )
-            if created.code == 0:
-                raise RuntimeError(f"timer id collision: {text_id}")
-        raise RuntimeError("Redis' clock moves too far to pick a slot")
-
-    async def get(self, timer_id: uuid.UUID) -> Timer | None:
-        """The timer ``timer_id``, or None when unknown or expired."""
-        shard = self.keys.shard(shard_of(timer_id, self.settings.shards))
-        now_ms, record = await self.scripts.get(shard, str(timer_id))
-        self.clock.observe(now_ms)
-        if record is None:
-            return None
-        return Timer(
-            str(timer_id),
-            record.due_ms,
-            record.now_ms,
-            record.state,
-            record.attempts,
+        Raises:
+            IdempotencyMismatch: the key was used for another request.
+        """
+        created = await self.queue.create(url, delay_ms, key)
+        if created.code is Code.MISMATCH:
+            raise IdempotencyMismatch(ids.to_text(created.timer_id))
+        if created.code is Code.CONFLICT:
+            raise RuntimeError("timer id collision")
+        timer = Timer(
+            ids.to_text(created.timer_id),
+            created.due_ms,
+            created.now_ms,
+            TimerState.PENDING,
         )
+        return timer, key is not None and created.code is Code.EXISTS
+
+    async def get(self, text_id: str) -> Timer | None:
+        """The timer ``text_id``, or None when unknown, expired or bad."""
+        timer_id = ids.parse(text_id)
+        if timer_id is None:
+            return None
+        record = await self.queue.get(timer_id)
+        return None if record is None else _timer(timer_id, record)
+
+    async def cancel(self, text_id: str) -> bool:
+        """Cancel a pending timer; False when there is no such timer.
+
+        Raises:
+            CancelRefused: the timer is firing, fired or failed.
+        """
+        timer_id = ids.parse(text_id)
+        if timer_id is None:
+            return False
+        code, state = await self.queue.cancel(timer_id)
+        if code is Code.NOT_FOUND:
+            return False
+        if code is Code.CONFLICT:
+            raise CancelRefused(state or TimerState.FIRING)
+        return True

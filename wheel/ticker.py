@@ -1,153 +1,222 @@
-"""Ticker: holds shard leases and moves due timers into ready streams."""
+"""Ticker: holds shard leases and moves due timers toward the workers.
+
+Live tickers register in a heartbeat set and share the shards by
+rendezvous hashing (a joining or leaving ticker moves about ``1/T`` of
+them); each takes the leases of its share, renews them every third of
+the lease TTL and releases the ones it should no longer hold. The lease
+only saves work: every move is one atomic script, so two tickers on one
+shard never lose or duplicate a timer.
+
+Each tick peeks at the earliest index members of every held shard (one
+plain ``ZRANGE`` each, batched) and calls a script only where something
+is due: ``advance`` for minute buckets whose earliest timer is due,
+``cascade`` for hour and day buckets whose cascade time has come. A shard
+with nothing due costs no script call. Shards that got entries ring the
+workers' doorbell.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
-from redis.asyncio import Redis
-
-from wheel.keys import Keys
-from wheel.lifecycle import process_name, supervise
-from wheel.scripts import Scripts
+from wheel import rendezvous
+from wheel.buckets import Bucket, Level
+from wheel.doorbell import ring
+from wheel.keys import ShardKeys
+from wheel.lifecycle import ErrorLog, process_name, supervise
+from wheel.queue import ShardQueue
+from wheel.registry import Registry
 from wheel.settings import Settings
-from wheel.wheelmath import assign_shards
+from wheel.states import Code
 
 log = logging.getLogger("wheel.ticker")
 
 ROLE = "ticker"
-PEEK_SLOTS = 8
-"""How many of the earliest slots of a shard one advance call looks at."""
-MIN_SLEEP_S = 0.01
+PEEK = 8
+"""Index members one tick looks at per shard."""
+MIN_SLEEP_S = 0.002
+FULL_PAUSE_S = 0.05
+"""How long a shard whose ready stream is full is left alone."""
+CASCADE_LIMIT = 2000
+"""Most members one cascade call moves."""
 
 
 class Ticker:
-    """Moves due timers of the shards it leases into their ready streams.
-
-    Live tickers register in a heartbeat set and split the shards between
-    them (:func:`~wheel.wheelmath.assign_shards`); each takes the leases of
-    its share, renews them every third of the lease TTL and releases the
-    ones it no longer should hold. The lease only saves work: the advance
-    script is atomic, so two tickers on one shard never lose or duplicate
-    a timer.
-    """
+    """Moves due timers of the shards it leases into their ready streams."""
 
     def __init__(
-        self, redis: Redis, settings: Settings, name: str | None = None
+        self,
+        queue: ShardQueue,
+        registry: Registry,
+        settings: Settings,
+        name: str | None = None,
     ) -> None:
-        self.redis = redis
+        self.queue = queue
+        self.registry = registry
         self.settings = settings
-        self.keys = Keys(settings.key_prefix, settings.shards)
-        self.scripts = Scripts(redis)
         self.name = name or process_name()
         self.held: set[int] = set()
         self.moved_total = 0
+        self.cascaded_total = 0
         self._lease_ttl_ms = int(settings.lease_ttl * 1000)
         self._beat_every_s = settings.lease_ttl / 3
         self._next_beat_at = 0.0
+        self._paused_until: dict[int, float] = {}
+        self._errors = ErrorLog(log)
 
     async def beat(self) -> None:
         """Register as alive, then take, keep or release leases."""
-        live = await self.scripts.beat(
-            self.keys.heartbeats(ROLE), self.name, self._lease_ttl_ms
-        )
-        wanted = assign_shards(self.name, live, self.settings.shards)
+        live = await self.registry.beat(ROLE, self.name, self._lease_ttl_ms)
+        wanted = rendezvous.assign(self.name, live, self.settings.shards)
+        keys = self.queue.keys
         taking = sorted(wanted)
-        # Concurrent calls: the batcher sends them in one round trip.
-        _, acquired = await asyncio.gather(
+        released, acquired = await asyncio.gather(
             asyncio.gather(
                 *(
-                    self.scripts.release(self.keys.shard(k).lease, self.name)
+                    self.queue.release(keys.shard(k), self.name)
                     for k in sorted(self.held - wanted)
-                )
+                ),
+                return_exceptions=True,
             ),
             asyncio.gather(
                 *(
-                    self.scripts.acquire(
-                        self.keys.shard(k).lease,
-                        self.name,
-                        self._lease_ttl_ms,
+                    self.queue.acquire(
+                        keys.shard(k), self.name, self._lease_ttl_ms
                     )
                     for k in taking
-                )
+                ),
+                return_exceptions=True,
             ),
         )
-        held = {k for k, ok in zip(taking, acquired, strict=True) if ok}
+        held = {
+            k for k, ok in zip(taking, acquired, strict=True) if ok is True
+        }
+        failed = [
+            r for r in (*released, *acquired) if isinstance(r, Exception)
+        ]
+        if failed:
+            self._errors.note("lease", failed[0])
         if held != self.held:
             log.info(
                 "leases changed",
                 extra={
                     "ticker": self.name,
-                    "held": sorted(held),
+                    "held": len(held),
+                    "gained": len(held - self.held),
+                    "lost": len(self.held - held),
                     "live_tickers": len(live),
                 },
             )
         self.held = held
 
-    async def advance(self) -> float:
-        """Move due timers of every held shard; seconds until worth again."""
-        if not self.held:
-            return self.settings.tick_interval
-        shards = sorted(self.held)
-        batcher = self.scripts.batcher
-        peeks = await asyncio.gather(
-            *(
-                batcher.execute(
-                    "ZRANGE", self.keys.shard(k).slots, 0, PEEK_SLOTS - 1
-                )
-                for k in shards
-            )
-        )
-        busy = [
-            (k, [int(m) for m in peek])
-            for k, peek in zip(shards, peeks, strict=True)
-            if peek
+    async def tick(self) -> float:
+        """Move what is due in every held shard; seconds until worth again."""
+        now = time.monotonic()
+        shards = [
+            self.queue.keys.shard(k)
+            for k in sorted(self.held)
+            if self._paused_until.get(k, 0.0) <= now
         ]
-        if not busy:
+        if not shards:
             return self.settings.tick_interval
-        results = await asyncio.gather(
-            *(
-                self.scripts.advance(
-                    self.keys.shard(k),
-                    self.name,
-                    minutes,
-                    self.settings.batch_size,
-                )
-                for k, minutes in busy
-            )
+        peeks = await asyncio.gather(
+            *(self.queue.peek(shard, PEEK) for shard in shards),
+            return_exceptions=True,
         )
         wait_s = self.settings.tick_interval
-        for (k, _), result in zip(busy, results, strict=True):
-            if result.moved < 0:
-                log.warning("lease lost", extra={"shard": k})
-                self.held.discard(k)
+        work = []
+        for shard, peek in zip(shards, peeks, strict=True):
+            if isinstance(peek, BaseException):
+                self._errors.note("peek", peek)
                 continue
-            self.moved_total += result.moved
-            if result.moved >= self.settings.batch_size:
+            due, next_ms = self._due(shard, peek)
+            if next_ms is not None:
+                ahead_s = (
+                    next_ms - self.queue.clocks.now_ms(shard.shard)
+                ) / 1e3
+                wait_s = min(wait_s, max(ahead_s, MIN_SLEEP_S))
+            if due:
+                work.append(self._work(shard, due))
+        if work:
+            again = await asyncio.gather(*work)
+            if any(again):
                 wait_s = 0.0
-            elif result.next_due_ms >= 0:
-                due_in_s = (result.next_due_ms - result.now_ms) / 1000
-                wait_s = min(wait_s, max(due_in_s, MIN_SLEEP_S))
+        if any(until > now for until in self._paused_until.values()):
+            wait_s = min(wait_s, FULL_PAUSE_S)
         return wait_s
 
+    def _due(
+        self, shard: ShardKeys, peek: Sequence[tuple[Bucket, int]]
+    ) -> tuple[list[Bucket], int | None]:
+        """The due buckets of a peek, and the earliest score not yet due."""
+        now_ms = self.queue.clocks.now_ms(shard.shard)
+        due = [bucket for bucket, score in peek if score <= now_ms]
+        later = [score for _, score in peek if score > now_ms]
+        return due, (min(later) if later else None)
+
+    async def _work(self, shard: ShardKeys, due: list[Bucket]) -> bool:
+        """Advance and cascade one shard's due buckets; True if more is due."""
+        minutes = [b.number for b in due if b.level is Level.MINUTE]
+        coarse = [b for b in due if b.level is not Level.MINUTE]
+        again = False
+        try:
+            for bucket in coarse:
+                cascaded = await self.queue.cascade(
+                    shard, self.name, bucket, CASCADE_LIMIT
+                )
+                if cascaded.code is Code.NOT_OURS:
+                    return self._lost(shard)
+                self.cascaded_total += cascaded.moved
+                again = again or cascaded.left > 0 or cascaded.moved > 0
+            if minutes:
+                advanced = await self.queue.advance(shard, self.name, minutes)
+                if advanced.code is Code.NOT_OURS:
+                    return self._lost(shard)
+                if advanced.code is Code.FULL:
+                    # The workers are behind: leave the timers on the
+                    # wheel, in order, until the stream drains.
+                    self._paused_until[shard.shard] = (
+                        time.monotonic() + FULL_PAUSE_S
+                    )
+                    await ring(self.queue.connection, self.queue.keys, [shard])
+                    return False
+                if advanced.moved:
+                    self.moved_total += advanced.moved
+                    await ring(self.queue.connection, self.queue.keys, [shard])
+                again = again or advanced.more
+        except Exception as exc:
+            self._errors.note(f"shard {shard.shard}", exc)
+            return False
+        return again
+
+    def _lost(self, shard: ShardKeys) -> bool:
+        log.warning(
+            "lease lost", extra={"ticker": self.name, "shard": shard.shard}
+        )
+        self.held.discard(shard.shard)
+        return False
+
     async def step(self) -> float:
-        """One beat (when due) and one advance; seconds to wait after."""
+        """One beat (when due) and one tick; seconds to wait after."""
         now = time.monotonic()
         if now >= self._next_beat_at:
             await self.beat()
             self._next_beat_at = now + self._beat_every_s
-        wait_s = await self.advance()
+        wait_s = await self.tick()
         return min(wait_s, max(0.0, self._next_beat_at - time.monotonic()))
 
     async def release_all(self) -> None:
         """Give up every lease and leave the registry at once."""
+        keys = self.queue.keys
         await asyncio.gather(
             *(
-                self.scripts.release(self.keys.shard(k).lease, self.name)
+                self.queue.release(keys.shard(k), self.name)
                 for k in sorted(self.held)
             ),
-            self.redis.zrem(self.keys.heartbeats(ROLE), self.name),
+            self.registry.leave(ROLE, self.name),
         )
         self.held = set()
 
@@ -160,13 +229,16 @@ class Ticker:
             released = len(self.held)
             try:
                 await asyncio.shield(self.release_all())
-            except Exception:
-                log.exception("could not release leases")
+            except Exception as exc:
+                log.warning(
+                    "could not release leases", extra={"error": str(exc)}
+                )
             log.info(
                 "ticker stopped",
                 extra={
                     "ticker": self.name,
                     "released": released,
                     "moved": self.moved_total,
+                    "cascaded": self.cascaded_total,
                 },
             )

@@ -1,22 +1,10 @@
-"""Pure time-wheel arithmetic: shards, slots, rounding and backoff."""
+"""Pure arithmetic of delays and retries."""
 
 from __future__ import annotations
 
 import random
-import uuid
 
-SLOT_MS = 60_000
-"""Width of one wheel slot: a minute."""
-
-
-def shard_of(timer_id: uuid.UUID, shards: int) -> int:
-    """The shard that owns ``timer_id``; stable for a given shard count."""
-    return timer_id.int % shards
-
-
-def slot_of(due_ms: int) -> int:
-    """The wheel slot (epoch minute) of a due time in epoch ms."""
-    return due_ms // SLOT_MS
+from wheel.states import Outcome
 
 
 def ceil_seconds(ms: int) -> int:
@@ -59,28 +47,16 @@ def outcome_of(
     base_s: float,
     cap_s: float,
     rng: random.Random | None = None,
-) -> tuple[str, int]:
+) -> tuple[Outcome, int]:
     """What follows webhook attempt number ``attempt``: (outcome, delay ms).
 
     ``ok`` after a 2xx; ``retry`` after ``delay ms`` while attempts remain;
     ``fail`` once the last attempt failed.
     """
     if ok:
-        return "ok", 0
+        return Outcome.OK, 0
     if attempt < max_attempts:
-        return "retry", int(1000 * backoff_s(attempt, base_s, cap_s, rng))
-    return "fail", 0
-
-
-def assign_shards(me: str, live: list[str], shards: int) -> frozenset[int]:
-    """The shards ``me`` should hold when ``live`` tickers share them.
-
-    Shard ``s`` goes to the ticker at position ``s % T`` of the sorted live
-    list, so with T tickers each holds ``shards / T`` give or take one.
-    A ticker missing from ``live`` (not yet registered) holds nothing.
-    """
-    ordered = sorted(set(live))
-    if me not in ordered:
-        return frozenset()
-    position = ordered.index(me)
-    return frozenset(s for s in range(shards) if s % len(ordered) == position)
+        return Outcome.RETRY, int(
+            1000 * backoff_s(attempt, base_s, cap_s, rng)
+        )
+    return Outcome.FAIL, 0

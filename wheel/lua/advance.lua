@@ -1,57 +1,69 @@
--- advance.lua: move due timers of one shard from wheel slots to the ready
--- stream, in one atomic step, if the caller still holds the shard's lease.
+-- advance.lua: move due timers of one shard from minute buckets into the
+-- ready stream, in one atomic step, if the caller holds the shard's
+-- lease.
 --
--- Only slots whose minute has come are touched; in them, ids scored at or
--- before Redis' clock are appended to the ready stream and removed from
--- the slot together, so no id is ever lost or moved twice. Emptied slots
--- leave the slot index.
+-- In each given bucket, ids scored at or before Redis' clock are appended
+-- to the ready stream and removed from the bucket together, oldest first,
+-- so no id is ever lost or moved twice. The ready stream is bounded:
+-- while it holds ARGV[3] entries or more, nothing moves (the workers are
+-- behind; moving more would only hide the backlog from the wheel's order).
+-- Each bucket's index score becomes its new earliest due time, or the
+-- bucket leaves the index when empty.
+--
+-- Runs at maxmemory: yes (its first write is a ZREMRANGEBYRANK or ZREM).
 --
 -- KEYS[1] lease (string)
--- KEYS[2] slot index (zset)
+-- KEYS[2] bucket index (zset)
 -- KEYS[3] ready stream
--- KEYS[4..n] wheel slots (zsets), the earliest in the index
+-- KEYS[4..n] minute buckets (zsets), earliest first
 -- ARGV[1] lease owner token
 -- ARGV[2] most ids to move in this call
--- ARGV[3..] the minute of each slot, aligned with KEYS[4..]
+-- ARGV[3] most entries the ready stream may hold
+-- ARGV[4..] the minute number of each bucket, aligned with KEYS[4..]
 --
--- Returns {moved, now_ms, next_due_ms}: moved is -1 when the lease is not
--- the caller's; next_due_ms is the earliest due time left in the given
--- slots, or -1 when they are empty.
+-- Returns {now_ms, code, moved, more}: code C_DONE, C_NOT_OURS (the lease
+-- is another's: nothing moved) or C_FULL (the ready stream is at its
+-- bound); more is 1 when due ids were left behind by the limit.
 
+local now = now_ms()
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-    return {-1, 0, -1}
+    return {now, C_NOT_OURS, 0, 0}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local now_minute = math.floor(now / 60000)
-local limit = tonumber(ARGV[2])
+local room = tonumber(ARGV[3]) - redis.call('XLEN', KEYS[3])
+if room <= 0 then
+    return {now, C_FULL, 0, 1}
+end
+local limit = math.min(tonumber(ARGV[2]), room)
 local moved = 0
-local next_due = -1
+local more = 0
 
 for i = 4, #KEYS do
-    local slot = KEYS[i]
-    local minute = tonumber(ARGV[i - 1])
-    if minute <= now_minute and moved < limit then
-        local ids = redis.call('ZRANGE', slot, '-inf', now, 'BYSCORE',
-            'LIMIT', 0, limit - moved)
-        for _, id in ipairs(ids) do
-            redis.call('XADD', KEYS[3], '*', 'id', id)
-        end
-        if #ids > 0 then
-            -- The ids are the lowest-ranked members, so a rank range
-            -- removes exactly them without an unbounded unpack().
-            redis.call('ZREMRANGEBYRANK', slot, 0, #ids - 1)
-            moved = moved + #ids
-        end
+    local bucket = KEYS[i]
+    local member = 'm' .. ARGV[i]
+    if moved >= limit then
+        more = 1
+        break
     end
-    local first = redis.call('ZRANGE', slot, 0, 0, 'WITHSCORES')
-    if first[2] then
-        local due = tonumber(first[2])
-        if next_due < 0 or due < next_due then
-            next_due = due
+    local due = redis.call('ZRANGE', bucket, '-inf', now, 'BYSCORE',
+        'LIMIT', 0, limit - moved, 'WITHSCORES')
+    local n = #due / 2
+    if n > 0 then
+        -- The due ids are the lowest-ranked members, so a rank range
+        -- removes exactly them without an unbounded unpack().
+        redis.call('ZREMRANGEBYRANK', bucket, 0, n - 1)
+        for j = 1, #due, 2 do
+            redis.call('XADD', KEYS[3], '*', 'i', due[j], 's', due[j + 1])
         end
-    else
-        redis.call('ZREM', KEYS[2], ARGV[i - 1])
+        moved = moved + n
+    end
+    local first = redis.call('ZRANGE', bucket, 0, 0, 'WITHSCORES')
+    if not first[2] then
+        redis.call('ZREM', KEYS[2], member)
+    elseif n > 0 then
+        redis.call('ZADD', KEYS[2], first[2], member)
+        if tonumber(first[2]) <= now then
+            more = 1
+        end
     end
 end
-return {moved, now, next_due}
+return {now, C_DONE, moved, more}

@@ -1,64 +1,108 @@
--- claim.lua: claim a batch of ready entries for firing, atomically.
+-- claim.lua: claim a batch of ready entries for firing, atomically;
+-- replay-safe.
 --
 -- For each entry, the timer's record decides:
---   * gone, fired or failed: the entry is acked and deleted (skip);
---   * firing and claimed less than ARGV[3] ms ago: another worker has it
---     in flight, so it is left alone (busy);
---   * out of attempts: the timer fails and is dead-lettered (dead);
---   * otherwise: state firing, attempts + 1, claimed now (fire).
+--   * no record (fired, failed, cancelled, expired), or a pending record
+--     whose schedule is not the entry's (a stale copy: the timer was put
+--     back on the wheel since): acked and deleted, V_SKIP;
+--   * pending, the entry's schedule, but later than Redis' clock (a
+--     clock that went back, as after a failover): V_EARLY with the
+--     schedule, left for the caller to put back on the wheel;
+--   * firing under this very entry and consumer: a replay of a claim
+--     whose reply was lost: V_FIRE again, same attempt;
+--   * firing, claimed by another less than ARGV[4] ms ago: V_BUSY with
+--     the ms until that claim lapses;
+--   * out of attempts: the timer fails and is dead-lettered, V_DEAD;
+--   * otherwise: state firing, attempts + 1, claim token set, V_FIRE
+--     with the url, the attempt number and the due ms.
+--
+-- Runs at maxmemory: yes (the first write per entry is an XACK or HDEL).
 --
 -- KEYS[1] ready stream
 -- KEYS[2] dead-letter stream
--- KEYS[3..n] timer records (hashes), aligned with the entries
+-- KEYS[3..] per entry: timer record, finished hash of the id's hour
 -- ARGV[1] consumer group
--- ARGV[2] most attempts in all
--- ARGV[3] how long a claim holds, in ms
--- ARGV[4] retention of a finished record, in ms
--- ARGV[5] most entries kept in the dead-letter stream (approximate)
--- ARGV[6..5+n] stream entry ids, aligned with KEYS[3..]
--- ARGV[6+n..5+2n] timer ids, aligned with KEYS[3..]
+-- ARGV[2] consumer name
+-- ARGV[3] most attempts in all
+-- ARGV[4] how long a claim holds, in ms
+-- ARGV[5] retention of a finished record, in ms
+-- ARGV[6] most entries kept in the dead-letter stream (approximate)
+-- ARGV[7..] per entry: stream entry id, timer id, schedule ms
 --
--- Returns one {verdict, url, attempt} per entry, in order; verdict is
--- 'fire', 'skip', 'busy' or 'dead'; url and attempt only with 'fire'.
+-- Returns {now_ms, {verdict, ...}, ...}, one reply per entry in order:
+-- {V_FIRE, url, attempt, due_ms}, {V_BUSY, wait_ms}, {V_EARLY, sched_ms},
+-- {V_SKIP} or {V_DEAD}.
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local now_s = string.format('%d', now)
-local max_attempts = tonumber(ARGV[2])
-local hold = tonumber(ARGV[3])
-local n = #KEYS - 2
-local out = {}
+local now = now_ms()
+local group, consumer = ARGV[1], ARGV[2]
+local max_attempts = tonumber(ARGV[3])
+local hold = tonumber(ARGV[4])
+local retention = tonumber(ARGV[5])
+local out = {now}
 
-for j = 1, n do
-    local record = KEYS[j + 2]
-    local entry = ARGV[5 + j]
-    local id = ARGV[5 + n + j]
-    local rec = redis.call('HMGET', record,
-        'state', 'attempts', 'claimed', 'url')
+local function drop(entry)
+    redis.call('XACK', KEYS[1], group, entry)
+    redis.call('XDEL', KEYS[1], entry)
+end
+
+local function fail(record, finished, entry, id, rec, attempts)
+    drop(entry)
+    local error = 'delivered too many times'
+    redis.call('DEL', record)
+    redis.call('HSET', finished, id, pack_finished(S_FAILED, attempts,
+        tonumber(rec[5]), now, error))
+    keep(finished, retention)
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'i', id,
+        'u', rec[4], 'a', attempts, 'e', error, 't', fmt(now))
+end
+
+local function fire(record, entry, rec)
+    redis.call('HDEL', record, 'n')
+    local attempt = redis.call('HINCRBY', record, 'a', 1)
+    redis.call('HSET', record, 's', S_FIRING,
+        'c', fmt(now) .. '|' .. entry .. '|' .. consumer)
+    return {V_FIRE, rec[4], attempt, tonumber(rec[5])}
+end
+
+for j = 1, (#ARGV - 6) / 3 do
+    local record, finished = KEYS[1 + 2 * j], KEYS[2 + 2 * j]
+    local entry = ARGV[4 + 3 * j]
+    local id = ARGV[5 + 3 * j]
+    local sched = tonumber(ARGV[6 + 3 * j])
+    -- s state, a attempts, c claim token, u url, d due, n next schedule
+    local rec = redis.call('HMGET', record, 's', 'a', 'c', 'u', 'd', 'n')
     local state = rec[1]
     local attempts = tonumber(rec[2]) or 0
-    if (not state) or state == 'fired' or state == 'failed' then
-        redis.call('XACK', KEYS[1], ARGV[1], entry)
-        redis.call('XDEL', KEYS[1], entry)
-        out[#out + 1] = {'skip'}
-    elseif state == 'firing' and rec[3]
-            and now - tonumber(rec[3]) < hold then
-        out[#out + 1] = {'busy'}
-    elseif attempts >= max_attempts then
-        redis.call('HSET', record, 'state', 'failed', 'finished', now_s,
-            'result', 'delivered too many times')
-        redis.call('HDEL', record, 'claimed')
-        redis.call('PEXPIRE', record, ARGV[4])
-        redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*',
-            'id', id, 'attempts', attempts,
-            'error', 'delivered too many times', 'at', now_s)
-        redis.call('XACK', KEYS[1], ARGV[1], entry)
-        redis.call('XDEL', KEYS[1], entry)
-        out[#out + 1] = {'dead'}
+    if state == S_PENDING then
+        local current = tonumber(rec[6] or rec[5])
+        if current ~= sched then
+            drop(entry)
+            out[#out + 1] = {V_SKIP}
+        elseif current > now then
+            out[#out + 1] = {V_EARLY, current}
+        elseif attempts >= max_attempts then
+            fail(record, finished, entry, id, rec, attempts)
+            out[#out + 1] = {V_DEAD}
+        else
+            out[#out + 1] = fire(record, entry, rec)
+        end
+    elseif state == S_FIRING then
+        local claimed, by_entry, by = string.match(rec[3] or '',
+            '^(%d+)|([^|]*)|(.*)$')
+        local age = now - (tonumber(claimed) or 0)
+        if by_entry == entry and by == consumer then
+            out[#out + 1] = {V_FIRE, rec[4], attempts, tonumber(rec[5])}
+        elseif age < hold then
+            out[#out + 1] = {V_BUSY, hold - age}
+        elseif attempts >= max_attempts then
+            fail(record, finished, entry, id, rec, attempts)
+            out[#out + 1] = {V_DEAD}
+        else
+            out[#out + 1] = fire(record, entry, rec)
+        end
     else
-        local attempt = redis.call('HINCRBY', record, 'attempts', 1)
-        redis.call('HSET', record, 'state', 'firing', 'claimed', now_s)
-        out[#out + 1] = {'fire', rec[4], attempt}
+        drop(entry)
+        out[#out + 1] = {V_SKIP}
     end
 end
 return out

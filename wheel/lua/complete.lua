@@ -1,68 +1,94 @@
--- complete.lua: record the outcome of a webhook attempt and ack its entry.
+-- complete.lua: record the outcome of a webhook attempt and ack its entry;
+-- replay-safe.
 --
--- Only the worker holding the current claim may complete: the record must
--- be firing with the attempt number the claim returned. A stale worker
--- (one whose entry was reclaimed) changes nothing and acks nothing.
+-- Only the claim that started the attempt may complete it: the record
+-- must be firing with the claim's attempt number and consumer. Anything
+-- else changes nothing and acks nothing (C_STALE): the entry was
+-- reclaimed by another worker, or this very completion already ran (a
+-- retry after a lost reply) - in that case C_DONE when it can tell.
 --
 -- Outcomes:
---   ok    state fired; the record expires after the retention
---   retry state pending; back on the wheel at now + ARGV[6] ms
---   fail  state failed; a dead letter; the record expires after retention
+--   O_OK     fired: the record becomes a finished record (kept for the
+--            retention), the entry is acked and deleted
+--   O_FAIL   failed: the same, plus a dead letter
+--   O_RETRY  back on the wheel at now + ARGV[8] ms, attempt counted
+--   O_DEFER  back on the wheel at now + ARGV[8] ms, attempt not counted
+--            (the destination was saturated; nothing was sent)
+--
+-- Runs at maxmemory: yes (its first write is an XACK).
 --
 -- KEYS[1] ready stream
 -- KEYS[2] timer record (hash)
--- KEYS[3] dead-letter stream
--- KEYS[4] slot index (zset)
--- KEYS[5] wheel slot (zset) of minute ARGV[7], used by retry only
+-- KEYS[3] finished hash of the id's hour
+-- KEYS[4] dead-letter stream
+-- KEYS[5] bucket index (zset)
+-- KEYS[6] minute bucket (zset) of minute ARGV[9], for retry and defer
+-- KEYS[7] coarse bucket ARGV[10..11], or KEYS[6] when none
 -- ARGV[1] consumer group
 -- ARGV[2] stream entry id
--- ARGV[3] attempt number from the claim
--- ARGV[4] outcome: ok, retry or fail
--- ARGV[5] result text (status code or error)
--- ARGV[6] retry delay in ms
--- ARGV[7] retry slot minute chosen by the caller
--- ARGV[8] retention of a finished record, in ms
--- ARGV[9] timer id
--- ARGV[10] most entries kept in the dead-letter stream (approximate)
+-- ARGV[3] consumer name
+-- ARGV[4] attempt number from the claim
+-- ARGV[5] outcome
+-- ARGV[6] result: HTTP status code, or the error of the attempt
+-- ARGV[7] timer id (16 bytes)
+-- ARGV[8] delay in ms before the next attempt (retry, defer)
+-- ARGV[9] minute number of KEYS[6]
+-- ARGV[10] level of KEYS[7]: 'h', 'd', or 'm' when none
+-- ARGV[11] bucket number of KEYS[7]
+-- ARGV[12] retention of a finished record, in ms
+-- ARGV[13] most entries kept in the dead-letter stream (approximate)
 --
--- Returns {code, now_ms}: 1 done, 0 stale claim (nothing changed), -1 the
--- retry slot does not fit the new due time (retry with a clock from now).
+-- Returns {now_ms, code}: C_DONE or C_STALE.
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local now_s = string.format('%d', now)
-local rec = redis.call('HMGET', KEYS[2], 'state', 'attempts')
-if rec[1] ~= 'firing' or tonumber(rec[2]) ~= tonumber(ARGV[3]) then
-    return {0, now}
+local now = now_ms()
+local attempt = tonumber(ARGV[4])
+local outcome = ARGV[5]
+local id = ARGV[7]
+-- s state, a attempts, c claim token, u url, d due
+local rec = redis.call('HMGET', KEYS[2], 's', 'a', 'c', 'u', 'd')
+local by = string.match(rec[3] or '', '^%d+|[^|]*|(.*)$')
+if rec[1] ~= S_FIRING or tonumber(rec[2]) ~= attempt or by ~= ARGV[3] then
+    if outcome == O_RETRY and rec[1] == S_PENDING
+            and tonumber(rec[2]) == attempt then
+        return {now, C_DONE}
+    end
+    if (outcome == O_OK or outcome == O_FAIL) and not rec[1] then
+        local finished = redis.call('HGET', KEYS[3], id)
+        if finished and tonumber(string.match(finished, '^%a(%d+)'))
+                == attempt then
+            return {now, C_DONE}
+        end
+    end
+    return {now, C_STALE}
 end
 
-local outcome = ARGV[4]
-if outcome == 'retry' then
-    local due = now + tonumber(ARGV[6])
-    local minute = tonumber(ARGV[7])
-    local due_minute = math.floor(due / 60000)
-    if minute > due_minute or minute < due_minute - 1 then
-        return {-1, now}
-    end
-    local due_s = string.format('%d', due)
-    redis.call('HSET', KEYS[2], 'state', 'pending', 'due', due_s,
-        'result', ARGV[5])
-    redis.call('HDEL', KEYS[2], 'claimed')
-    redis.call('ZADD', KEYS[5], due_s, ARGV[9])
-    redis.call('ZADD', KEYS[4], minute, minute)
-else
-    local state = 'fired'
-    if outcome == 'fail' then
-        state = 'failed'
-        redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[10], '*',
-            'id', ARGV[9], 'attempts', rec[2], 'error', ARGV[5],
-            'at', now_s)
-    end
-    redis.call('HSET', KEYS[2], 'state', state, 'result', ARGV[5],
-        'finished', now_s)
-    redis.call('HDEL', KEYS[2], 'claimed')
-    redis.call('PEXPIRE', KEYS[2], ARGV[8])
-end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-return {1, now}
+local due = tonumber(rec[5])
+if outcome == O_OK or outcome == O_FAIL then
+    local state = S_FIRED
+    if outcome == O_FAIL then
+        state = S_FAILED
+        redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[13], '*', 'i', id,
+            'u', rec[4], 'a', attempt, 'e', ARGV[6], 't', fmt(now))
+    end
+    redis.call('DEL', KEYS[2])
+    redis.call('HSET', KEYS[3], id,
+        pack_finished(state, attempt, due, now, ARGV[6]))
+    keep(KEYS[3], tonumber(ARGV[12]))
+else
+    local sched = now + tonumber(ARGV[8])
+    local attempts = attempt
+    if outcome == O_DEFER then
+        attempts = attempt - 1
+    end
+    redis.call('HDEL', KEYS[2], 'c')
+    redis.call('HSET', KEYS[2], 's', S_PENDING, 'a', attempts,
+        'n', fmt(sched))
+    if outcome == O_RETRY then
+        redis.call('HSET', KEYS[2], 'r', ARGV[6])
+    end
+    schedule(KEYS[5], KEYS[6], ARGV[9], KEYS[7], ARGV[10], ARGV[11], id,
+        sched, now)
+end
+return {now, C_DONE}

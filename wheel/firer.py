@@ -1,0 +1,293 @@
+"""Firer: claims ready entries, sends their webhooks, records outcomes.
+
+Every entry handed to :meth:`Firer.dispatch` already holds one slot of
+the worker's :class:`~wheel.capacity.Capacity`; the slot is given back
+when the entry needs no webhook or its webhook is done. A completion is
+kept until it is written: it is retried with backoff for as long as the
+claim holds (after that another worker may take the entry over), and
+while any completion waits the reader takes no new work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from wheel import ids, metrics
+from wheel.batcher import NotReplicated
+from wheel.capacity import Capacity
+from wheel.connection import RedisUnavailable, StoreFull, backoff_s
+from wheel.hosts import HostLimiter
+from wheel.keys import ShardKeys
+from wheel.lifecycle import ErrorLog
+from wheel.queue import Attempt, Claim, Entry, ShardQueue
+from wheel.settings import Settings
+from wheel.states import Code, Outcome, Verdict
+from wheel.webhook import Delivery, WebhookSender, host_key
+from wheel.wheelmath import outcome_of
+
+log = logging.getLogger("wheel.firer")
+
+CLAIM_MARGIN_S = 2.0
+"""A completion gives up this long before its claim lapses."""
+COMPLETE_CALL_S = 5.0
+"""Deadline of one completion call (it is retried until the claim ends)."""
+
+
+class Firer:
+    """Claims, fires and completes the entries a reader hands over."""
+
+    def __init__(
+        self,
+        queue: ShardQueue,
+        sender: WebhookSender,
+        capacity: Capacity,
+        settings: Settings,
+        consumer: str,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.queue = queue
+        self.sender = sender
+        self.capacity = capacity
+        self.settings = settings
+        self.consumer = consumer
+        self.rng = rng or random.Random()
+        self.hosts = HostLimiter(
+            min(settings.host_concurrency, settings.worker_concurrency)
+        )
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.writing = 0
+        """Completions retrying a write; the reader pauses while > 0."""
+        self.written = asyncio.Event()
+        self.written.set()
+        self.counts = {
+            "fired": 0,
+            "retried": 0,
+            "failed": 0,
+            "deferred": 0,
+            "stale": 0,
+            "abandoned": 0,
+        }
+        self._hold_s = settings.reclaim_idle
+        self._errors = ErrorLog(log)
+
+    def _spawn(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        task = asyncio.ensure_future(work())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def dispatch(self, shard: ShardKeys, entries: list[Entry]) -> None:
+        """Claim ``entries`` (each holding a slot) and start their webhooks.
+
+        Never raises: a claim that cannot be made gives the slots back
+        and leaves the entries pending, to be read again by a reclaim.
+        """
+        if not entries:
+            return
+        sent_at = time.monotonic()
+        try:
+            claims = await self.queue.claim(shard, self.consumer, entries)
+        except Exception as exc:
+            self.capacity.give(len(entries))
+            self._errors.note("claim", exc)
+            return
+        unused = 0
+        for entry, claim in zip(entries, claims, strict=True):
+            if claim.verdict is Verdict.FIRE:
+                self._start(shard, entry, claim, sent_at)
+                continue
+            unused += 1
+            if claim.verdict is Verdict.DEAD:
+                self.counts["failed"] += 1
+                metrics.WEBHOOK_ATTEMPTS.labels("fail").inc()
+            elif claim.verdict is Verdict.BUSY:
+                self._recheck_later(shard, entry, claim.wait_ms)
+            elif claim.verdict is Verdict.EARLY:
+                self._spawn(functools.partial(self._requeue, shard, entry))
+        if unused:
+            self.capacity.give(unused)
+
+    def _start(
+        self, shard: ShardKeys, entry: Entry, claim: Claim, sent_at: float
+    ) -> None:
+        host = host_key(claim.url)
+        if claim.attempt == 1:
+            late_ms = self.queue.clocks.now_ms(shard.shard) - claim.due_ms
+            metrics.FIRE_LATENESS.observe(max(0.0, late_ms / 1000))
+        if self.hosts.try_take(host):
+            self._spawn(lambda: self._fire(shard, entry, claim, host, sent_at))
+        else:
+            self._spawn(
+                lambda: self._defer(shard, entry, claim, host, sent_at)
+            )
+
+    def _recheck_later(
+        self, shard: ShardKeys, entry: Entry, wait_ms: int
+    ) -> None:
+        # Another worker's claim is in flight; this worker now owns the
+        # entry (it reclaimed it), so it looks again when that claim lapses.
+        async def recheck() -> None:
+            await asyncio.sleep(wait_ms / 1000)
+            await self.capacity.take(1)
+            await self.dispatch(shard, [entry])
+
+        self._spawn(recheck)
+
+    async def _requeue(self, shard: ShardKeys, entry: Entry) -> None:
+        try:
+            await self.queue.requeue(shard, entry)
+        except Exception as exc:
+            self._errors.note("requeue", exc)
+
+    async def _fire(
+        self,
+        shard: ShardKeys,
+        entry: Entry,
+        claim: Claim,
+        host: str,
+        sent_at: float,
+    ) -> None:
+        started = time.monotonic()
+        delivery: Delivery | None = None
+        try:
+            delivery = await self.sender.send(
+                claim.url, ids.to_text(entry.timer_id)
+            )
+        finally:
+            took_s = time.monotonic() - started
+            self.hosts.give(host, took_s)
+            metrics.WEBHOOK_DURATION.observe(took_s)
+            if delivery is None:
+                # Cancelled at shutdown: the entry stays pending.
+                self.capacity.give(1)
+        try:
+            await self._finish(shard, entry, claim, delivery, sent_at)
+        finally:
+            self.capacity.give(1)
+
+    async def _finish(
+        self,
+        shard: ShardKeys,
+        entry: Entry,
+        claim: Claim,
+        delivery: Delivery,
+        sent_at: float,
+    ) -> None:
+        if delivery.final:
+            outcome, delay_ms = Outcome.FAIL, 0
+        else:
+            outcome, delay_ms = outcome_of(
+                delivery.ok,
+                claim.attempt,
+                self.settings.max_attempts,
+                self.settings.retry_base,
+                self.settings.retry_max,
+                self.rng,
+            )
+        result = str(delivery.status) if delivery.status else delivery.result
+        attempt = Attempt(entry, claim.attempt, outcome, result, delay_ms)
+        code = await self._write(shard, attempt, sent_at)
+        if code is None:
+            return
+        if code is Code.STALE:
+            self.counts["stale"] += 1
+            log.warning(
+                "stale completion ignored",
+                extra={"id": ids.to_text(entry.timer_id)},
+            )
+            return
+        key = {"ok": "fired", "retry": "retried", "fail": "failed"}[outcome]
+        self.counts[key] += 1
+        metrics.WEBHOOK_ATTEMPTS.labels(outcome.value).inc()
+        if outcome is not Outcome.OK:
+            log.info(
+                "webhook failed",
+                extra={
+                    "id": ids.to_text(entry.timer_id),
+                    "attempt": claim.attempt,
+                    "result": delivery.result,
+                    "outcome": outcome.value,
+                },
+            )
+
+    async def _defer(
+        self,
+        shard: ShardKeys,
+        entry: Entry,
+        claim: Claim,
+        host: str,
+        sent_at: float,
+    ) -> None:
+        delay_ms = int(self.hosts.defer_s(host) * 1000)
+        attempt = Attempt(
+            entry, claim.attempt, Outcome.DEFER, "deferred", delay_ms
+        )
+        try:
+            code = await self._write(shard, attempt, sent_at)
+        finally:
+            self.capacity.give(1)
+        if code is Code.DONE:
+            self.counts["deferred"] += 1
+            metrics.DEFERRED.inc()
+
+    async def _write(
+        self, shard: ShardKeys, attempt: Attempt, sent_at: float
+    ) -> Code | None:
+        """Complete ``attempt``, retrying until written or the claim ends.
+
+        Returns None when the claim lapsed first (the entry will be
+        reclaimed; a webhook that was sent may then be sent again).
+        """
+        give_up_at = sent_at + self._hold_s - CLAIM_MARGIN_S
+        tries = 0
+        waiting = False
+        try:
+            while True:
+                left_s = give_up_at - time.monotonic()
+                try:
+                    return await self.queue.complete(
+                        shard,
+                        self.consumer,
+                        attempt,
+                        deadline_s=max(0.1, min(COMPLETE_CALL_S, left_s)),
+                    )
+                except (RedisUnavailable, NotReplicated, StoreFull) as exc:
+                    if not waiting:
+                        waiting = True
+                        self._writing(+1)
+                    pause = backoff_s(tries, self.rng)
+                    tries += 1
+                    if time.monotonic() + pause >= give_up_at:
+                        self.counts["abandoned"] += 1
+                        log.warning(
+                            "completion abandoned: the claim lapsed",
+                            extra={
+                                "id": ids.to_text(attempt.entry.timer_id),
+                                "outcome": attempt.outcome.value,
+                                "error": str(exc),
+                            },
+                        )
+                        return None
+                    await asyncio.sleep(pause)
+        finally:
+            if waiting:
+                self._writing(-1)
+
+    def _writing(self, change: int) -> None:
+        self.writing += change
+        if self.writing:
+            self.written.clear()
+        else:
+            self.written.set()
+
+    async def wait_idle(self, timeout_s: float | None) -> bool:
+        """Wait for in-flight work; False when some was left."""
+        if not self.tasks:
+            return True
+        _, pending = await asyncio.wait(set(self.tasks), timeout=timeout_s)
+        return not pending

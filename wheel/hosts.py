@@ -1,0 +1,91 @@
+"""Per-destination fairness: a bound on webhooks in flight to one host.
+
+One receiver that answers slowly (or not at all, until the timeout) must
+not take every webhook slot of a worker and hold up everyone else's
+timers. Each worker lets at most ``limit`` webhooks be in flight to one
+host; a timer due for a host at its limit is not sent but put back on
+the wheel (without counting an attempt) for when the host is expected
+to have room: the deferrals of one host are spaced at the rate it has
+been completing webhooks (``limit`` per mean attempt time), so a backlog
+for a slow host drains at that host's pace while other hosts' timers
+keep their slots.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+EWMA_WEIGHT = 0.2
+"""Weight of the newest attempt time in a host's mean."""
+INITIAL_ATTEMPT_S = 1.0
+MIN_DEFER_S = 0.05
+MAX_HOSTS = 10_000
+"""Hosts remembered; idle ones are forgotten past this."""
+
+
+@dataclass(slots=True)
+class _Host:
+    in_flight: int = 0
+    mean_s: float = INITIAL_ATTEMPT_S
+    next_free: float = 0.0
+    used_at: float = 0.0
+
+
+class HostLimiter:
+    """Counts webhooks in flight per host and spaces deferrals."""
+
+    def __init__(
+        self, limit: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self._clock = clock
+        self._hosts: dict[str, _Host] = {}
+
+    def _host(self, host: str) -> _Host:
+        state = self._hosts.get(host)
+        if state is None:
+            if len(self._hosts) >= MAX_HOSTS:
+                self._forget_idle()
+            state = self._hosts[host] = _Host()
+        state.used_at = self._clock()
+        return state
+
+    def _forget_idle(self) -> None:
+        idle = sorted(
+            (s.used_at, h) for h, s in self._hosts.items() if not s.in_flight
+        )
+        for _, host in idle[: len(idle) // 2 + 1]:
+            del self._hosts[host]
+
+    def in_flight(self, host: str) -> int:
+        """Webhooks in flight to ``host`` now."""
+        state = self._hosts.get(host)
+        return state.in_flight if state else 0
+
+    def try_take(self, host: str) -> bool:
+        """Take a slot of ``host``; False when it is at its limit."""
+        state = self._host(host)
+        if state.in_flight >= self.limit:
+            return False
+        state.in_flight += 1
+        return True
+
+    def give(self, host: str, took_s: float) -> None:
+        """Return a slot of ``host`` after an attempt that took ``took_s``."""
+        state = self._host(host)
+        state.in_flight -= 1
+        state.mean_s += EWMA_WEIGHT * (took_s - state.mean_s)
+
+    def defer_s(self, host: str) -> float:
+        """How long to put off a timer for ``host``, which is at its limit.
+
+        Each deferral takes the next free place in the host's virtual
+        queue, one every ``mean attempt time / limit`` seconds.
+        """
+        state = self._host(host)
+        now = self._clock()
+        start = max(now, state.next_free)
+        state.next_free = start + state.mean_s / self.limit
+        return max(MIN_DEFER_S, start - now + state.mean_s / self.limit)

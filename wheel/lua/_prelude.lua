@@ -1,0 +1,74 @@
+-- _prelude.lua: helpers every script starts with (wheel/scripts.py puts
+-- the shared constants S_*, V_*, O_*, C_* of wheel/states.py and the
+-- wheel widths of wheel/buckets.py before this file, then the script).
+--
+-- Running at maxmemory (noeviction): Redis refuses a command that may
+-- grow memory only while the script has not written yet. Scripts that
+-- record outcomes (claim, complete, advance, ...) therefore make a write
+-- that cannot grow memory first (XACK, DEL, HDEL, ZREM, LTRIM, ...), so
+-- firing goes on when Redis is full; create.lua writes nothing before its
+-- first HSET, so a full Redis refuses it whole.
+
+local function now_ms()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Integers as decimal text (tostring would write 1.7645900001e+12).
+local function fmt(n)
+    return string.format('%d', n)
+end
+
+local WIDTH = {m = MINUTE_MS, h = HOUR_MS, d = DAY_MS}
+local LEAD = {m = 0, h = HOUR_LEAD_MS, d = DAY_LEAD_MS}
+
+-- When the ticker acts on a coarse bucket (its index score).
+local function cascade_ms(level, number)
+    return number * WIDTH[level] - LEAD[level]
+end
+
+-- The bucket a timer due at `due` goes into at `now`: the coarsest level
+-- not yet cascaded (wheel/buckets.py place() is the same function).
+local function place(due, now)
+    for _, level in ipairs({'d', 'h'}) do
+        local number = math.floor(due / WIDTH[level])
+        if cascade_ms(level, number) > now then
+            return level, number
+        end
+    end
+    return 'm', math.floor(due / MINUTE_MS)
+end
+
+-- Put timer `id` due at `due` on the wheel. The caller named a minute
+-- bucket (minute_key, number minute) and, when it expected one, a coarse
+-- bucket (coarse_key, level, number) in KEYS; the coarse one is used only
+-- when Redis' clock agrees, else the minute bucket, which is always
+-- correct: its index score is its earliest due time.
+local function schedule(index, minute_key, minute, coarse_key, level,
+                        number, id, due, now)
+    local want_level, want_number = place(due, now)
+    if want_level ~= 'm' and want_level == level
+            and want_number == tonumber(number) then
+        redis.call('RPUSH', coarse_key, id .. struct.pack('>I6', due))
+        redis.call('ZADD', index, cascade_ms(level, want_number),
+            level .. fmt(want_number))
+    else
+        redis.call('ZADD', minute_key, due, id)
+        redis.call('ZADD', index, 'LT', due, 'm' .. minute)
+    end
+end
+
+-- A finished record, packed into one field of the hourly finished hash:
+-- state letter and attempts, due ms, ms from due to finish, last result.
+local function pack_finished(state, attempts, due, at, result)
+    return state .. fmt(attempts) .. ',' .. fmt(due) .. ','
+        .. fmt(at - due) .. ',' .. (result or '')
+end
+
+-- Keep a finished hash at least `ttl` ms; renewed at most once a minute
+-- so the append-only file does not get a PEXPIRE per completion.
+local function keep(key, ttl)
+    if redis.call('PTTL', key) < ttl - 60000 then
+        redis.call('PEXPIRE', key, ttl)
+    end
+end

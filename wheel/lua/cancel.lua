@@ -1,0 +1,39 @@
+-- cancel.lua: cancel a pending timer, atomically against its firing.
+--
+-- A pending timer's record becomes a cancelled finished record; a copy
+-- of its id still in a bucket or the ready stream is dropped by the
+-- claim, which finds no pending record. A timer being fired (claimed) or
+-- finished is not changed. Cancelling a cancelled timer is done again
+-- (so a retried DELETE answers as the first did).
+--
+-- Runs at maxmemory: yes (its first write is a DEL).
+--
+-- KEYS[1] timer record (hash)
+-- KEYS[2] finished hash of the id's hour
+-- ARGV[1] timer id (16 bytes)
+-- ARGV[2] retention of a finished record, in ms
+--
+-- Returns {now_ms, code, state}: C_DONE (cancelled), C_CONFLICT with the
+-- state letter of a firing or finished timer, or C_NOT_FOUND.
+
+local now = now_ms()
+local rec = redis.call('HMGET', KEYS[1], 's', 'd', 'a')
+if rec[1] == S_PENDING then
+    redis.call('DEL', KEYS[1])
+    redis.call('HSET', KEYS[2], ARGV[1], pack_finished(S_CANCELLED,
+        tonumber(rec[3]) or 0, tonumber(rec[2]), now, ''))
+    keep(KEYS[2], tonumber(ARGV[2]))
+    return {now, C_DONE, S_CANCELLED}
+end
+if rec[1] then
+    return {now, C_CONFLICT, rec[1]}
+end
+local finished = redis.call('HGET', KEYS[2], ARGV[1])
+if not finished then
+    return {now, C_NOT_FOUND, ''}
+end
+local state = string.sub(finished, 1, 1)
+if state == S_CANCELLED then
+    return {now, C_DONE, state}
+end
+return {now, C_CONFLICT, state}

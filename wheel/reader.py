@@ -1,0 +1,201 @@
+"""Reader and Reclaimer: where a worker's entries come from.
+
+The reader reads the ready streams of the shards this worker owns (its
+rendezvous share among live workers), never asking for more entries than
+it has free slots: capacity is taken before ``XREADGROUP`` and what the
+read did not fill is given back. Reads do not block (one blocking read
+per shard would hold one connection per shard); the doorbell says which
+shards just got entries, and every owned shard is polled now and then
+in case a ring was missed. A shard whose read came back full is read
+again at once.
+
+The reclaimer sweeps *every* shard, owned or not, with ``XAUTOCLAIM``
+(following its cursor), so entries a dead worker held are fired again
+about ``WHEEL_RECLAIM_IDLE`` after it took them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+
+from wheel.capacity import Capacity
+from wheel.doorbell import POLL_S
+from wheel.firer import Firer
+from wheel.keys import ShardKeys
+from wheel.lifecycle import ErrorLog
+from wheel.queue import ShardQueue
+from wheel.settings import Settings
+
+log = logging.getLogger("wheel.reader")
+
+SWEEP_CHUNK = 16
+"""Shards one reclaim round asks about at once."""
+
+
+class Reader:
+    """Reads the owned shards' ready streams into the firer."""
+
+    def __init__(
+        self,
+        queue: ShardQueue,
+        capacity: Capacity,
+        firer: Firer,
+        settings: Settings,
+        consumer: str,
+    ) -> None:
+        self.queue = queue
+        self.capacity = capacity
+        self.firer = firer
+        self.settings = settings
+        self.consumer = consumer
+        self.owned: frozenset[int] = frozenset()
+        self._hot: dict[int, None] = {}
+        self._rung = asyncio.Event()
+        self._polled_at = 0.0
+        self._errors = ErrorLog(log)
+        self.read_total = 0
+
+    def own(self, shards: frozenset[int]) -> None:
+        """Set the shards to read; new ones are read at once."""
+        gained = shards - self.owned
+        self.owned = shards
+        self.ring(sorted(gained))
+
+    def ring(self, shards: Sequence[int] | None) -> None:
+        """Mark ``shards`` (None: every owned shard) as worth a read."""
+        for shard in self.owned if shards is None else shards:
+            if shard in self.owned:
+                self._hot[shard] = None
+        if self._hot:
+            self._rung.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Read until ``stop``."""
+        while not stop.is_set():
+            try:
+                await self._wait_for_work(stop)
+                if stop.is_set():
+                    return
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._errors.note("read", exc)
+                await asyncio.sleep(0.5)
+
+    async def _wait_for_work(self, stop: asyncio.Event) -> None:
+        # Completions that cannot be written yet come first: reading
+        # more would only pile up outcomes Redis cannot take.
+        if not self.firer.written.is_set():
+            await self.firer.written.wait()
+        due_poll = self._polled_at + POLL_S - time.monotonic()
+        if not self._hot and due_poll > 0:
+            self._rung.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rung.wait(), due_poll)
+        if time.monotonic() >= self._polled_at + POLL_S:
+            self._polled_at = time.monotonic()
+            self.ring(None)
+
+    async def step(self) -> int:
+        """Read the hot shards once, as far as slots allow; entries read."""
+        if not self._hot:
+            return 0
+        batch = self.settings.batch_size
+        slots = await self.capacity.take(batch * len(self._hot))
+        # Let slots freed in this loop turn join the read.
+        await asyncio.sleep(0)
+        slots += self.capacity.take_now(batch * len(self._hot) - slots)
+        hot = list(self._hot)[:slots]
+        for k in hot:
+            del self._hot[k]
+        share, extra = divmod(slots, len(hot))
+        counts = [
+            min(batch, share + (1 if i < extra else 0))
+            for i in range(len(hot))
+        ]
+        self.capacity.give(slots - sum(counts))
+        picked = [self.queue.keys.shard(k) for k in hot]
+        results = await asyncio.gather(
+            *(
+                self.queue.read(shard, self.consumer, count)
+                for shard, count in zip(picked, counts, strict=True)
+            ),
+            return_exceptions=True,
+        )
+        read = 0
+        dispatches = []
+        for shard, count, entries in zip(picked, counts, results, strict=True):
+            if isinstance(entries, BaseException):
+                self.capacity.give(count)
+                self._errors.note("read", entries)
+                continue
+            self.capacity.give(count - len(entries))
+            if len(entries) == count:
+                self._hot[shard.shard] = None
+            read += len(entries)
+            dispatches.append(self.firer.dispatch(shard, entries))
+        await asyncio.gather(*dispatches)
+        self.read_total += read
+        return read
+
+
+class Reclaimer:
+    """Takes over entries idle past the claim hold, on every shard."""
+
+    def __init__(
+        self,
+        queue: ShardQueue,
+        capacity: Capacity,
+        firer: Firer,
+        settings: Settings,
+        consumer: str,
+    ) -> None:
+        self.queue = queue
+        self.capacity = capacity
+        self.firer = firer
+        self.settings = settings
+        self.consumer = consumer
+        self._cursors: dict[int, bytes] = {}
+        self.reclaimed_total = 0
+
+    @property
+    def interval_s(self) -> float:
+        """How often a sweep starts."""
+        return min(self.settings.reclaim_idle / 4, 30.0)
+
+    async def sweep(self) -> float:
+        """One pass over every shard; seconds until the next."""
+        shards = self.queue.keys.all_shards()
+        for start in range(0, len(shards), SWEEP_CHUNK):
+            chunk = shards[start : start + SWEEP_CHUNK]
+            await asyncio.gather(*(self._shard(shard) for shard in chunk))
+        return self.interval_s
+
+    async def _shard(self, shard: ShardKeys) -> None:
+        batch = self.settings.batch_size
+        while True:
+            slots = await self.capacity.take(batch)
+            cursor = self._cursors.get(shard.shard, b"0-0")
+            try:
+                cursor, entries = await self.queue.reclaim(
+                    shard, self.consumer, cursor, slots
+                )
+            except BaseException:
+                self.capacity.give(slots)
+                raise
+            self._cursors[shard.shard] = cursor
+            self.capacity.give(slots - len(entries))
+            if entries:
+                self.reclaimed_total += len(entries)
+                log.warning(
+                    "reclaimed entries",
+                    extra={"shard": shard.shard, "count": len(entries)},
+                )
+                await self.firer.dispatch(shard, entries)
+            if cursor == b"0-0":
+                return
