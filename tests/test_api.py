@@ -11,15 +11,15 @@ from datetime import datetime
 
 import httpx
 import pytest
-from redis.asyncio import Redis
+import redis as sync_redis
 from starlette.applications import Starlette
 
 import api
-from wheel.clock import redis_time_ms
+from wheel import ids
 from wheel.keys import Keys
 from wheel.redis_server import free_port
+from wheel.roles import connect
 from wheel.settings import Settings
-from wheel.wheelmath import shard_of
 
 URL = "http://example.com/hook"
 POLL_DEADLINE_S = 10.0
@@ -32,9 +32,10 @@ def http_client(app: Starlette) -> httpx.AsyncClient:
     )
 
 
-async def redis_now_ms(redis: Redis) -> int:
+async def redis_now_ms(redis: sync_redis.Redis) -> int:
     """Redis' own clock in epoch ms."""
-    return redis_time_ms(await redis.time())
+    seconds, micros = redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
 def epoch_ms(rfc3339: str) -> int:
@@ -66,13 +67,13 @@ async def test_spec_example_create(client: httpx.AsyncClient) -> None:
     assert set(created) == {"id", "time_left"}
     assert created["time_left"] == 14401
     timer_id = uuid.UUID(created["id"])
-    assert timer_id.version == 4
+    assert timer_id.version == 8
     assert str(timer_id) == created["id"]
     assert reply.headers["location"] == f"/timer/{created['id']}"
 
 
 async def test_spec_example_read(
-    client: httpx.AsyncClient, redis: Redis, settings: Settings
+    client: httpx.AsyncClient, raw: sync_redis.Redis, settings: Settings
 ) -> None:
     """GET /timer/<id> reports the id, ceil of the time left, pending."""
     created = (
@@ -81,9 +82,9 @@ async def test_spec_example_read(
             json={"hours": 4, "minutes": 0, "seconds": 1, "url": URL},
         )
     ).json()
-    before_ms = await redis_now_ms(redis)
+    before_ms = await redis_now_ms(raw)
     reply = await client.get(f"/timer/{created['id']}")
-    after_ms = await redis_now_ms(redis)
+    after_ms = await redis_now_ms(raw)
     assert reply.status_code == 200, reply.text
     assert reply.headers["content-type"] == "application/json"
     view = reply.json()
@@ -92,8 +93,10 @@ async def test_spec_example_read(
     assert view["attempts"] == 0
     due_ms = epoch_ms(view["due_at"])
     keys = Keys(settings.key_prefix, settings.shards)
-    shard = keys.shard(shard_of(uuid.UUID(view["id"]), settings.shards))
-    assert int(await redis.hget(shard.timer(view["id"]), "due")) == due_ms
+    timer_id = ids.parse(view["id"])
+    assert timer_id is not None
+    shard = keys.shard(ids.shard_of(timer_id, settings.shards))
+    assert int(raw.hget(shard.timer(timer_id), "d")) == due_ms
     # The reply was computed at some Redis instant between the two reads.
     latest = math.ceil((due_ms - before_ms) / 1000)
     earliest = math.ceil((due_ms - after_ms) / 1000)
@@ -123,7 +126,7 @@ async def test_zero_delay_timer_has_no_time_left(
 
 
 async def test_time_left_reaches_zero_once_due(
-    client: httpx.AsyncClient, redis: Redis
+    client: httpx.AsyncClient, raw: sync_redis.Redis
 ) -> None:
     """A 1 s timer counts down to 0, never reaching 0 before it is due."""
     created = (
@@ -134,7 +137,7 @@ async def test_time_left_reaches_zero_once_due(
     deadline = time.monotonic() + POLL_DEADLINE_S
     while True:
         reply = await client.get(f"/timer/{created['id']}")
-        after_ms = await redis_now_ms(redis)
+        after_ms = await redis_now_ms(raw)
         view = reply.json()
         assert view["status"] == "pending"
         due_ms = epoch_ms(view["due_at"])
@@ -145,7 +148,7 @@ async def test_time_left_reaches_zero_once_due(
             break
         assert time.monotonic() < deadline, f"never due: {seen}"
         await asyncio.sleep(0.05)
-    assert await redis_now_ms(redis) >= due_ms
+    assert await redis_now_ms(raw) >= due_ms
     assert seen == sorted(seen, reverse=True)
     assert set(seen) <= {0, 1}
 
@@ -188,9 +191,9 @@ async def test_unknown_path_is_404_problem(
         ("DELETE", "/timer", "POST"),
         ("PUT", "/timer", "POST"),
         ("GET", "/timer", "POST"),
-        ("PUT", "/timer/{id}", "GET"),
-        ("POST", "/timer/{id}", "GET"),
-        ("PATCH", "/timer/{id}", "GET"),
+        ("PUT", "/timer/{id}", "GET, DELETE"),
+        ("POST", "/timer/{id}", "GET, DELETE"),
+        ("PATCH", "/timer/{id}", "GET, DELETE"),
         ("POST", "/healthz", "GET"),
     ],
 )
@@ -203,7 +206,8 @@ async def test_wrong_method_is_405(
     reply = await client.request(method, path, json={"url": URL})
     problem = assert_problem(reply, 405)
     assert problem["title"] == "Method Not Allowed"
-    assert allowed in reply.headers["allow"]
+    for method_allowed in allowed.split(", "):
+        assert method_allowed in reply.headers["allow"]
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -221,8 +225,11 @@ async def test_readyz_with_redis_up(client: httpx.AsyncClient) -> None:
 
 
 @pytest.fixture
-async def down_app(settings: Settings) -> AsyncIterator[Starlette]:
+async def down_app(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Starlette]:
     """An app (owning its client) whose Redis is a closed port."""
+    monkeypatch.setattr(api, "IDENTITY_WAIT_S", 0.2)
     closed = settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     app = api.create_app(closed)
     # The lifespan closes the client the app built for itself.
@@ -247,16 +254,18 @@ async def test_create_and_read_without_redis_are_503(
         assert_problem(await http.get(f"/timer/{uuid.uuid4()}"), 503)
 
 
-async def test_two_apps_share_one_redis(
-    settings: Settings, redis_url: str
-) -> None:
+async def test_two_apps_share_one_redis(settings: Settings) -> None:
     """Timers created through one API process are read through another."""
-    first_redis = Redis.from_url(redis_url, decode_responses=True)
-    second_redis = Redis.from_url(redis_url, decode_responses=True)
+    first_redis = connect(settings, "first")
+    second_redis = connect(settings, "second")
+    first_app = api.create_app(settings, first_redis)
+    second_app = api.create_app(settings, second_redis)
+    await first_app.state.api.check_identity()
+    await second_app.state.api.check_identity()
     try:
         async with (
-            http_client(api.create_app(settings, first_redis)) as first,
-            http_client(api.create_app(settings, second_redis)) as second,
+            http_client(first_app) as first,
+            http_client(second_app) as second,
         ):
             one = (await first.post("/timer", json={"url": URL})).json()
             two = (

@@ -9,7 +9,6 @@ import random
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -19,10 +18,17 @@ import psutil
 import pytest
 import redis as sync_redis
 
-from tests.support import Behaviour, Procs, Receiver, create_timer, wait_until
+from tests.support import (
+    Behaviour,
+    Procs,
+    Receiver,
+    create_timer,
+    inspector,
+    wait_until,
+)
+from wheel import ids
 from wheel.keys import Keys
 from wheel.redis_server import RedisServer, free_port
-from wheel.wheelmath import shard_of
 
 SHARDS = 4
 LEASE_TTL_S = 2.0
@@ -38,6 +44,7 @@ FAST_ENV = {
     "WHEEL_MAX_ATTEMPTS": "3",
     "WHEEL_SHUTDOWN_GRACE": "5",
     "WHEEL_LOG_FORMAT": "json",
+    "WHEEL_ALLOWED_TARGETS": "127.0.0.0/8",
 }
 
 
@@ -70,7 +77,7 @@ def procs(redis_url: str, tmp_path: Path) -> Iterator[Procs]:
 @pytest.fixture
 def sync_client(redis_url: str) -> Iterator[sync_redis.Redis]:
     """A synchronous Redis client of the test server."""
-    client = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    client = inspector(redis_url)
     yield client
     client.close()
 
@@ -86,13 +93,18 @@ def due_ms(base: str, timer_id: str) -> int:
 
 
 def settled(client: sync_redis.Redis) -> bool:
-    """No timer waits in a slot and no ready entry is unacknowledged."""
+    """No bucket is left on the wheel and no ready entry is unacked."""
     for shard in KEYS.all_shards():
-        if client.zcard(shard.slots):
+        if client.zcard(shard.index):
             return False
         if client.exists(shard.ready) and client.xlen(shard.ready):
             return False
     return True
+
+
+def status(base: str, timer_id: str) -> str:
+    """The status the API reports for a timer."""
+    return str(httpx.get(f"{base}/timer/{timer_id}").json()["status"])
 
 
 def create_many(bases: list[str], url: str, delays: list[int]) -> list[str]:
@@ -206,12 +218,12 @@ def test_worker_sigkill_in_flight_loses_nothing(
     base = procs.api()
     procs.role("ticker")
     doomed = procs.role("worker")
-    ids = create_many([base], slow.url, [0] * 50)
+    timer_ids = create_many([base], slow.url, [0] * 50)
     wait_until(lambda: len(slow.arrivals) >= 10, what="in-flight hooks")
     procs.kill(doomed)
     procs.role("worker")
     wait_until(
-        lambda: set(slow.ids()) == set(ids),
+        lambda: set(slow.ids()) == set(timer_ids),
         timeout_s=30,
         what="every id after the kill",
     )
@@ -221,17 +233,13 @@ def test_worker_sigkill_in_flight_loses_nothing(
     assert any(count > 1 for count in slow.ids().values())
     for arrival in slow.arrivals:
         assert json.loads(arrival.body) == {"id": arrival.timer_id}
-    for timer_id in ids:
-        record = sync_client.hgetall(_record_key(timer_id))
-        assert record["state"] == "fired"
-
-
-def _record_key(timer_id: str) -> str:
-    return KEYS.shard(shard_of(uuid.UUID(timer_id), SHARDS)).timer(timer_id)
+    for timer_id in timer_ids:
+        assert status(base, timer_id) == "fired"
 
 
 def _lease_owners(client: sync_redis.Redis) -> list[str | None]:
-    return [client.get(shard.lease) for shard in KEYS.all_shards()]
+    owners = [client.get(shard.lease) for shard in KEYS.all_shards()]
+    return [o.decode() if o else None for o in owners]
 
 
 def test_ticker_sigkill_leases_taken_over_within_ttl(
@@ -284,7 +292,7 @@ def test_ticker_sigterm_releases_leases_at_once(
 
 
 @pytest.mark.parametrize(
-    ("behaviour", "calls", "status"),
+    ("behaviour", "calls", "final"),
     [
         (Behaviour(fail_first=2), 3, "fired"),
         (Behaviour(always_fail=True), 3, "failed"),
@@ -296,7 +304,7 @@ def test_retries_until_success_or_dead_letter(
     sync_client: sync_redis.Redis,
     behaviour: Behaviour,
     calls: int,
-    status: str,
+    final: str,
 ) -> None:
     """Failed webhooks are retried; WHEEL_MAX_ATTEMPTS=3 calls at most."""
     hooks = Receiver(behaviour)
@@ -309,21 +317,25 @@ def test_retries_until_success_or_dead_letter(
             timer_id = str(create_timer(client, hooks.url)["id"])
             wait_until(
                 lambda: (
-                    client.get(f"/timer/{timer_id}").json()["status"] == status
+                    client.get(f"/timer/{timer_id}").json()["status"] == final
                 ),
-                what=f"status {status}",
+                what=f"status {final}",
             )
             view = client.get(f"/timer/{timer_id}").json()
         wait_until(lambda: settled(sync_client), what="the wheel to settle")
         assert hooks.ids()[timer_id] == calls
         assert view["attempts"] == calls
-        shard = KEYS.shard(shard_of(uuid.UUID(timer_id), SHARDS))
+        raw_id = ids.parse(timer_id)
+        assert raw_id is not None
+        shard = KEYS.shard(ids.shard_of(raw_id, SHARDS))
         dead = sync_client.xrange(shard.dead)
-        if status == "failed":
-            assert [entry["id"] for _, entry in dead] == [timer_id]
-            assert "HTTP 500" in dead[0][1]["error"]
+        if final == "failed":
+            assert [entry[b"i"] for _, entry in dead] == [raw_id]
+            assert dead[0][1][b"e"] == b"500"
+            assert view["last_status"] == 500
         else:
             assert dead == []
+            assert view["last_status"] == 200
     finally:
         hooks.stop()
 
@@ -347,7 +359,7 @@ def test_redis_restart_with_aof_loses_no_acknowledged_timer(
             timeout_s=30,
             what="100 webhooks after the restart",
         )
-        client = sync_redis.Redis.from_url(server.url, decode_responses=True)
+        client = inspector(server.url)
         try:
             wait_until(lambda: settled(client), what="the wheel to settle")
         finally:
@@ -417,12 +429,11 @@ def test_worker_sigterm_finishes_in_flight_webhooks(
     base = procs.api()
     procs.role("ticker")
     worker = procs.role("worker")
-    ids = create_many([base], slow.url, [0] * 20)
+    timer_ids = create_many([base], slow.url, [0] * 20)
     wait_until(lambda: len(slow.arrivals) == 20, what="hooks in flight")
     assert procs.terminate(worker) == 0
-    for timer_id in ids:
-        record = sync_client.hgetall(_record_key(timer_id))
-        assert record["state"] == "fired"
+    for timer_id in timer_ids:
+        assert status(base, timer_id) == "fired"
     assert settled(sync_client)
     assert "worker stopped" in procs.output(worker)
 

@@ -1,4 +1,4 @@
-"""Every rule of a ``POST /timer`` body, table-driven, through the API."""
+"""Every rule of a ``POST /timer`` body: the parser, then the API."""
 
 from __future__ import annotations
 
@@ -12,15 +12,23 @@ import pytest
 from redis.asyncio import Redis
 
 import api
+from wheel import ids
 from wheel.keys import Keys
-from wheel.models import TimerRequest
+from wheel.roles import connect
 from wheel.settings import Settings
-from wheel.validation import MAX_URL_LENGTH, check_request, check_url
-from wheel.wheelmath import shard_of
+from wheel.validation import (
+    MAX_URL_LENGTH,
+    InvalidRequest,
+    TimerInput,
+    check_url,
+    parse_timer_request,
+)
 
 URL = "http://example.com/hook"
 YEAR_S = 365 * 86400
 DELAY = "hours, minutes, seconds"
+YEAR_LIMIT = f"the total delay must be at most {YEAR_S} seconds"
+FOUR_BAD = b'{"hours": -1, "minutes": "x", "url": 5, "foo": 1}'
 
 
 def body(**fields: Any) -> bytes:
@@ -57,6 +65,46 @@ BAD_BODIES: list[tuple[str, bytes, int, str | None]] = [
     ("non-UTF-8 in string", b'{"url": "http://a.io/\xff"}', 400, None),
     ("latin-1 body", b'{"url": "http://a.io/caf\xe9"}', 400, None),
     ("UTF-16 body", json.dumps({"url": URL}).encode("utf-16"), 400, None),
+    ("UTF-8 BOM", b'\xef\xbb\xbf{"url": "http://a.io/"}', 400, None),
+    (
+        "Infinity literal",
+        b'{"url": "http://a.io/", "hours": Infinity}',
+        400,
+        None,
+    ),
+    ("lone surrogate escape", b'{"url": "http://a.io/\\ud800"}', 400, None),
+    (
+        "nested too deeply",
+        b'{"url": "http://a.io/", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        400,
+        None,
+    ),
+    # Repeated keys make the body ambiguous: 400.
+    (
+        "seconds twice",
+        b'{"seconds": 1, "seconds": 2, "url": "http://a.io/"}',
+        400,
+        None,
+    ),
+    ("url twice", body(url=URL)[:-1] + b', "url": "http://b.io/"}', 400, None),
+    (
+        "seconds twice, once escaped",
+        b'{"seconds": 1, "s\\u0065conds": 2, "url": "http://a.io/"}',
+        400,
+        None,
+    ),
+    (
+        "a bad part twice",
+        b'{"url": "http://a.io/", "hours": "x", "hours": 1}',
+        400,
+        None,
+    ),
+    (
+        "repeated key in a nested object",
+        b'{"url": "http://a.io/", "minutes": {"a": 1, "a": 2}}',
+        400,
+        None,
+    ),
     # Well-formed JSON that is not an object: 422.
     ("array", b"[]", 422, "$"),
     ("array of object", json.dumps([{"url": URL}]).encode(), 422, "$"),
@@ -107,12 +155,20 @@ BAD_BODIES: list[tuple[str, bytes, int, str | None]] = [
     ("seconds past uint64", timer(seconds=2**64), 422, "seconds"),
     ("minutes huge negative", timer(minutes=-(2**70)), 422, "minutes"),
     ("minutes past the part bound", timer(minutes=10**12 + 1), 422, "minutes"),
+    (
+        "seconds of 5000 digits",
+        b'{"url": "http://a.io/", "seconds": ' + b"9" * 5000 + b"}",
+        422,
+        "seconds",
+    ),
     # Unknown fields: 422.
     ("typo second", timer(second=1), 422, "second"),
     ("typo Hours", timer(Hours=1), 422, "Hours"),
     ("extra id", timer(seconds=1, id="x"), 422, "id"),
     ("extra time_left", timer(time_left=5), 422, "time_left"),
     ("URL capitalised", body(URL=URL, seconds=1), 422, "URL"),
+    # Several bad fields: each is listed (the table checks one of them).
+    ("four bad fields", FOUR_BAD, 422, "foo"),
     # The total delay above the default bound of 365 days: 422.
     ("a year and a second", timer(seconds=YEAR_S + 1), 422, DELAY),
     ("8761 hours", timer(hours=8761), 422, DELAY),
@@ -173,6 +229,11 @@ async def raw(redis_url: str) -> AsyncIterator[Redis]:
     client = Redis.from_url(redis_url)
     yield client
     await client.aclose()
+
+
+async def timer_keys(raw: Redis) -> list[bytes]:
+    """Every key of a shard (the deployment's meta keys aside)."""
+    return sorted(k for k in await raw.keys("*") if k.startswith(b"{"))
 
 
 async def snapshot(raw: Redis) -> tuple[int, dict[bytes, bytes]]:
@@ -271,7 +332,7 @@ async def test_several_bad_fields_are_all_named(
     assert reply.status_code == 422
     fields = [error["field"] for error in reply.json()["errors"]]
     assert fields == ["url", DELAY]
-    assert await raw.dbsize() == 0
+    assert await timer_keys(raw) == []
 
 
 # (case id, body, expected time_left)
@@ -292,9 +353,12 @@ GOOD_BODIES: list[tuple[str, bytes, int]] = [
         body(url="http://example.com:8080/h?a=1&b=2#f", seconds=1),
         1,
     ),
-    ("ipv4 host", body(url="http://127.0.0.1:9/h", seconds=1), 1),
-    ("ipv6 host", body(url="http://[::1]:8080/h", seconds=1), 1),
-    ("userinfo", body(url="https://u:p@example.com/h", seconds=1), 1),
+    ("public ipv4 host", body(url="http://192.0.43.8:9/h", seconds=1), 1),
+    (
+        "public ipv6 host",
+        body(url="http://[2606:4700::1]:8080/h", seconds=1),
+        1,
+    ),
     ("url of 2048 chars", body(url=url_of_length(2048), seconds=1), 1),
     ("fields in any order", b'{"seconds": 1, "url": "http://a.io/"}', 1),
     ("surrounding whitespace", b'\n {"url": "http://a.io/"} \n', 0),
@@ -310,7 +374,7 @@ GOOD_BODIES: list[tuple[str, bytes, int]] = [
 async def test_good_body_is_accepted(
     client: httpx.AsyncClient,
     settings: Settings,
-    redis: Redis,
+    raw: Redis,
     raw_body: bytes,
     time_left: int,
 ) -> None:
@@ -318,13 +382,13 @@ async def test_good_body_is_accepted(
     reply = await client.post("/timer", content=raw_body)
     assert reply.status_code == 201, reply.text
     assert reply.json()["time_left"] == time_left
-    timer_id = uuid.UUID(reply.json()["id"])
+    timer_id = ids.from_uuid(uuid.UUID(reply.json()["id"]))
     shard = Keys(settings.key_prefix, settings.shards).shard(
-        shard_of(timer_id, settings.shards)
+        ids.shard_of(timer_id, settings.shards)
     )
-    assert await redis.keys("*:t:*") == [shard.timer(str(timer_id))]
-    record = await redis.hgetall(shard.timer(str(timer_id)))
-    assert record["url"] == json.loads(raw_body)["url"]
+    assert await raw.keys("*:t:*") == [shard.timer(timer_id)]
+    record = await raw.hgetall(shard.timer(timer_id))
+    assert record[b"u"].decode() == json.loads(raw_body)["url"]
 
 
 @pytest.mark.parametrize(
@@ -340,25 +404,29 @@ async def test_good_body_is_accepted(
 )
 async def test_small_max_delay_bound_is_inclusive(
     settings: Settings,
-    redis: Redis,
     raw: Redis,
     parts: dict[str, int],
     status: int,
 ) -> None:
     """With max_delay 90 s a 90 s timer is fine and 91 s is refused."""
-    app = api.create_app(settings.replace(max_delay=90), redis)
+    small = settings.replace(max_delay=90)
+    connection = connect(small, "test")
+    app = api.create_app(small, connection)
+    await app.state.api.check_identity()
+    await raw.flushall()
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://test"
     ) as http:
         reply = await http.post("/timer", content=timer(**parts))
+    await connection.aclose()
     assert reply.status_code == status, reply.text
     if status == 201:
         assert reply.json()["time_left"] == 90
     else:
         assert reply.json()["errors"][0]["field"] == DELAY
         assert "90" in reply.json()["errors"][0]["message"]
-        assert await raw.dbsize() == 0
+        assert await timer_keys(raw) == []
 
 
 @pytest.mark.parametrize(
@@ -388,24 +456,253 @@ def test_check_url(url: str, ok: bool) -> None:
         assert reason
 
 
+async def test_every_bad_field_is_listed_in_body_order(
+    client: httpx.AsyncClient, raw: Redis
+) -> None:
+    """Four bad fields give four errors, in body order, and no timer."""
+    reply = await client.post("/timer", content=FOUR_BAD)
+    assert reply.status_code == 422, reply.text
+    problem = reply.json()
+    fields = [error["field"] for error in problem["errors"]]
+    assert fields == ["hours", "minutes", "url", "foo"]
+    for field in fields:
+        assert f"`{field}`" in problem["detail"]
+    assert await timer_keys(raw) == []
+
+
+@pytest.mark.usefixtures("seeded")
+async def test_repeated_key_is_a_400_naming_it(
+    client: httpx.AsyncClient, raw: Redis
+) -> None:
+    """A body repeating "seconds" is a 400 naming it and stores nothing."""
+    before = await snapshot(raw)
+    reply = await client.post(
+        "/timer",
+        content=b'{"seconds": 1, "seconds": 2, "url": "http://a.io/"}',
+    )
+    assert reply.status_code == 400, reply.text
+    assert "`seconds`" in reply.json()["detail"]
+    assert await snapshot(raw) == before
+
+
+# The parser on its own: no Redis, no HTTP.
+
+
+def refusal(raw_body: bytes, max_delay_s: int = YEAR_S) -> InvalidRequest:
+    """What ``parse_timer_request`` raises for ``raw_body``."""
+    with pytest.raises(InvalidRequest) as caught:
+        parse_timer_request(raw_body, max_delay_s)
+    return caught.value
+
+
 @pytest.mark.parametrize(
-    ("parts", "max_delay_s", "delay_ms", "ok"),
+    ("raw_body", "status", "field"),
     [
-        ({}, 10, 0, True),
-        ({"seconds": 10}, 10, 10_000, True),
-        ({"seconds": 11}, 10, 11_000, False),
-        ({"minutes": 1}, 60, 60_000, True),
-        ({"minutes": 1, "seconds": 1}, 60, 61_000, False),
-        ({"hours": 8760}, YEAR_S, YEAR_S * 1000, True),
-        ({"hours": 8760, "seconds": 1}, YEAR_S, (YEAR_S + 1) * 1000, False),
+        pytest.param(*case[1:], id=case[0])
+        for case in BAD_BODIES
+        if case[2] != 413
     ],
 )
-def test_check_request_bounds_the_total(
-    parts: dict[str, int], max_delay_s: int, delay_ms: int, ok: bool
+def test_parser_refuses_bad_body(
+    raw_body: bytes, status: int, field: str | None
 ) -> None:
-    """check_request returns the delay in ms and refuses past the bound."""
-    total_ms, errors = check_request(
-        TimerRequest(url=URL, **parts), max_delay_s
+    """parse_timer_request refuses each bad body with its status and field."""
+    refused = refusal(raw_body)
+    assert refused.status == status
+    assert refused.title
+    assert refused.detail
+    fields = [error.field for error in refused.errors]
+    if status == 422:
+        assert field in fields
+        assert all(error.message for error in refused.errors)
+    else:
+        assert fields == []
+
+
+@pytest.mark.parametrize(
+    ("raw_body", "time_left"),
+    [pytest.param(*case[1:], id=case[0]) for case in GOOD_BODIES],
+)
+def test_parser_accepts_good_body(raw_body: bytes, time_left: int) -> None:
+    """parse_timer_request returns the url and the delay in ms."""
+    parsed = parse_timer_request(raw_body, YEAR_S)
+    assert parsed.url == json.loads(raw_body)["url"]
+    assert parsed.delay_ms == time_left * 1000
+
+
+@pytest.mark.parametrize(
+    "raw_body",
+    [
+        pytest.param(case[1], id=case[0])
+        for case in GOOD_BODIES
+        if b"\\" not in case[1]
+    ],
+)
+def test_escaped_body_parses_the_same(raw_body: bytes) -> None:
+    """A good body with "\\/" escapes (the slow path) parses the same."""
+    escaped = raw_body.replace(b"/", b"\\/")
+    assert b"\\" in escaped
+    assert parse_timer_request(escaped, YEAR_S) == parse_timer_request(
+        raw_body, YEAR_S
     )
-    assert total_ms == delay_ms
-    assert (errors == []) is ok
+
+
+def test_parser_returns_every_part() -> None:
+    """The spec's example body parses to its parts and 14401 s in ms."""
+    raw_body = b'{"hours": 4, "minutes": 0, "seconds": 1, "url": "%s"}' % (
+        URL.encode()
+    )
+    assert parse_timer_request(raw_body, YEAR_S) == TimerInput(
+        URL, 4, 0, 1, 14_401_000
+    )
+
+
+def test_missing_parts_count_as_zero() -> None:
+    """A body with only minutes has 0 hours and 0 seconds."""
+    assert parse_timer_request(timer(minutes=2), YEAR_S) == TimerInput(
+        URL, 0, 2, 0, 120_000
+    )
+
+
+def test_four_bad_fields_are_all_explained() -> None:
+    """Each of four bad fields has its own error and clause in the detail."""
+    refused = refusal(FOUR_BAD)
+    assert refused.status == 422
+    assert [(e.field, e.message) for e in refused.errors] == [
+        ("hours", "must be a non-negative integer, not a negative number"),
+        ("minutes", "must be a non-negative integer, not a string"),
+        ("url", "must be a string, not an integer"),
+        ("foo", "is not a known field"),
+    ]
+    assert refused.detail == "; ".join(
+        f"`{e.field}` {e.message}" for e in refused.errors
+    )
+
+
+def test_bad_url_and_total_are_both_listed() -> None:
+    """A bad url and a too long delay are two errors, url first."""
+    refused = refusal(body(url="ftp://x", hours=9000))
+    assert [e.field for e in refused.errors] == ["url", DELAY]
+    assert refused.errors[1].message == YEAR_LIMIT
+    assert refused.detail.endswith(YEAR_LIMIT)
+
+
+@pytest.mark.parametrize(
+    ("raw_body", "field"),
+    [
+        (timer(hours=10**30), "hours"),
+        (timer(seconds=2**64), "seconds"),
+        (timer(minutes=10**12 + 1), "minutes"),
+        (b'{"url": "http://a.io/", "seconds": %s}' % (b"9" * 5000), "seconds"),
+        (timer(hours=8761), DELAY),
+        (timer(seconds=YEAR_S + 1), DELAY),
+        (timer(hours=10**12, minutes=10**12, seconds=10**12), DELAY),
+    ],
+)
+def test_too_long_names_the_real_limit(raw_body: bytes, field: str) -> None:
+    """Any part or total past the bound cites max_delay, no inner bound."""
+    refused = refusal(raw_body)
+    assert [e.field for e in refused.errors] == [field]
+    assert refused.errors[0].message.endswith(YEAR_LIMIT)
+    assert "1000000000000" not in refused.detail
+    assert "<=" not in refused.detail
+
+
+def test_limit_follows_max_delay() -> None:
+    """With max_delay 90 s the message names 90 seconds."""
+    refused = refusal(timer(seconds=91), max_delay_s=90)
+    assert refused.errors[0].message == (
+        "the total delay must be at most 90 seconds"
+    )
+    assert parse_timer_request(timer(seconds=90), 90).delay_ms == 90_000
+
+
+@pytest.mark.parametrize(
+    ("raw_body", "keys"),
+    [
+        (b'{"seconds": 1, "seconds": 2, "url": "http://a.io/"}', "`seconds`"),
+        (b'{"url": "http://a.io/", "url": "http://b.io/"}', "`url`"),
+        (
+            b'{"seconds": 1, "s\\u0065conds": 1, "url": "http://a.io/"}',
+            "`seconds`",
+        ),
+        (
+            b'{"url": "http://a.io/", "url": "x", "hours": 1, "hours": 1}',
+            "keys `url`, `hours`",
+        ),
+        (b'{"url": "http://a.io/", "x": [{"a": 1, "a": 2}]}', "`a`"),
+    ],
+)
+def test_repeated_key_is_named(raw_body: bytes, keys: str) -> None:
+    """A repeated key, at any depth and however spelt, is a 400 naming it."""
+    refused = refusal(raw_body)
+    assert refused.status == 400
+    assert refused.detail == f"the body repeats the {keys}".replace(
+        "the `", "the key `"
+    )
+
+
+def test_syntax_error_beats_repeated_key() -> None:
+    """Broken JSON is reported as such even if it also repeats a key."""
+    refused = refusal(b'{"seconds": 1, "seconds": 2, "url": "http://a.io/"} x')
+    assert refused.detail.startswith("the body is not valid JSON: ")
+
+
+@pytest.mark.parametrize(
+    ("raw_body", "start"),
+    [
+        (b"\xff\xfe\xfd", "the body is not valid UTF-8: "),
+        (b'{"url": "http://a.io/\xff"}', "the body is not valid UTF-8: "),
+        (b'{"url": "http://a.io/\\udc00"}', "the body is not valid UTF-8: "),
+        (b"", "the body is not valid JSON: "),
+        (
+            b'{"url": "http://a.io/", "seconds": NaN}',
+            "the body is not valid JSON: ",
+        ),
+        (timer(seconds=1) + b" x", "the body is not valid JSON: "),
+    ],
+)
+def test_bad_request_says_why(raw_body: bytes, start: str) -> None:
+    """A 400's detail says whether the UTF-8 or the JSON is at fault."""
+    refused = refusal(raw_body)
+    assert refused.status == 400
+    assert refused.title == "Bad Request"
+    assert refused.detail.startswith(start)
+
+
+@pytest.mark.parametrize(
+    ("raw_body", "message"),
+    [
+        (b"[]", "must be a JSON object, not an array"),
+        (b'"x"', "must be a JSON object, not a string"),
+        (b"null", "must be a JSON object, not null"),
+        (
+            b"1.5",
+            "must be a JSON object, not a number with a fraction or an "
+            "exponent",
+        ),
+    ],
+)
+def test_non_object_is_field_dollar(raw_body: bytes, message: str) -> None:
+    """JSON that is not an object is a 422 on the field "$"."""
+    refused = refusal(raw_body)
+    assert refused.status == 422
+    assert [(e.field, e.message) for e in refused.errors] == [("$", message)]
+    assert refused.detail == f"the body {message}"
+
+
+def test_url_missing_is_required() -> None:
+    """A body without a url says the url is required."""
+    refused = refusal(body(seconds=1))
+    assert [(e.field, e.message) for e in refused.errors] == [
+        ("url", "is required")
+    ]
+
+
+def test_detail_stays_short_when_errors_are_many() -> None:
+    """500 unknown fields are all in errors; the detail shows ten."""
+    raw_body = body(url=URL, **{f"x{i}": 1 for i in range(500)})
+    refused = refusal(raw_body)
+    assert len(refused.errors) == 500
+    assert refused.detail.endswith("; and 490 more")
+    assert refused.detail.count("is not a known field") == 10

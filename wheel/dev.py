@@ -177,7 +177,9 @@ async def _watch(
         try:
             if restarts > RESTARTS:
                 raise RedisServerError(f"it died {restarts} times")
-            await asyncio.to_thread(redis.restart)
+            # In this thread: a server started from a pool thread would get
+            # its parent-death signal when that thread ends.
+            redis.restart()
         except RedisServerError as exc:
             failure.append(
                 f"the embedded Redis died and did not restart: {exc}"

@@ -11,8 +11,7 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from wheel.models import FieldError, TimerRequest
-from wheel.wheelmath import delay_ms
+from wheel.models import FieldError
 
 MAX_URL_LENGTH = 2048
 
@@ -142,23 +141,6 @@ def check_url(url: str) -> str | None:
     if port == 0:
         return "must not use port 0"
     return None
-
-
-def check_request(
-    request: TimerRequest, max_delay_s: int
-) -> tuple[int, list[FieldError]]:
-    """The delay in ms of a decoded request, and what is wrong with it.
-
-    Superseded by ``parse_timer_request``; kept while ``api`` imports it.
-    """
-    errors = []
-    reason = check_url(request.url)
-    if reason:
-        errors.append(FieldError("url", reason))
-    total_ms = delay_ms(request.hours, request.minutes, request.seconds)
-    if total_ms > max_delay_s * 1000:
-        errors.append(FieldError(DELAY_FIELD, _total_message(max_delay_s)))
-    return total_ms, errors
 
 
 def _analyse(body: bytes, max_delay_s: int) -> TimerInput:
