@@ -1,283 +1,282 @@
-"""Ticker: shard leases, heartbeats and advancing, on a real redis-server."""
+"""Ticker: shard leases, heartbeats, advancing and cascading, real Redis."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 
-from redis.asyncio import Redis
+import redis as sync_redis
 
-from wheel.clock import redis_time_ms
-from wheel.keys import Keys, ShardKeys
+from tests.support import poll
+from wheel import buckets
+from wheel.buckets import Bucket, Level
+from wheel.keys import ShardKeys
+from wheel.queue import ShardQueue
+from wheel.registry import Registry
 from wheel.settings import Settings
+from wheel.states import Code
 from wheel.ticker import ROLE, Ticker
-from wheel.wheelmath import shard_of, slot_of
 
 URL = "http://127.0.0.1:9/hook"
 
 
-async def now_ms(redis: Redis) -> int:
-    """Redis' own clock in epoch ms."""
-    return redis_time_ms(await redis.time())
+def ticker(queue: ShardQueue, settings: Settings, name: str) -> Ticker:
+    """A ticker named ``name`` on the shared connection."""
+    return Ticker(queue, Registry(queue.connection, settings), settings, name)
 
 
-def new_id(shard: ShardKeys, shards: int) -> str:
-    """A fresh timer id that belongs to ``shard``."""
-    while True:
-        timer_id = uuid.uuid4()
-        if shard_of(timer_id, shards) == shard.shard:
-            return str(timer_id)
-
-
-async def put_due(
-    redis: Redis, shard: ShardKeys, shards: int, due_ms: int
-) -> str:
-    """Write a timer on the wheel with the shape create.lua writes."""
-    timer_id = new_id(shard, shards)
-    minute = slot_of(due_ms)
-    await redis.hset(
-        shard.timer(timer_id),
-        mapping={
-            "url": URL,
-            "due": due_ms,
-            "state": "pending",
-            "attempts": 0,
-            "created": due_ms - 1000,
-        },
-    )
-    await redis.zadd(shard.slot(minute), {timer_id: due_ms})
-    await redis.zadd(shard.slots, {str(minute): minute})
-    return timer_id
-
-
-async def stream_ids(redis: Redis, shard: ShardKeys) -> list[str]:
+def stream_ids(raw: sync_redis.Redis, shard: ShardKeys) -> list[bytes]:
     """The timer ids in a shard's ready stream, in order."""
-    return [fields["id"] for _, fields in await redis.xrange(shard.ready)]
+    return [fields[b"i"] for _, fields in raw.xrange(shard.ready)]
+
+
+def evalsha_calls(raw: sync_redis.Redis) -> int:
+    """How many scripts the server has run so far."""
+    stats = raw.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def redis_now_ms(queue: ShardQueue) -> int:
+    """Redis' clock in epoch ms."""
+    return await Registry(queue.connection, queue.settings).now_ms(b"x")
 
 
 async def test_lone_ticker_takes_every_shard(
-    redis: Redis, settings: Settings
+    queue: ShardQueue, settings: Settings, raw: sync_redis.Redis
 ) -> None:
-    """A ticker alone in the registry leases every shard."""
-    ticker = Ticker(redis, settings, name="a")
-
-    await ticker.beat()
-
-    assert ticker.held == set(range(settings.shards))
-    keys = Keys(settings.key_prefix, settings.shards)
-    for shard in keys.all_shards():
-        assert await redis.get(shard.lease) == "a"
-        assert 0 < await redis.pttl(shard.lease) <= settings.lease_ttl * 1000
-    assert await redis.zrange(keys.heartbeats(ROLE), 0, -1) == ["a"]
+    """One live ticker holds the lease of every shard after a beat."""
+    one = ticker(queue, settings, "t1")
+    await one.beat()
+    assert one.held == set(range(settings.shards))
+    for shard in queue.keys.all_shards():
+        assert raw.get(shard.lease) == b"t1"
+        assert 0 < raw.pttl(shard.lease) <= settings.lease_ttl * 1000
 
 
 async def test_two_tickers_split_the_shards(
-    redis: Redis, settings: Settings
+    queue: ShardQueue, settings: Settings
 ) -> None:
-    """After both beat twice, two tickers hold disjoint halves of shards."""
-    a = Ticker(redis, settings, name="a")
-    b = Ticker(redis, settings, name="b")
+    """Two live tickers hold disjoint shares that cover every shard."""
+    settings = settings.replace(shards=32)
+    queue = ShardQueue(queue.connection, settings)
+    first, second = ticker(queue, settings, "a"), ticker(queue, settings, "b")
+    await first.beat()
+    await second.beat()
+    await first.beat()  # gives up what rendezvous assigns to b
+    await second.beat()
+    assert first.held.isdisjoint(second.held)
+    assert first.held | second.held == set(range(32))
+    assert first.held and second.held
 
-    for ticker in (a, b, a, b):
-        await ticker.beat()
 
-    half = settings.shards // 2
-    assert len(a.held) == len(b.held) == half
-    assert not a.held & b.held
-    assert a.held | b.held == set(range(settings.shards))
-    keys = Keys(settings.key_prefix, settings.shards)
-    for k in range(settings.shards):
-        owner = "a" if k in a.held else "b"
-        assert await redis.get(keys.shard(k).lease) == owner
+async def test_a_joining_ticker_moves_few_shards(
+    queue: ShardQueue, settings: Settings
+) -> None:
+    """A third ticker takes about a third of the shards; the rest stay."""
+    settings = settings.replace(shards=96)
+    queue = ShardQueue(queue.connection, settings)
+    tickers = [ticker(queue, settings, n) for n in ("a", "b")]
+    for _ in range(2):
+        for each in tickers:
+            await each.beat()
+    before = {k: t.name for t in tickers for k in t.held}
+    tickers.append(ticker(queue, settings, "c"))
+    for _ in range(2):
+        for each in tickers:
+            await each.beat()
+    after = {k: t.name for t in tickers for k in t.held}
+    assert set(after) == set(range(96))
+    moved = [k for k in range(96) if before[k] != after[k]]
+    assert all(after[k] == "c" for k in moved)
+    assert 16 <= len(moved) <= 48
 
 
 async def test_released_shards_go_to_the_other_ticker(
-    redis: Redis, settings: Settings
+    queue: ShardQueue, settings: Settings, raw: sync_redis.Redis
 ) -> None:
-    """After one ticker releases all, the other takes every shard."""
-    a = Ticker(redis, settings, name="a")
-    b = Ticker(redis, settings, name="b")
-    for ticker in (a, b, a, b):
-        await ticker.beat()
-
-    await a.release_all()
-    await b.beat()
-
-    assert a.held == set()
-    assert b.held == set(range(settings.shards))
-    keys = Keys(settings.key_prefix, settings.shards)
-    assert await redis.zrange(keys.heartbeats(ROLE), 0, -1) == ["b"]
-    for shard in keys.all_shards():
-        assert await redis.get(shard.lease) == "b"
-
-
-async def test_release_all_keeps_leases_of_others(
-    redis: Redis, settings: Settings
-) -> None:
-    """release_all drops only the leases whose token is still ours."""
-    ticker = Ticker(redis, settings, name="a")
-    await ticker.beat()
-    keys = Keys(settings.key_prefix, settings.shards)
-    await redis.set(keys.shard(0).lease, "thief")
-
-    await ticker.release_all()
-
-    assert await redis.get(keys.shard(0).lease) == "thief"
-    for k in range(1, settings.shards):
-        assert not await redis.exists(keys.shard(k).lease)
+    """After release_all, the remaining ticker takes every shard."""
+    first, second = ticker(queue, settings, "a"), ticker(queue, settings, "b")
+    await first.beat()
+    await second.beat()
+    await first.release_all()
+    assert raw.zscore(queue.keys.heartbeats(ROLE), "a") is None
+    await second.beat()
+    assert second.held == set(range(settings.shards))
 
 
 async def test_stolen_lease_is_dropped_and_moves_nothing(
-    redis: Redis, settings: Settings
+    queue: ShardQueue, settings: Settings, raw: sync_redis.Redis
 ) -> None:
-    """A ticker whose lease was overwritten loses the shard, moves nothing."""
-    ticker = Ticker(redis, settings, name="a")
-    await ticker.beat()
-    keys = Keys(settings.key_prefix, settings.shards)
-    stolen, kept = keys.shard(1), keys.shard(2)
-    due = await now_ms(redis) - 1_000
-    lost_id = await put_due(redis, stolen, settings.shards, due)
-    kept_id = await put_due(redis, kept, settings.shards, due)
-    await redis.set(stolen.lease, "thief", px=60_000)
-
-    await ticker.advance()
-
-    assert ticker.held == set(range(settings.shards)) - {1}
-    assert await redis.xlen(stolen.ready) == 0
-    assert await redis.zrange(stolen.slot(slot_of(due)), 0, -1) == [lost_id]
-    assert await redis.get(stolen.lease) == "thief"
-    assert await stream_ids(redis, kept) == [kept_id]
-    assert ticker.moved_total == 1
-
-
-async def test_step_moves_due_timers_of_every_shard(
-    redis: Redis, settings: Settings
-) -> None:
-    """One step beats, then moves each due timer of each shard once."""
-    keys = Keys(settings.key_prefix, settings.shards)
-    now = await now_ms(redis)
-    due = {
-        shard.shard: [
-            await put_due(redis, shard, settings.shards, now - 70_000 + i)
-            for i in range(3)
-        ]
-        for shard in keys.all_shards()
-    }
-    future = await put_due(redis, keys.shard(0), settings.shards, now + 90_000)
-    ticker = Ticker(redis, settings, name="a")
-
-    await ticker.step()
-    await ticker.step()
-
-    assert ticker.moved_total == 3 * settings.shards
-    for shard in keys.all_shards():
-        assert await stream_ids(redis, shard) == due[shard.shard]
-        assert not await redis.exists(shard.slot(slot_of(now - 70_000)))
-    assert await redis.zrange(keys.shard(0).slots, 0, -1) == [
-        str(slot_of(now + 90_000))
-    ]
-    assert await redis.zscore(
-        keys.shard(0).slot(slot_of(now + 90_000)), future
+    """A ticker whose lease another took stops advancing that shard."""
+    one = ticker(queue, settings, "t1")
+    await one.beat()
+    created = await queue.create(URL, 0)
+    shard = queue.shard_of(created.timer_id)
+    raw.set(shard.lease, b"thief")
+    await poll(
+        lambda: _true_after(queue, created.due_ms), what="the timer due"
     )
-    for shard in keys.all_shards()[1:]:
-        assert not await redis.exists(shard.slots)
+    await one.tick()
+    assert shard.shard not in one.held
+    assert stream_ids(raw, shard) == []
+
+
+async def test_tick_moves_due_timers_of_every_shard(
+    queue: ShardQueue, settings: Settings, raw: sync_redis.Redis
+) -> None:
+    """Due timers of every shard reach their ready stream once."""
+    one = ticker(queue, settings, "t1")
+    await one.beat()
+    created = [await queue.create(URL, 0) for _ in range(40)]
+    await one.tick()
+    seen = Counter(
+        timer_id
+        for shard in queue.keys.all_shards()
+        for timer_id in stream_ids(raw, shard)
+    )
+    assert seen == Counter(c.timer_id for c in created)
+    assert one.moved_total == 40
+    for shard in queue.keys.all_shards():
+        assert raw.zcard(shard.index) == 0
+
+
+async def test_tick_leaves_timers_that_are_not_due(
+    queue: ShardQueue, settings: Settings, raw: sync_redis.Redis
+) -> None:
+    """A timer due in a minute stays on the wheel, and the tick says when
+    to look again (no later than the tick interval)."""
+    one = ticker(queue, settings, "t1")
+    await one.beat()
+    created = await queue.create(URL, 60_000)
+    wait_s = await one.tick()
+    assert 0 < wait_s <= settings.tick_interval
+    shard = queue.shard_of(created.timer_id)
+    assert stream_ids(raw, shard) == []
+    assert raw.zcard(shard.index) == 1
+
+
+async def test_nothing_due_costs_no_script_call(
+    queue: ShardQueue, settings: Settings, raw: sync_redis.Redis
+) -> None:
+    """Ticks over shards whose earliest timer is far away run no script."""
+    one = ticker(queue, settings, "t1")
+    await one.beat()
+    for delay_ms in (30_000, 3 * 3600_000, 3 * 86400_000):
+        await queue.create(URL, delay_ms)
+    before = evalsha_calls(raw)
+    for _ in range(20):
+        await one.tick()
+    assert evalsha_calls(raw) == before
 
 
 async def test_full_batches_are_advanced_without_waiting(
-    redis: Redis, settings: Settings
+    queue: ShardQueue, settings: Settings
 ) -> None:
-    """With 25 due and batch 10, advance asks to go again until drained."""
-    settings = settings.replace(batch_size=10, shards=1)
-    shard = Keys(settings.key_prefix, 1).shard(0)
-    now = await now_ms(redis)
-    ids = [await put_due(redis, shard, 1, now - 1_000 - i) for i in range(25)]
-    ticker = Ticker(redis, settings, name="a")
-    await ticker.beat()
-
-    waits, moved = [], []
-    for _ in range(3):
-        before = ticker.moved_total
-        waits.append(await ticker.advance())
-        moved.append(ticker.moved_total - before)
-
-    assert moved == [10, 10, 5]
+    """When a batch comes back full the next tick follows at once."""
+    settings = settings.replace(shards=1, batch_size=10)
+    queue = ShardQueue(queue.connection, settings)
+    one = ticker(queue, settings, "t1")
+    await one.beat()
+    for _ in range(25):
+        await queue.create(URL, 0)
+    waits = [await one.tick() for _ in range(3)]
     assert waits[:2] == [0.0, 0.0]
-    assert waits[2] == settings.tick_interval
-    assert sorted(await stream_ids(redis, shard)) == sorted(ids)
-    # Oldest first.
-    assert await stream_ids(redis, shard) == ids[::-1]
+    assert one.moved_total == 25
 
 
-async def test_advance_waits_until_next_due(
-    redis: Redis, settings: Settings
+async def test_full_ready_stream_holds_timers_on_the_wheel(
+    queue: ShardQueue, settings: Settings, raw: sync_redis.Redis
 ) -> None:
-    """Advance returns the time to the next due timer, if sooner."""
-    settings = settings.replace(tick_interval=30.0, shards=1)
-    shard = Keys(settings.key_prefix, 1).shard(0)
-    await put_due(redis, shard, 1, await now_ms(redis) + 2_000)
-    ticker = Ticker(redis, settings, name="a")
-    await ticker.beat()
+    """Past ready_max nothing moves; once drained, the oldest go next."""
+    settings = settings.replace(shards=1, ready_max=5, batch_size=100)
+    queue = ShardQueue(queue.connection, settings)
+    one = ticker(queue, settings, "t1")
+    await one.beat()
+    created = [await queue.create(URL, i) for i in range(12)]
+    await poll(lambda: _true_after(queue, created[-1].due_ms), what="all due")
+    shard = queue.keys.shard(0)
+    await one.tick()
+    assert len(stream_ids(raw, shard)) == 5
+    one._paused_until.clear()
+    await one.tick()
+    assert len(stream_ids(raw, shard)) == 5
+    for entry_id, _ in raw.xrange(shard.ready):
+        raw.xdel(shard.ready, entry_id)
+    one._paused_until.clear()
+    await one.tick()
+    by_due = sorted(created, key=lambda c: c.due_ms)
+    assert stream_ids(raw, shard) == [c.timer_id for c in by_due[5:10]]
 
-    wait_s = await ticker.advance()
 
-    assert 1.0 < wait_s <= 2.0
-    assert ticker.moved_total == 0
+async def test_hour_bucket_is_cascaded_and_fired_on_time(
+    queue: ShardQueue, settings: Settings, raw: sync_redis.Redis
+) -> None:
+    """A coarse bucket whose cascade time has come is moved into minute
+    buckets, and its timer is moved to the ready stream when due."""
+    one = ticker(queue, settings, "t1")
+    await one.beat()
+    shard = queue.keys.shard(0)
+    timer_id = queue.ids.new(0, settings.shards, 0)
+    now_ms = await redis_now_ms(queue)
+    due_ms = now_ms + 300
+    hour = Bucket(Level.HOUR, now_ms // buckets.HOUR_MS)
+    raw.hset(shard.timer(timer_id), mapping={"u": URL, "d": due_ms, "s": "p"})
+    raw.rpush(shard.bucket(hour), buckets.encode_member(timer_id, due_ms))
+    raw.zadd(shard.index, {hour.member: hour.cascade_ms})
+    await one.tick()
+    assert raw.llen(shard.bucket(hour)) == 0
+    assert raw.zscore(shard.index, hour.member) is None
+    minute = buckets.minute_of(due_ms)
+    assert raw.zscore(shard.bucket(minute), timer_id) == due_ms
+    assert stream_ids(raw, shard) == []
+
+    async def moved() -> bool:
+        await one.tick()
+        return stream_ids(raw, shard) == [timer_id]
+
+    await poll(moved, what="the cascaded timer to be moved")
+    assert await redis_now_ms(queue) >= due_ms
+    assert one.cascaded_total == 1
 
 
 async def test_tickers_sharing_a_token_move_each_id_once(
-    redis: Redis, settings: Settings
+    queue: ShardQueue, settings: Settings, raw: sync_redis.Redis
 ) -> None:
-    """Two tickers advancing the same shards at once never duplicate."""
-    settings = settings.replace(batch_size=7)
-    keys = Keys(settings.key_prefix, settings.shards)
-    now = await now_ms(redis)
-    ids = []
-    for shard in keys.all_shards():
-        for i in range(60):
-            due = now - 65_000 * (1 + i % 3) + i
-            ids.append(await put_due(redis, shard, settings.shards, due))
-    # The same name is the same lease token: both hold every shard.
-    one = Ticker(redis, settings, name="same")
-    two = Ticker(redis, settings, name="same")
-    await one.beat()
-    await two.beat()
-    assert one.held == two.held == set(range(settings.shards))
-
-    for _ in range(50):
-        await asyncio.gather(
-            one.advance(), two.advance(), one.advance(), two.advance()
-        )
-        if one.moved_total + two.moved_total >= len(ids):
-            break
-
-    assert one.moved_total + two.moved_total == len(ids)
-    assert one.moved_total > 0
-    assert two.moved_total > 0
-    counts: Counter[str] = Counter()
-    for shard in keys.all_shards():
-        counts.update(await stream_ids(redis, shard))
-        assert not await redis.exists(shard.slots)
-    assert set(counts) == set(ids)
-    assert max(counts.values()) == 1
+    """Two tickers ticking the same shards at once never duplicate."""
+    first = ticker(queue, settings, "same")
+    second = ticker(queue, settings, "same")
+    await first.beat()
+    second.held = set(first.held)
+    created = [await queue.create(URL, 0) for _ in range(300)]
+    for _ in range(3):
+        await asyncio.gather(first.tick(), second.tick())
+    seen = Counter(
+        timer_id
+        for shard in queue.keys.all_shards()
+        for timer_id in stream_ids(raw, shard)
+    )
+    assert seen == Counter(c.timer_id for c in created)
 
 
 async def test_ticker_without_leases_moves_nothing(
-    redis: Redis, settings: Settings
+    queue: ShardQueue, settings: Settings, raw: sync_redis.Redis
 ) -> None:
-    """A ticker that could not take a lease leaves due timers alone."""
-    keys = Keys(settings.key_prefix, settings.shards)
-    for shard in keys.all_shards():
-        await redis.set(shard.lease, "other", px=60_000)
-    due = await now_ms(redis) - 1_000
-    timer_id = await put_due(redis, keys.shard(3), settings.shards, due)
-    ticker = Ticker(redis, settings, name="a")
+    """A ticker that holds no lease moves nothing."""
+    one = ticker(queue, settings, "t1")
+    await queue.create(URL, 0)
+    assert await one.tick() == settings.tick_interval
+    for shard in queue.keys.all_shards():
+        assert stream_ids(raw, shard) == []
 
-    await ticker.step()
 
-    assert ticker.held == set()
-    assert ticker.moved_total == 0
-    assert await redis.xlen(keys.shard(3).ready) == 0
-    assert await redis.zrange(keys.shard(3).slot(slot_of(due)), 0, -1) == [
-        timer_id
-    ]
+async def test_advance_reports_a_lost_lease(
+    queue: ShardQueue, settings: Settings
+) -> None:
+    """advance with a token that holds nothing answers NOT_OURS."""
+    shard = queue.keys.shard(0)
+    advanced = await queue.advance(shard, "nobody", [0])
+    assert advanced.code is Code.NOT_OURS
+
+
+async def _true_after(queue: ShardQueue, moment_ms: int) -> bool:
+    return await redis_now_ms(queue) > moment_ms

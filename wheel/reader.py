@@ -65,6 +65,11 @@ class Reader:
         self.owned = shards
         self.ring(sorted(gained))
 
+    @property
+    def has_work(self) -> bool:
+        """Whether some owned shard is marked worth a read."""
+        return bool(self._hot)
+
     def ring(self, shards: Sequence[int] | None) -> None:
         """Mark ``shards`` (None: every owned shard) as worth a read."""
         for shard in self.owned if shards is None else shards:

@@ -86,11 +86,8 @@ class Worker:
         self.reader.own(frozenset(range(self.settings.shards)))
         self.reader.ring(None)
         read = 0
-        while True:
-            got = await self.reader.step()
-            read += got
-            if not got:
-                break
+        while self.reader.has_work:
+            read += await self.reader.step()
         await self.firer.wait_idle(None)
         return read
 
