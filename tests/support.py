@@ -134,7 +134,11 @@ class Receiver:
         async def serve() -> None:
             app = web.Application()
             app.router.add_post("/{tail:.*}", self._hook)
-            self._runner = web.AppRunner(app, access_log=None)
+            # Cancel a handler when its client hangs up, so "in flight"
+            # ends when the sender gave up (a timed-out attempt).
+            self._runner = web.AppRunner(
+                app, access_log=None, handler_cancellation=True
+            )
             await self._runner.setup()
             site = web.TCPSite(self._runner, "127.0.0.1", self.port)
             await site.start()

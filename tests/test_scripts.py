@@ -1,751 +1,1437 @@
-"""The firing engine's Lua scripts against a real redis-server."""
+"""Every Lua script's semantics through ShardQueue, on Redis 6.2 and 7."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
+import hashlib
+import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
-from redis.asyncio import Redis
+import redis as sync_redis
 
-from tests.support import poll
-from wheel.clock import redis_time_ms
-from wheel.keys import GROUP, Keys, ShardKeys
-from wheel.scripts import Claim, Scripts
+from wheel import ids
+from wheel.buckets import (
+    DAY_MS,
+    HOUR_MS,
+    MINUTE_MS,
+    Bucket,
+    Level,
+    encode_member,
+    minute_of,
+    place,
+)
+from wheel.connection import Connection
+from wheel.keys import GROUP, ShardKeys
+from wheel.queue import (
+    IDEMPOTENCY_TTL_MS,
+    Advanced,
+    Attempt,
+    Claim,
+    Created,
+    Entry,
+    Idempotency,
+    ShardQueue,
+)
+from wheel.registry import Registry
 from wheel.settings import Settings
-from wheel.wheelmath import shard_of, slot_of
+from wheel.states import Code, Outcome, TimerState, Verdict
 
 URL = "http://127.0.0.1:9/hook"
 TOKEN = "ticker-a"
-LEASE_TTL_MS = 30_000
-RETENTION_MS = 3_600_000
-HOLD_MS = 60_000
+OTHER = "ticker-b"
+CONSUMER = "worker-a"
+LEASE_MS = 30_000
+SHARDS = 4
+SHARD = 1
 
 
 @pytest.fixture
-def keys(settings: Settings) -> Keys:
-    """The key names of the test settings."""
-    return Keys(settings.key_prefix, settings.shards)
+def settings(any_redis_url: str) -> Settings:
+    """Four shards on each Redis version in turn."""
+    return Settings(redis_url=any_redis_url, shards=SHARDS)
 
 
 @pytest.fixture
-def shard(keys: Keys) -> ShardKeys:
-    """The keys of shard 1."""
-    return keys.shard(1)
+def raw(any_redis_url: str) -> Iterator[sync_redis.Redis]:
+    """A plain client of the same server, to look at the data."""
+    client = sync_redis.Redis.from_url(any_redis_url)
+    yield client
+    client.close()
 
 
 @pytest.fixture
-def scripts(redis: Redis) -> Scripts:
-    """The scripts registered on the test client."""
-    return Scripts(redis)
+def shard(queue: ShardQueue) -> ShardKeys:
+    """The keys of the shard most tests use."""
+    return queue.keys.shard(SHARD)
 
 
-async def now_ms(redis: Redis) -> int:
+def with_settings(queue: ShardQueue, **changes: object) -> ShardQueue:
+    """A queue on the same connection with some settings changed."""
+    return ShardQueue(queue.connection, queue.settings.replace(**changes))
+
+
+# -- helpers: looking at Redis ------------------------------------------------
+
+
+def redis_ms(raw: sync_redis.Redis) -> int:
     """Redis' own clock in epoch ms."""
-    return redis_time_ms(await redis.time())
+    seconds, micros = raw.time()
+    return int(seconds) * 1000 + int(micros) // 1000
 
 
-def new_id(shard: ShardKeys, shards: int = 4) -> str:
-    """A fresh timer id that belongs to ``shard``."""
-    while True:
-        timer_id = uuid.uuid4()
-        if shard_of(timer_id, shards) == shard.shard:
-            return str(timer_id)
+def keys_left(raw: sync_redis.Redis) -> set[bytes]:
+    """Every key in the database."""
+    return set(raw.keys("*"))
 
 
-async def put_timer(
-    redis: Redis,
-    shard: ShardKeys,
-    due_ms: int,
-    minute: int | None = None,
-    timer_id: str | None = None,
-    state: str = "pending",
-    attempts: int = 0,
-    on_wheel: bool = True,
-) -> str:
-    """Write a timer with the shape create.lua writes.
-
-    Without ``on_wheel`` only the record is written, as advance leaves it.
-    """
-    timer_id = timer_id or new_id(shard)
-    minute = slot_of(due_ms) if minute is None else minute
-    await redis.hset(
-        shard.timer(timer_id),
-        mapping={
-            "url": URL,
-            "due": due_ms,
-            "state": state,
-            "attempts": attempts,
-            "created": due_ms - 1000,
-        },
-    )
-    if on_wheel:
-        await redis.zadd(shard.slot(minute), {timer_id: due_ms})
-        await redis.zadd(shard.slots, {str(minute): minute})
-    return timer_id
+def record(raw: sync_redis.Redis, shard: ShardKeys, timer_id: bytes) -> dict:
+    """A timer's record hash with text values."""
+    return {
+        k.decode(): v.decode()
+        for k, v in raw.hgetall(shard.timer(timer_id)).items()
+    }
 
 
-async def stream_ids(redis: Redis, stream: str) -> list[str]:
-    """The timer ids in a ready stream, in order."""
-    return [fields["id"] for _, fields in await redis.xrange(stream)]
+def finished_key(shard: ShardKeys, timer_id: bytes) -> bytes:
+    """The hourly finished hash that holds ``timer_id`` once finished."""
+    return shard.finished(ids.finished_hour(timer_id))
 
 
-async def take_lease(redis: Redis, shard: ShardKeys) -> None:
-    """Give the lease of ``shard`` to :data:`TOKEN`."""
-    await redis.set(shard.lease, TOKEN, px=LEASE_TTL_MS)
-
-
-# advance.lua
-
-
-async def test_advance_moves_due_id_once(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
-) -> None:
-    """A due id moves to the ready stream once and leaves its slot."""
-    await take_lease(redis, shard)
-    due = await now_ms(redis) - 5_000
-    timer_id = await put_timer(redis, shard, due)
-
-    first = await scripts.advance(shard, TOKEN, [slot_of(due)], 100)
-    second = await scripts.advance(shard, TOKEN, [slot_of(due)], 100)
-
-    assert first.moved == 1
-    assert second.moved == 0
-    assert await stream_ids(redis, shard.ready) == [timer_id]
-    assert not await redis.exists(shard.slot(slot_of(due)))
-    assert await redis.hget(shard.timer(timer_id), "state") == "pending"
-
-
-async def test_advance_leaves_ids_not_yet_due(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
-) -> None:
-    """Ids scored after Redis' now stay in their slot and in the index."""
-    await take_lease(redis, shard)
-    now = await now_ms(redis)
-    minute = slot_of(now)
-    past = await put_timer(redis, shard, now - 1_000, minute=minute)
-    future = await put_timer(redis, shard, now + 30_000, minute=minute)
-
-    reply = await scripts.advance(shard, TOKEN, [minute], 100)
-
-    moved, redis_now, next_due = (
-        reply.moved,
-        reply.now_ms,
-        reply.next_due_ms,
-    )
-    assert moved == 1
-    assert redis_now >= now
-    assert next_due == now + 30_000
-    assert await stream_ids(redis, shard.ready) == [past]
-    assert await redis.zrange(shard.slot(minute), 0, -1) == [future]
-    assert await redis.zscore(shard.slots, str(minute)) == minute
-
-
-async def test_advance_skips_slots_of_future_minutes(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
-) -> None:
-    """A slot whose minute has not come is not touched."""
-    await take_lease(redis, shard)
-    now = await now_ms(redis)
-    later = slot_of(now) + 2
-    timer_id = await put_timer(redis, shard, later * 60_000 + 5)
-
-    moved = (await scripts.advance(shard, TOKEN, [later], 100)).moved
-
-    assert moved == 0
-    assert await redis.zrange(shard.slot(later), 0, -1) == [timer_id]
-    assert await redis.zrange(shard.slots, 0, -1) == [str(later)]
-    assert await redis.xlen(shard.ready) == 0
-
-
-async def test_advance_drops_emptied_slots_from_index(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
-) -> None:
-    """Emptied slots leave the slot index; non-empty ones stay."""
-    await take_lease(redis, shard)
-    now = await now_ms(redis)
-    old = [slot_of(now) - 3, slot_of(now) - 2]
-    for minute in old:
-        await put_timer(redis, shard, minute * 60_000 + 10)
-    future = await put_timer(redis, shard, now + 120_000)
-    minutes = [int(m) for m in await redis.zrange(shard.slots, 0, -1)]
-
-    moved = (await scripts.advance(shard, TOKEN, minutes, 100)).moved
-
-    assert moved == 2
-    assert await redis.zrange(shard.slots, 0, -1) == [
-        str(slot_of(now + 120_000))
-    ]
-    for minute in old:
-        assert not await redis.exists(shard.slot(minute))
-    assert future not in await stream_ids(redis, shard.ready)
-
-
-async def test_advance_drops_stale_empty_slot_from_index(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
-) -> None:
-    """An index entry whose slot is already empty is removed."""
-    await take_lease(redis, shard)
-    minute = slot_of(await now_ms(redis)) - 1
-    await redis.zadd(shard.slots, {str(minute): minute})
-
-    reply = await scripts.advance(shard, TOKEN, [minute], 100)
-
-    assert (reply.moved, reply.next_due_ms) == (0, -1)
-    assert not await redis.exists(shard.slots)
-
-
-@pytest.mark.parametrize("lease", [None, "ticker-b"])
-async def test_advance_with_wrong_token_moves_nothing(
-    redis: Redis, scripts: Scripts, shard: ShardKeys, lease: str | None
-) -> None:
-    """Without the lease (free or another's) advance returns -1, moves 0."""
-    if lease is not None:
-        await redis.set(shard.lease, lease, px=LEASE_TTL_MS)
-    due = await now_ms(redis) - 1_000
-    timer_id = await put_timer(redis, shard, due)
-
-    reply = await scripts.advance(shard, TOKEN, [slot_of(due)], 100)
-
-    assert reply.moved == -1
-    assert await redis.xlen(shard.ready) == 0
-    assert await redis.zrange(shard.slot(slot_of(due)), 0, -1) == [timer_id]
-    assert await redis.zcard(shard.slots) == 1
-
-
-async def test_advance_respects_batch_limit(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
-) -> None:
-    """With limit 10 and 25 due ids over 3 slots: 10, 10, then 5 move."""
-    await take_lease(redis, shard)
-    now = await now_ms(redis)
-    minutes = [slot_of(now) - 3, slot_of(now) - 2, slot_of(now) - 1]
-    ids = [
-        await put_timer(redis, shard, minutes[i % 3] * 60_000 + i)
-        for i in range(25)
+def stream(raw: sync_redis.Redis, key: bytes) -> list[tuple[int, dict]]:
+    """A stream's entries: (entry ms, fields with text keys)."""
+    return [
+        (int(entry_id.split(b"-")[0]), {k.decode(): v for k, v in f.items()})
+        for entry_id, f in raw.xrange(key)
     ]
 
-    def due_key(i: int) -> tuple[int, int]:
-        return (i % 3, i)
 
-    moves = []
-    for _ in range(4):
-        reply = await scripts.advance(shard, TOKEN, minutes, 10)
-        moves.append(reply.moved)
-
-    assert moves == [10, 10, 5, 0]
-    in_stream = await stream_ids(redis, shard.ready)
-    assert sorted(in_stream) == sorted(ids)
-    # Oldest first: the stream follows the slots, then the due times.
-    assert in_stream == [ids[i] for i in sorted(range(25), key=due_key)]
-    assert not await redis.exists(shard.slots)
+def pending(raw: sync_redis.Redis, shard: ShardKeys) -> int:
+    """Entries of the ready stream delivered and not acked."""
+    return int(raw.xpending(shard.ready, GROUP)["pending"])
 
 
-async def test_concurrent_advances_move_each_id_once(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
-) -> None:
-    """Concurrent advance calls with one token never duplicate an id."""
-    await take_lease(redis, shard)
-    now = await now_ms(redis)
-    minutes = [slot_of(now) - 2, slot_of(now) - 1]
-    pipe = redis.pipeline(transaction=False)
-    ids = [new_id(shard) for _ in range(300)]
-    for i, timer_id in enumerate(ids):
-        minute = minutes[i % 2]
-        pipe.zadd(shard.slot(minute), {timer_id: minute * 60_000 + i})
-    for minute in minutes:
-        pipe.zadd(shard.slots, {str(minute): minute})
-    await pipe.execute()
+def index(raw: sync_redis.Redis, shard: ShardKeys) -> dict[bytes, int]:
+    """The shard's bucket index: member -> score."""
+    return {
+        m: int(score)
+        for m, score in raw.zrange(shard.index, 0, -1, withscores=True)
+    }
 
-    total = 0
-    for _ in range(20):
-        replies = await asyncio.gather(
-            *(scripts.advance(shard, TOKEN, minutes, 7) for _ in range(8))
-        )
-        total += sum(r.moved for r in replies)
-        if total >= len(ids):
+
+async def until(
+    check: Callable[[], Awaitable[object]],
+    timeout_s: float = 5.0,
+    what: str = "the condition",
+) -> object:
+    """Await ``check()`` until truthy; bounded in tries and in time."""
+    deadline = time.monotonic() + timeout_s
+    for _ in range(int(timeout_s / 0.005) + 1):
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
             break
-
-    counts = Counter(await stream_ids(redis, shard.ready))
-    assert total == len(ids)
-    assert set(counts) == set(ids)
-    assert max(counts.values()) == 1
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
-# acquire.lua and release.lua
+# -- helpers: the life of a timer, as the roles drive it -------------------
 
 
-async def test_acquire_free_lease(redis: Redis, scripts: Scripts) -> None:
-    """A free lease is taken with the owner token and the TTL."""
-    assert await scripts.acquire("lease", "a", 10_000) == 1
-    assert await redis.get("lease") == "a"
-    assert 9_000 < await redis.pttl("lease") <= 10_000
+async def create(
+    queue: ShardQueue, delay_ms: int, on: int = SHARD, url: str = URL
+) -> Created:
+    """Create a timer on shard ``on`` (its id chosen before the call)."""
+    guess = queue.clocks.now_ms(on) + delay_ms
+    timer_id = queue.ids.new(guess, SHARDS, on)
+    created = await queue.create(url, delay_ms, timer_id=timer_id)
+    assert created.code is Code.DONE
+    return created
 
 
-async def test_acquire_again_extends_ttl(
-    redis: Redis, scripts: Scripts
-) -> None:
-    """The owner acquiring again extends the lease's TTL."""
-    await scripts.acquire("lease", "a", 1_000)
-    assert await scripts.acquire("lease", "a", 60_000) == 1
-    assert await redis.pttl("lease") > 50_000
-    assert await redis.get("lease") == "a"
+async def take_lease(queue: ShardQueue, shard: ShardKeys) -> None:
+    """Hold the shard's lease as :data:`TOKEN`."""
+    assert await queue.acquire(shard, TOKEN, LEASE_MS)
 
 
-async def test_acquire_refused_to_other_token(
-    redis: Redis, scripts: Scripts
-) -> None:
-    """Another token cannot take or extend a held lease."""
-    await scripts.acquire("lease", "a", 10_000)
-    assert await scripts.acquire("lease", "b", 60_000) == 0
-    assert await redis.get("lease") == "a"
-    assert await redis.pttl("lease") <= 10_000
-
-
-async def test_release_only_by_owner(redis: Redis, scripts: Scripts) -> None:
-    """Only the owner's release drops the lease."""
-    await scripts.acquire("lease", "a", 10_000)
-    assert await scripts.release("lease", "b") == 0
-    assert await redis.get("lease") == "a"
-    assert await scripts.release("lease", "a") == 1
-    assert not await redis.exists("lease")
-    assert await scripts.release("lease", "a") == 0
-
-
-async def test_expired_lease_can_be_taken(
-    redis: Redis, scripts: Scripts
-) -> None:
-    """Once the TTL runs out another owner can take the lease."""
-    await scripts.acquire("lease", "a", 300)
-    assert await scripts.acquire("lease", "b", 10_000) == 0
-
-    async def gone() -> bool:
-        return await redis.get("lease") is None
-
-    await poll(gone, what="the lease to expire")
-    assert await scripts.acquire("lease", "b", 10_000) == 1
-    assert await redis.get("lease") == "b"
-    assert await scripts.release("lease", "a") == 0
-
-
-# beat.lua
-
-
-async def test_beat_lists_fresh_members(
-    redis: Redis, scripts: Scripts
-) -> None:
-    """A beat registers the caller and lists every fresh member."""
-    assert await scripts.beat("hb", "a", 10_000) == ["a"]
-    assert sorted(await scripts.beat("hb", "b", 10_000)) == ["a", "b"]
-
-
-async def test_beat_drops_stale_members(
-    redis: Redis, scripts: Scripts
-) -> None:
-    """Members whose last beat is older than the TTL are removed."""
-    now = await now_ms(redis)
-    await redis.zadd("hb", {"old": now - 20_000, "fresh": now - 1_000})
-
-    live = await scripts.beat("hb", "me", 10_000)
-
-    assert sorted(live) == ["fresh", "me"]
-    assert sorted(await redis.zrange("hb", 0, -1)) == ["fresh", "me"]
-
-
-# claim.lua
+async def advance(queue: ShardQueue, shard: ShardKeys) -> Advanced:
+    """One advance over the minute buckets of the index, as a tick."""
+    peek = await queue.peek(shard, 64)
+    minutes = [b.number for b, _ in peek if b.level is Level.MINUTE]
+    return await queue.advance(shard, TOKEN, minutes)
 
 
 async def deliver(
-    redis: Redis, shard: ShardKeys, timer_id: str, consumer: str = "c1"
-) -> str:
-    """Add ``timer_id`` to the ready stream and read it as ``consumer``."""
-    await redis.xgroup_create(shard.ready, GROUP, id="0", mkstream=True)
-    entry_id = await redis.xadd(shard.ready, {"id": timer_id})
-    reply = await redis.xreadgroup(GROUP, consumer, {shard.ready: ">"})
-    assert reply[0][1][0][0] == entry_id
-    return entry_id
+    queue: ShardQueue, shard: ShardKeys, consumer: str = CONSUMER
+) -> list[Entry]:
+    """Move what is due into the ready stream and read it."""
+    await take_lease(queue, shard)
+    await queue.ensure_group(shard)
+    await advance(queue, shard)
+    return await queue.read(shard, consumer, 100)
 
 
-async def pending_count(redis: Redis, shard: ShardKeys) -> int:
-    """How many entries of the ready stream are delivered and unacked."""
-    return int((await redis.xpending(shard.ready, GROUP))["pending"])
-
-
-async def claim_one(
-    scripts: Scripts,
-    shard: ShardKeys,
-    entry_id: str,
-    timer_id: str,
-    max_attempts: int = 3,
-    hold_ms: int = HOLD_MS,
+async def claim(
+    queue: ShardQueue, shard: ShardKeys, entry: Entry, by: str = CONSUMER
 ) -> Claim:
-    """Claim one entry with the test's bounds."""
-    (verdict,) = await scripts.claim(
-        shard, [(entry_id, timer_id)], max_attempts, hold_ms, RETENTION_MS
-    )
+    """The claim verdict on one entry."""
+    (verdict,) = await queue.claim(shard, by, [entry])
     return verdict
 
 
-@pytest.mark.parametrize("state", ["fired", "failed", None])
-async def test_claim_skips_finished_or_missing_record(
-    redis: Redis, scripts: Scripts, shard: ShardKeys, state: str | None
+async def firing(
+    queue: ShardQueue, shard: ShardKeys
+) -> tuple[Created, Entry, Claim]:
+    """A timer due now, delivered and claimed for its first attempt."""
+    created = await create(queue, 0)
+    (entry,) = await deliver(queue, shard)
+    verdict = await claim(queue, shard, entry)
+    assert verdict.verdict is Verdict.FIRE
+    return created, entry, verdict
+
+
+async def complete(
+    queue: ShardQueue,
+    shard: ShardKeys,
+    entry: Entry,
+    attempt: int,
+    outcome: Outcome,
+    result: str = "200",
+    delay_ms: int = 0,
+    by: str = CONSUMER,
+) -> Code:
+    """Report an attempt's outcome."""
+    done = Attempt(entry, attempt, outcome, result, delay_ms)
+    return await queue.complete(shard, by, done, deadline_s=2.0)
+
+
+def put_on_wheel(
+    raw: sync_redis.Redis,
+    queue: ShardQueue,
+    shard: ShardKeys,
+    bucket: Bucket,
+    dues: list[int],
+) -> list[bytes]:
+    """Timers in ``bucket`` as create (or a cascade) leaves them there.
+
+    Used for states creation cannot make now: timers whose due time is
+    already past, as after a ticker outage.
+    """
+    timer_ids = [queue.ids.new(due, SHARDS, shard.shard) for due in dues]
+    key = shard.bucket(bucket)
+    for timer_id, due in zip(timer_ids, dues, strict=True):
+        raw.hset(shard.timer(timer_id), mapping={"u": URL, "d": due, "s": "p"})
+        if bucket.level is Level.MINUTE:
+            raw.zadd(key, {timer_id: due})
+            raw.zadd(shard.index, {bucket.member: due}, lt=True)
+        else:
+            raw.rpush(key, encode_member(timer_id, due))
+            raw.zadd(shard.index, {bucket.member: bucket.cascade_ms})
+    return timer_ids
+
+
+def hand_over(
+    raw: sync_redis.Redis, shard: ShardKeys, timer_id: bytes, sched_ms: int
 ) -> None:
-    """A fired, failed or missing record: skip, entry acked and deleted."""
-    timer_id = new_id(shard)
-    if state is not None:
-        await redis.hset(
-            shard.timer(timer_id),
-            mapping={"url": URL, "state": state, "attempts": 1},
+    """Append a ready entry as an advance on another node would have."""
+    raw.xgroup_create(shard.ready, GROUP, id="0", mkstream=True)
+    raw.xadd(shard.ready, {"i": timer_id, "s": sched_ms})
+
+
+def hour_delay(now_ms: int) -> int | None:
+    """A delay that puts a timer into an hour bucket (not a day bucket),
+    the same one for a minute of clock difference; None between about
+    22:54 and 23:00 UTC, when every such due time is a day bucket's."""
+    for hours in range(1, 25):
+        due = (now_ms // HOUR_MS + hours) * HOUR_MS + 30 * MINUTE_MS
+        bucket = place(due, now_ms)
+        if bucket.level is Level.HOUR and bucket == place(
+            due, now_ms + MINUTE_MS
+        ):
+            return due - now_ms
+    return None
+
+
+# -- create -------------------------------------------------------------------
+
+
+async def test_create_writes_record_due_by_redis_clock(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A create stores url, state and due = Redis TIME + delay."""
+    before = redis_ms(raw)
+    created = await create(queue, 45_000)
+    after = redis_ms(raw)
+
+    assert before <= created.now_ms <= after
+    assert created.due_ms == created.now_ms + 45_000
+    assert record(raw, shard, created.timer_id) == {
+        "u": URL,
+        "d": str(created.due_ms),
+        "s": "p",
+    }
+    got = await queue.get(created.timer_id)
+    assert got is not None
+    assert (got.state, got.due_ms, got.attempts) == (
+        TimerState.PENDING,
+        created.due_ms,
+        0,
+    )
+
+
+@pytest.mark.parametrize("level", [Level.MINUTE, Level.HOUR, Level.DAY])
+async def test_create_chooses_bucket_by_level(
+    queue: ShardQueue,
+    shard: ShardKeys,
+    raw: sync_redis.Redis,
+    level: Level,
+) -> None:
+    """Minutes near, hours for hours, days for days; index as documented;
+    the record, the bucket and the index are the only keys written."""
+    delays = {
+        Level.MINUTE: 90_000,
+        Level.HOUR: hour_delay(redis_ms(raw)),
+        Level.DAY: 3 * DAY_MS,
+    }
+    delay = delays[level]
+    if delay is None:
+        pytest.skip("no due time lands in an hour bucket at this time")
+    created = await create(queue, delay)
+    bucket = place(created.due_ms, created.now_ms)
+    timer_id = created.timer_id
+
+    assert bucket.level is level
+    key = shard.bucket(bucket)
+    if level is Level.MINUTE:
+        assert bucket == minute_of(created.due_ms)
+        assert raw.zrange(key, 0, -1, withscores=True) == [
+            (timer_id, created.due_ms)
+        ]
+        assert index(raw, shard) == {bucket.member.encode(): created.due_ms}
+    else:
+        assert raw.lrange(key, 0, -1) == [
+            encode_member(timer_id, created.due_ms)
+        ]
+        lead = {Level.HOUR: 5 * MINUTE_MS, Level.DAY: HOUR_MS}[level]
+        assert index(raw, shard) == {
+            bucket.member.encode(): bucket.start_ms - lead
+        }
+        assert bucket.member[0] == level.value
+    assert keys_left(raw) == {shard.timer(timer_id), shard.index, key}
+
+
+async def finish_as(
+    queue: ShardQueue, shard: ShardKeys, state: TimerState, delay_ms: int
+) -> Created:
+    """A timer created ``delay_ms`` ahead, then left in ``state``."""
+    if state is TimerState.FIRED:
+        created, entry, verdict = await firing(queue, shard)
+        ok = await complete(queue, shard, entry, 1, Outcome.OK)
+        assert ok is Code.DONE
+        return created
+    created = await create(queue, delay_ms)
+    if state is TimerState.CANCELLED:
+        assert (await queue.cancel(created.timer_id))[0] is Code.DONE
+    return created
+
+
+@pytest.mark.parametrize(
+    ("state", "delay_ms"),
+    [
+        (TimerState.PENDING, 90_000),
+        (TimerState.PENDING, 3 * DAY_MS),
+        (TimerState.CANCELLED, 90_000),
+        (TimerState.CANCELLED, 3 * DAY_MS),
+        (TimerState.FIRED, 0),
+    ],
+)
+async def test_replayed_create_answers_exists_once(
+    queue: ShardQueue,
+    shard: ShardKeys,
+    raw: sync_redis.Redis,
+    state: TimerState,
+    delay_ms: int,
+) -> None:
+    """A create sent again with its id answers EXISTS with the first due
+    and writes nothing: no second bucket member, record or key."""
+    created = await finish_as(queue, shard, state, delay_ms)
+    before = keys_left(raw)
+    buckets = {
+        key: raw.zcard(key) if raw.type(key) == b"zset" else raw.llen(key)
+        for key in before
+        if raw.type(key) in (b"zset", b"list") and key != shard.index
+    }
+
+    again = await queue.create(URL, delay_ms, timer_id=created.timer_id)
+
+    assert (again.code, again.timer_id, again.due_ms) == (
+        Code.EXISTS,
+        created.timer_id,
+        created.due_ms,
+    )
+    assert keys_left(raw) == before
+    for key, size in buckets.items():
+        now = raw.zcard(key) if raw.type(key) == b"zset" else raw.llen(key)
+        assert now == size == 1
+    got = await queue.get(created.timer_id)
+    assert got is not None
+    assert got.state is state
+
+
+async def test_create_same_id_other_url_conflicts(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """An id reused with another url is refused and changes nothing."""
+    created = await create(queue, 60_000)
+    before = record(raw, shard, created.timer_id)
+
+    other = await queue.create(
+        "http://127.0.0.1:9/other", 60_000, timer_id=created.timer_id
+    )
+
+    assert other.code is Code.CONFLICT
+    assert record(raw, shard, created.timer_id) == before
+
+
+def idempotency(key: str, fingerprint: str) -> Idempotency:
+    """An Idempotency-Key as the API digests it."""
+    return Idempotency(
+        hashlib.sha256(key.encode()).digest(),
+        hashlib.sha256(fingerprint.encode()).digest(),
+    )
+
+
+async def test_idempotent_create_same_fingerprint_answers_first(
+    queue: ShardQueue, raw: sync_redis.Redis
+) -> None:
+    """The same key and fingerprint answer EXISTS with the first id and
+    due; another fingerprint answers MISMATCH with them."""
+    first = await queue.create(URL, 60_000, idempotency("k", "a"))
+    same = await queue.create(URL, 90_000, idempotency("k", "a"))
+    other = await queue.create(URL, 60_000, idempotency("k", "b"))
+
+    assert first.code is Code.DONE
+    assert (same.code, same.timer_id, same.due_ms) == (
+        Code.EXISTS,
+        first.timer_id,
+        first.due_ms,
+    )
+    assert (other.code, other.timer_id, other.due_ms) == (
+        Code.MISMATCH,
+        first.timer_id,
+        first.due_ms,
+    )
+    timers = [k for k in keys_left(raw) if b":t:" in k]
+    assert len(timers) == 1
+
+
+async def test_idempotent_create_lives_on_the_key_shard(
+    queue: ShardQueue, raw: sync_redis.Redis
+) -> None:
+    """The timer of an idempotent create is on the key's shard, with its
+    key record there, kept for a day."""
+    for name in ("a", "b", "c", "d", "e", "f"):
+        key = idempotency(name, "x")
+        k = key.shard(SHARDS)
+        created = await queue.create(URL, 60_000, key)
+        home = queue.keys.shard(k)
+
+        assert ids.shard_of(created.timer_id, SHARDS) == k
+        assert raw.exists(home.timer(created.timer_id))
+        ttl = raw.pttl(home.idempotency(key.key_digest))
+        assert IDEMPOTENCY_TTL_MS - 60_000 < ttl <= IDEMPOTENCY_TTL_MS
+
+
+async def test_concurrent_idempotent_creates_make_one_timer(
+    queue: ShardQueue, raw: sync_redis.Redis
+) -> None:
+    """20 creates at once with one key: one timer, one id for all."""
+    key = idempotency("burst", "same")
+
+    replies = await asyncio.gather(
+        *(queue.create(URL, 60_000, key) for _ in range(20))
+    )
+
+    codes = Counter(reply.code for reply in replies)
+    assert codes == {Code.DONE: 1, Code.EXISTS: 19}
+    assert len({reply.timer_id for reply in replies}) == 1
+    assert len({reply.due_ms for reply in replies}) == 1
+    home = queue.keys.shard(key.shard(SHARDS))
+    (timer_id,) = {reply.timer_id for reply in replies}
+    bucket = home.bucket(minute_of(replies[0].due_ms))
+    assert keys_left(raw) == {
+        home.timer(timer_id),
+        home.index,
+        bucket,
+        home.idempotency(key.key_digest),
+    }
+
+
+@pytest.mark.parametrize("offset_ms", [2 * HOUR_MS, -2 * HOUR_MS])
+@pytest.mark.parametrize("delay_ms", [0, 300, 3 * HOUR_MS])
+async def test_wrong_clock_estimate_never_makes_a_timer_late(
+    queue: ShardQueue,
+    shard: ShardKeys,
+    raw: sync_redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    offset_ms: int,
+    delay_ms: int,
+) -> None:
+    """With the estimate of Redis' clock 2 h off, the script puts the
+    timer in a minute bucket scored by its true due time, so it fires on
+    time."""
+    monkeypatch.setattr(queue.clocks, "_offset_ms", [offset_ms] * SHARDS)
+    monkeypatch.setattr(queue.clocks, "observe", lambda *_: None)
+
+    created = await create(queue, delay_ms)
+
+    (member, score), *_ = index(raw, shard).items()
+    assert member.startswith(b"m")
+    assert score == created.due_ms
+    bucket = shard.bucket(Bucket(Level.MINUTE, int(member[1:])))
+    assert raw.zscore(bucket, created.timer_id) == created.due_ms
+    if delay_ms >= HOUR_MS:
+        return
+    await take_lease(queue, shard)
+
+    async def moved() -> bool:
+        return (await advance(queue, shard)).moved == 1
+
+    await until(moved, what="the timer to move")
+    ((moved_ms, fields),) = stream(raw, shard.ready)
+    assert fields["i"] == created.timer_id
+    assert created.due_ms <= moved_ms < created.due_ms + 1000
+
+
+# -- get and cancel -------------------------------------------------------------
+
+
+async def in_state(
+    queue: ShardQueue, shard: ShardKeys, state: TimerState | None
+) -> bytes:
+    """The id of a timer driven into ``state`` (None: never created)."""
+    if state is None:
+        return queue.ids.new(queue.clocks.now_ms(SHARD), SHARDS, SHARD)
+    if state is TimerState.PENDING:
+        return (await create(queue, 60_000)).timer_id
+    if state is TimerState.CANCELLED:
+        timer_id = (await create(queue, 60_000)).timer_id
+        assert (await queue.cancel(timer_id))[0] is Code.DONE
+        return timer_id
+    created, entry, verdict = await firing(queue, shard)
+    outcomes = {TimerState.FIRED: Outcome.OK, TimerState.FAILED: Outcome.FAIL}
+    if state in outcomes:
+        code = await complete(queue, shard, entry, 1, outcomes[state], "500")
+        assert code is Code.DONE
+    return created.timer_id
+
+
+@pytest.mark.parametrize(
+    ("state", "attempts"),
+    [
+        (TimerState.PENDING, 0),
+        (TimerState.FIRING, 1),
+        (TimerState.FIRED, 1),
+        (TimerState.FAILED, 1),
+        (TimerState.CANCELLED, 0),
+    ],
+)
+async def test_get_reads_every_state(
+    queue: ShardQueue, shard: ShardKeys, state: TimerState, attempts: int
+) -> None:
+    """get answers the state and attempts, from the record or the
+    finished record."""
+    timer_id = await in_state(queue, shard, state)
+
+    got = await queue.get(timer_id)
+
+    assert got is not None
+    assert (got.state, got.attempts) == (state, attempts)
+    finished = state in (TimerState.FIRED, TimerState.FAILED)
+    assert (got.finished_ms is not None) is (
+        finished or state is TimerState.CANCELLED
+    )
+
+
+async def test_get_unknown_timer_is_none(queue: ShardQueue) -> None:
+    """An id never created reads as None."""
+    assert await queue.get(await in_state(queue, queue.keys.shard(1), None))
+    is None
+
+
+@pytest.mark.parametrize(
+    ("state", "code", "found"),
+    [
+        (TimerState.PENDING, Code.DONE, TimerState.CANCELLED),
+        (TimerState.FIRING, Code.CONFLICT, TimerState.FIRING),
+        (TimerState.FIRED, Code.CONFLICT, TimerState.FIRED),
+        (TimerState.FAILED, Code.CONFLICT, TimerState.FAILED),
+        (TimerState.CANCELLED, Code.DONE, TimerState.CANCELLED),
+        (None, Code.NOT_FOUND, None),
+    ],
+)
+async def test_cancel_answers_by_state(
+    queue: ShardQueue,
+    shard: ShardKeys,
+    state: TimerState | None,
+    code: Code,
+    found: TimerState | None,
+) -> None:
+    """Only a pending timer is cancelled; a firing or finished one is a
+    conflict and left as it was; a cancelled one answers done again."""
+    timer_id = await in_state(queue, shard, state)
+    before = await queue.get(timer_id)
+
+    assert await queue.cancel(timer_id) == (code, found)
+
+    after = await queue.get(timer_id)
+    if state is TimerState.PENDING:
+        assert after is not None
+        assert after.state is TimerState.CANCELLED
+    else:
+        assert (after is None) is (before is None)
+        if after is not None and before is not None:
+            assert (after.state, after.attempts) == (
+                before.state,
+                before.attempts,
+            )
+
+
+async def test_cancel_twice_is_done_both_times(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A retried cancel answers as the first did; the record is gone."""
+    created = await create(queue, 60_000)
+
+    first = await queue.cancel(created.timer_id)
+    second = await queue.cancel(created.timer_id)
+
+    assert first == second == (Code.DONE, TimerState.CANCELLED)
+    assert not raw.exists(shard.timer(created.timer_id))
+
+
+@pytest.mark.parametrize(
+    "state", [TimerState.FIRED, TimerState.FAILED, TimerState.CANCELLED]
+)
+async def test_finished_record_kept_for_retention(
+    queue: ShardQueue,
+    shard: ShardKeys,
+    raw: sync_redis.Redis,
+    state: TimerState,
+) -> None:
+    """A finished record is a field of its hour's finished hash, which
+    lives at least the retention, even when the hash was renewed a while
+    ago by an earlier timer of that hour."""
+    retention_ms = int(queue.settings.retention * 1000)
+    first = await in_state(queue, shard, state)
+    key = finished_key(shard, first)
+
+    assert not raw.exists(shard.timer(first))
+    assert raw.hexists(key, first)
+    assert raw.pttl(key) >= retention_ms
+
+    # 30 s later another timer of the same hour finishes.
+    raw.pexpire(key, retention_ms - 30_000)
+    later = await in_state(queue, shard, state)
+    assert finished_key(shard, later) == key or pytest.skip("hour changed")
+    assert raw.pttl(key) >= retention_ms
+
+
+# -- advance ----------------------------------------------------------------
+
+
+async def test_advance_moves_only_due_ids_oldest_first(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """Ids scored at or before Redis' now move, oldest first; the index
+    score becomes the earliest id left."""
+    now = redis_ms(raw)
+    bucket = minute_of(now - MINUTE_MS)
+    dues = [now - 3_000, now - 9_000, now + 40_000, now - 6_000]
+    timer_ids = put_on_wheel(raw, queue, shard, bucket, dues)
+    await take_lease(queue, shard)
+
+    reply = await queue.advance(shard, TOKEN, [bucket.number])
+
+    assert (reply.code, reply.moved, reply.more) == (Code.DONE, 3, False)
+    moved = stream(raw, shard.ready)
+    assert [f["i"] for _, f in moved] == [
+        timer_ids[1],
+        timer_ids[3],
+        timer_ids[0],
+    ]
+    assert [int(f["s"]) for _, f in moved] == [now - 9_000, now - 6_000, now - 3_000]
+    assert raw.zrange(shard.bucket(bucket), 0, -1) == [timer_ids[2]]
+    assert index(raw, shard) == {bucket.member.encode(): now + 40_000}
+
+
+async def test_advance_bounded_by_batch_and_ready_room(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """At most batch_size ids per call and never past ready_max: then
+    FULL, and what is left stays on the wheel in order."""
+    small = with_settings(queue, batch_size=10, ready_max=25)
+    created = [await create(small, 0) for _ in range(30)]
+    await take_lease(small, shard)
+
+    replies = [await advance(small, shard) for _ in range(4)]
+
+    assert [(r.code, r.moved, r.more) for r in replies] == [
+        (Code.DONE, 10, True),
+        (Code.DONE, 10, True),
+        (Code.DONE, 5, True),
+        (Code.FULL, 0, True),
+    ]
+    order = sorted(created, key=lambda c: (c.due_ms, c.timer_id))
+    moved = stream(raw, shard.ready)
+    assert [f["i"] for _, f in moved] == [c.timer_id for c in order[:25]]
+    assert min(index(raw, shard).values()) == order[25].due_ms
+
+
+async def test_advance_drops_emptied_bucket_from_index(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A bucket moved empty leaves the index; its key is gone."""
+    now = redis_ms(raw)
+    old = [minute_of(now - 3 * MINUTE_MS), minute_of(now - 2 * MINUTE_MS)]
+    for bucket in old:
+        put_on_wheel(raw, queue, shard, bucket, [bucket.start_ms + 5])
+    await take_lease(queue, shard)
+
+    reply = await advance(queue, shard)
+
+    assert (reply.moved, reply.more) == (2, False)
+    assert not raw.exists(shard.index)
+    assert not any(raw.exists(shard.bucket(b)) for b in old)
+
+
+@pytest.mark.parametrize("holder", [None, OTHER])
+async def test_advance_without_the_lease_moves_nothing(
+    queue: ShardQueue,
+    shard: ShardKeys,
+    raw: sync_redis.Redis,
+    holder: str | None,
+) -> None:
+    """A free lease or another's: NOT_OURS, nothing moved."""
+    if holder is not None:
+        assert await queue.acquire(shard, holder, LEASE_MS)
+    created = await create(queue, 0)
+    before = index(raw, shard)
+
+    reply = await advance(queue, shard)
+
+    assert (reply.code, reply.moved) == (Code.NOT_OURS, 0)
+    assert not raw.exists(shard.ready)
+    assert index(raw, shard) == before
+    minute = shard.bucket(minute_of(created.due_ms))
+    assert raw.zrange(minute, 0, -1) == [created.timer_id]
+
+
+async def test_concurrent_advances_move_each_id_once(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """Eight advances at a time never move an id twice or lose one."""
+    now = redis_ms(raw)
+    timer_ids = []
+    for back in (3, 2):
+        bucket = minute_of(now - back * MINUTE_MS)
+        dues = [bucket.start_ms + i for i in range(150)]
+        timer_ids += put_on_wheel(raw, queue, shard, bucket, dues)
+    small = with_settings(queue, batch_size=7)
+    await take_lease(small, shard)
+
+    total = 0
+    for _ in range(60):
+        replies = await asyncio.gather(*(advance(small, shard) for _ in range(8)))
+        total += sum(r.moved for r in replies)
+        if total >= len(timer_ids):
+            break
+
+    counts = Counter(f["i"] for _, f in stream(raw, shard.ready))
+    assert total == len(timer_ids)
+    assert set(counts) == set(timer_ids)
+    assert max(counts.values()) == 1
+
+
+async def test_timers_due_while_ticker_down_fire_oldest_first(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """After an outage the due buckets drain in due order across buckets."""
+    now = redis_ms(raw)
+    dues = []
+    for back in (5, 3, 4):
+        bucket = minute_of(now - back * MINUTE_MS)
+        minute_dues = [bucket.start_ms + 50_000, bucket.start_ms + 10]
+        put_on_wheel(raw, queue, shard, bucket, minute_dues)
+        dues += minute_dues
+    small = with_settings(queue, batch_size=4)
+    await take_lease(small, shard)
+
+    for _ in range(10):
+        if not (await advance(small, shard)).more:
+            break
+
+    moved = [int(f["s"]) for _, f in stream(raw, shard.ready)]
+    assert moved == sorted(dues)
+    assert not raw.exists(shard.index)
+
+
+# -- cascade ----------------------------------------------------------------
+
+
+async def cascade_all(
+    queue: ShardQueue, shard: ShardKeys, bucket: Bucket, limit: int = 1000
+) -> list[tuple[int, int]]:
+    """Cascade ``bucket`` until empty; (moved, left) of each call."""
+    calls = []
+    for _ in range(100):
+        reply = await queue.cascade(shard, TOKEN, bucket, limit)
+        assert reply.code is Code.DONE
+        calls.append((reply.moved, reply.left))
+        if reply.left == 0:
+            return calls
+    raise AssertionError("the cascade never emptied the bucket")
+
+
+async def test_cascade_day_into_hours_then_minutes(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A day bucket becomes hour buckets (scored by their cascade time),
+    each hour becomes minute buckets scored by due ms; every emptied
+    coarse bucket leaves the index and its key is gone."""
+    now = redis_ms(raw)
+    day = Bucket(Level.DAY, now // DAY_MS + 3)
+    targets = [day.start_ms + h * HOUR_MS + 7 * MINUTE_MS for h in (2, 2, 9)]
+    created = [await create(queue, t - now) for t in targets]
+    assert index(raw, shard) == {day.member.encode(): day.start_ms - HOUR_MS}
+    await take_lease(queue, shard)
+
+    assert await cascade_all(queue, shard, day) == [(3, 0)]
+
+    hours = {Bucket(Level.HOUR, c.due_ms // HOUR_MS) for c in created}
+    assert index(raw, shard) == {
+        h.member.encode(): h.start_ms - 5 * MINUTE_MS for h in hours
+    }
+    for hour in hours:
+        members = [
+            encode_member(c.timer_id, c.due_ms)
+            for c in created
+            if c.due_ms // HOUR_MS == hour.number
+        ]
+        assert sorted(raw.lrange(shard.bucket(hour), 0, -1)) == sorted(members)
+        assert await cascade_all(queue, shard, hour) == [(len(members), 0)]
+
+    minutes = {minute_of(c.due_ms) for c in created}
+    for minute in minutes:
+        assert raw.zrange(shard.bucket(minute), 0, -1, withscores=True) == sorted(
+            (c.timer_id, c.due_ms)
+            for c in created
+            if minute_of(c.due_ms) == minute
         )
-    entry_id = await deliver(redis, shard, timer_id)
+    assert index(raw, shard) == {
+        m.member.encode(): min(
+            c.due_ms for c in created if minute_of(c.due_ms) == m
+        )
+        for m in minutes
+    }
+    assert keys_left(raw) == {
+        shard.lease,
+        shard.index,
+        *(shard.timer(c.timer_id) for c in created),
+        *(shard.bucket(m) for m in minutes),
+    }
+    for c in created:
+        got = await queue.get(c.timer_id)
+        assert got is not None
+        assert (got.state, got.due_ms) == (TimerState.PENDING, c.due_ms)
 
-    claim = await claim_one(scripts, shard, entry_id, timer_id)
 
-    assert claim == Claim("skip")
-    assert await pending_count(redis, shard) == 0
-    assert await redis.xlen(shard.ready) == 0
-    assert await redis.hget(shard.timer(timer_id), "state") == state
-    assert await redis.hget(shard.timer(timer_id), "attempts") == (
-        None if state is None else "1"
-    )
-
-
-async def test_claim_pending_record_fires(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
+async def test_cascade_is_bounded_by_its_limit(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
 ) -> None:
-    """A pending record becomes firing with attempts + 1; verdict fire."""
-    timer_id = await put_timer(
-        redis, shard, await now_ms(redis) - 10, on_wheel=False
-    )
-    entry_id = await deliver(redis, shard, timer_id)
-    before = await now_ms(redis)
+    """At most ``limit`` members per call; the coarse member stays in the
+    index until the bucket is empty."""
+    now = redis_ms(raw)
+    hour = Bucket(Level.HOUR, now // HOUR_MS + 3)
+    dues = [hour.start_ms + i * 1000 for i in range(25)]
+    put_on_wheel(raw, queue, shard, hour, dues)
+    await take_lease(queue, shard)
 
-    claim = await claim_one(scripts, shard, entry_id, timer_id)
+    first = await queue.cascade(shard, TOKEN, hour, 10)
+    assert (first.moved, first.left) == (10, 15)
+    assert hour.member.encode() in index(raw, shard)
+    rest = await cascade_all(queue, shard, hour, 10)
 
-    assert claim == Claim("fire", URL, 1)
-    record = await redis.hgetall(shard.timer(timer_id))
-    assert record["state"] == "firing"
-    assert record["attempts"] == "1"
-    assert before <= int(record["claimed"]) <= await now_ms(redis)
-    # The entry stays pending until completion.
-    assert await pending_count(redis, shard) == 1
-    assert await redis.ttl(shard.timer(timer_id)) == -1
+    assert rest == [(10, 5), (5, 0)]
+    assert hour.member.encode() not in index(raw, shard)
+    total = sum(raw.zcard(shard.bucket(m)) for m in hour.children())
+    assert total == 25
 
 
-async def test_claim_recent_firing_record_is_busy(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
+async def test_cascade_without_the_lease_moves_nothing(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
 ) -> None:
-    """A record claimed less than hold ms ago is busy; entry stays pending."""
-    timer_id = await put_timer(
-        redis, shard, await now_ms(redis) - 10, on_wheel=False
-    )
-    first = await deliver(redis, shard, timer_id)
-    assert (await claim_one(scripts, shard, first, timer_id)).verdict == (
-        "fire"
-    )
-    record = await redis.hgetall(shard.timer(timer_id))
-    second = await redis.xadd(shard.ready, {"id": timer_id})
-    await redis.xreadgroup(GROUP, "c2", {shard.ready: ">"})
+    """Another ticker's lease: NOT_OURS and the bucket is untouched."""
+    now = redis_ms(raw)
+    hour = Bucket(Level.HOUR, now // HOUR_MS + 3)
+    put_on_wheel(raw, queue, shard, hour, [hour.start_ms + 5])
+    assert await queue.acquire(shard, OTHER, LEASE_MS)
 
-    claim = await claim_one(scripts, shard, second, timer_id)
+    reply = await queue.cascade(shard, TOKEN, hour, 100)
 
-    assert claim == Claim("busy")
-    assert await redis.hgetall(shard.timer(timer_id)) == record
-    assert await pending_count(redis, shard) == 2
-    assert await redis.xlen(shard.ready) == 2
+    assert (reply.code, reply.moved) == (Code.NOT_OURS, 0)
+    assert raw.llen(shard.bucket(hour)) == 1
 
 
-async def test_claim_firing_record_past_hold_fires_again(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
+async def test_late_cascade_fires_everything_oldest_first_never_early(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
 ) -> None:
-    """A claim older than hold ms is taken over with the next attempt."""
-    timer_id = await put_timer(
-        redis, shard, await now_ms(redis) - 10, on_wheel=False
-    )
-    entry_id = await deliver(redis, shard, timer_id)
-    await claim_one(scripts, shard, entry_id, timer_id)
-    await redis.hset(
-        shard.timer(timer_id), "claimed", await now_ms(redis) - HOLD_MS - 1
-    )
+    """An hour bucket cascaded late (ticker down) still fires every
+    timer, the overdue ones oldest first, none before its due time."""
+    now = redis_ms(raw)
+    hour = Bucket(Level.HOUR, now // HOUR_MS)
+    overdue = [now - 2_000, now - 50, now - 1_500]
+    soon = [now + 400, now + 200]
+    dues = overdue + soon
+    timer_ids = put_on_wheel(raw, queue, shard, hour, dues)
+    await take_lease(queue, shard)
 
-    claim = await claim_one(scripts, shard, entry_id, timer_id)
+    assert await cascade_all(queue, shard, hour) == [(5, 0)]
+    assert not raw.exists(shard.bucket(hour))
 
-    assert claim == Claim("fire", URL, 2)
-    assert await redis.hget(shard.timer(timer_id), "state") == "firing"
+    async def all_moved() -> bool:
+        await advance(queue, shard)
+        return raw.xlen(shard.ready) == len(dues)
+
+    await until(all_moved, what="every timer to move")
+    moved = stream(raw, shard.ready)
+    assert Counter(f["i"] for _, f in moved) == Counter(timer_ids)
+    scheds = [int(f["s"]) for _, f in moved]
+    assert scheds[:3] == sorted(overdue)
+    assert sorted(scheds) == sorted(dues)
+    assert all(moved_ms >= int(f["s"]) for moved_ms, f in moved)
+    assert not raw.exists(shard.index)
 
 
-async def test_claim_out_of_attempts_is_dead(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
+# -- claim --------------------------------------------------------------------
+
+
+async def test_claim_fires_a_pending_entry(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
 ) -> None:
-    """At max attempts: dead, record failed with a TTL, one dead letter."""
-    timer_id = await put_timer(
-        redis,
-        shard,
-        await now_ms(redis) - 10,
-        state="firing",
-        attempts=3,
-        on_wheel=False,
-    )
-    await redis.hset(shard.timer(timer_id), "claimed", 1)
-    entry_id = await deliver(redis, shard, timer_id)
+    """Fire with url, attempt 1 and due; the record is firing."""
+    created, entry, verdict = await firing(queue, shard)
 
-    claim = await claim_one(scripts, shard, entry_id, timer_id, 3)
-
-    assert claim == Claim("dead")
-    record = await redis.hgetall(shard.timer(timer_id))
-    assert record["state"] == "failed"
-    assert record["attempts"] == "3"
-    assert "claimed" not in record
-    assert "finished" in record
-    assert 0 < await redis.pttl(shard.timer(timer_id)) <= RETENTION_MS
-    dead = await redis.xrange(shard.dead)
-    assert len(dead) == 1
-    assert dead[0][1]["id"] == timer_id
-    assert dead[0][1]["attempts"] == "3"
-    assert await pending_count(redis, shard) == 0
-    assert await redis.xlen(shard.ready) == 0
+    assert verdict == Claim(Verdict.FIRE, URL, 1, due_ms=created.due_ms)
+    rec = record(raw, shard, created.timer_id)
+    assert (rec["s"], rec["a"]) == ("r", "1")
+    assert rec["c"].endswith(f"|{entry.entry_id.decode()}|{CONSUMER}")
+    assert pending(raw, shard) == 1
 
 
-async def test_claim_batch_keeps_verdicts_in_order(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
+async def test_claim_replayed_fires_the_same_attempt(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
 ) -> None:
-    """A batch returns one verdict per entry, aligned with the entries."""
-    due = await now_ms(redis) - 10
-    fire = await put_timer(redis, shard, due, on_wheel=False)
-    fired = await put_timer(redis, shard, due, state="fired", on_wheel=False)
-    gone = new_id(shard)
-    await redis.xgroup_create(shard.ready, GROUP, id="0", mkstream=True)
-    for timer_id in (fire, fired, gone):
-        await redis.xadd(shard.ready, {"id": timer_id})
-    reply = await redis.xreadgroup(GROUP, "c1", {shard.ready: ">"})
-    entries = [(e, f["id"]) for e, f in reply[0][1]]
+    """The same entry claimed again by its consumer (a lost reply): fire,
+    same attempt, nothing counted twice."""
+    created, entry, verdict = await firing(queue, shard)
 
-    claims = await scripts.claim(shard, entries, 3, HOLD_MS, RETENTION_MS)
+    again = await claim(queue, shard, entry)
 
-    assert claims == [Claim("fire", URL, 1), Claim("skip"), Claim("skip")]
-    assert await pending_count(redis, shard) == 1
+    assert again == verdict
+    assert record(raw, shard, created.timer_id)["a"] == "1"
 
 
-# complete.lua
-
-
-async def claimed(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
-) -> tuple[str, str]:
-    """A due timer delivered and claimed (attempt 1): (entry, timer id)."""
-    timer_id = await put_timer(
-        redis, shard, await now_ms(redis) - 10, on_wheel=False
-    )
-    entry_id = await deliver(redis, shard, timer_id)
-    claim = await claim_one(scripts, shard, entry_id, timer_id)
-    assert claim.attempt == 1
-    return entry_id, timer_id
-
-
-async def test_complete_ok_fires(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
+async def test_claim_by_another_consumer_is_busy(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
 ) -> None:
-    """ok: state fired, TTL = retention, entry acked and deleted."""
-    entry_id, timer_id = await claimed(redis, scripts, shard)
+    """Another worker's claim in flight: busy, with the ms until it
+    lapses; the record keeps its claim."""
+    created, entry, _ = await firing(queue, shard)
+    hold_ms = int(queue.settings.reclaim_idle * 1000)
+    before = record(raw, shard, created.timer_id)
 
-    code, _ = await scripts.complete(
-        shard, entry_id, timer_id, 1, "ok", "HTTP 200", RETENTION_MS
+    verdict = await claim(queue, shard, entry, by="worker-b")
+
+    assert verdict.verdict is Verdict.BUSY
+    assert hold_ms - 2_000 < verdict.wait_ms <= hold_ms
+    assert record(raw, shard, created.timer_id) == before
+
+
+async def skip_case(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis, case: str
+) -> tuple[bytes, Entry]:
+    """A delivered entry the claim must skip, and its timer."""
+    if case == "missing":
+        timer_id = await in_state(queue, shard, None)
+        hand_over(raw, shard, timer_id, redis_ms(raw))
+    elif case == "stale copy":
+        created, entry, verdict = await firing(queue, shard)
+        code = await complete(
+            queue, shard, entry, 1, Outcome.RETRY, "503", delay_ms=60_000
+        )
+        assert code is Code.DONE
+        timer_id = created.timer_id
+        hand_over(raw, shard, timer_id, created.due_ms)
+    else:
+        state = {"fired": TimerState.FIRED, "cancelled": TimerState.CANCELLED}
+        timer_id = await in_state(queue, shard, state[case])
+        hand_over(raw, shard, timer_id, redis_ms(raw))
+    (entry,) = await queue.read(shard, CONSUMER, 10)
+    return timer_id, entry
+
+
+@pytest.mark.parametrize("case", ["fired", "cancelled", "missing", "stale copy"])
+async def test_claim_skips_and_acks(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis, case: str
+) -> None:
+    """Finished, cancelled, missing, or a copy whose schedule is not the
+    record's: skip; the entry is acked and deleted, the timer unchanged."""
+    timer_id, entry = await skip_case(queue, shard, raw, case)
+    before = (await queue.get(timer_id), record(raw, shard, timer_id))
+
+    verdict = await claim(queue, shard, entry)
+
+    assert verdict == Claim(Verdict.SKIP)
+    assert pending(raw, shard) == 0
+    assert raw.xlen(shard.ready) == 0
+    after = (await queue.get(timer_id), record(raw, shard, timer_id))
+    assert [a and (a.state, a.attempts) for a in (before[0], after[0])] == [
+        b and (b.state, b.attempts) for b in (before[0], before[0])
+    ]
+    assert after[1] == before[1]
+
+
+async def test_claim_of_a_future_schedule_is_early(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """An entry not yet due by this clock: early with its schedule, the
+    entry left pending and the record untouched."""
+    created = await create(queue, 60_000)
+    hand_over(raw, shard, created.timer_id, created.due_ms)
+    (entry,) = await queue.read(shard, CONSUMER, 10)
+    before = record(raw, shard, created.timer_id)
+
+    verdict = await claim(queue, shard, entry)
+
+    assert verdict == Claim(Verdict.EARLY, due_ms=created.due_ms)
+    assert pending(raw, shard) == 1
+    assert record(raw, shard, created.timer_id) == before
+
+
+async def test_claim_out_of_attempts_dead_letters(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """With every attempt used, the claim fails the timer: finished record
+    failed, a dead letter, the entry acked."""
+    once = with_settings(queue, max_attempts=1)
+    created, entry, _ = await firing(once, shard)
+    code = await complete(once, shard, entry, 1, Outcome.RETRY, "503")
+    assert code is Code.DONE
+    (again,) = await deliver(once, shard)
+
+    verdict = await claim(once, shard, again)
+
+    assert verdict == Claim(Verdict.DEAD)
+    assert pending(raw, shard) == 0
+    assert not raw.exists(shard.timer(created.timer_id))
+    got = await once.get(created.timer_id)
+    assert got is not None
+    assert (got.state, got.attempts) == (TimerState.FAILED, 1)
+    ((_, letter),) = stream(raw, shard.dead)
+    assert letter["i"] == created.timer_id
+    assert (letter["u"], letter["a"]) == (URL.encode(), b"1")
+    assert letter["e"] == b"delivered too many times"
+
+
+@pytest.mark.parametrize(
+    ("max_attempts", "expected"),
+    [(1, Claim(Verdict.DEAD)), (3, Claim(Verdict.FIRE, URL, 2))],
+)
+async def test_lapsed_claim_is_taken_over(
+    queue: ShardQueue,
+    shard: ShardKeys,
+    raw: sync_redis.Redis,
+    max_attempts: int,
+    expected: Claim,
+) -> None:
+    """Once a claim's hold has passed another worker takes it over with
+    the next attempt, or dead-letters it when none is left."""
+    short = with_settings(
+        queue, max_attempts=max_attempts, reclaim_idle=0.2, webhook_timeout=0.1
+    )
+    created, entry, _ = await firing(short, shard)
+
+    async def not_busy() -> Claim | None:
+        verdict = await claim(short, shard, entry, by="worker-b")
+        return None if verdict.verdict is Verdict.BUSY else verdict
+
+    verdict = await until(not_busy, what="the claim to lapse")
+
+    assert isinstance(verdict, Claim)
+    if expected.verdict is Verdict.FIRE:
+        assert verdict == Claim(Verdict.FIRE, URL, 2, due_ms=created.due_ms)
+        assert record(raw, shard, created.timer_id)["c"].endswith("|worker-b")
+    else:
+        assert verdict == expected
+        assert not raw.exists(shard.timer(created.timer_id))
+
+
+async def test_claim_batch_keeps_the_order_of_verdicts(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """One verdict per entry, in the order of the entries."""
+    now_due = await create(queue, 0)
+    missing = await in_state(queue, shard, None)
+    later = await create(queue, 60_000)
+    also_due = await create(queue, 0)
+    await take_lease(queue, shard)
+    await queue.ensure_group(shard)
+    await advance(queue, shard)
+    hand_over(raw, shard, missing, redis_ms(raw))
+    hand_over(raw, shard, later.timer_id, later.due_ms)
+    entries = await queue.read(shard, CONSUMER, 10)
+    by_id = {e.timer_id: e for e in entries}
+    order = [now_due.timer_id, missing, later.timer_id, also_due.timer_id]
+
+    verdicts = await queue.claim(shard, CONSUMER, [by_id[t] for t in order])
+
+    assert [v.verdict for v in verdicts] == [
+        Verdict.FIRE,
+        Verdict.SKIP,
+        Verdict.EARLY,
+        Verdict.FIRE,
+    ]
+    assert verdicts[0].due_ms == now_due.due_ms
+    assert verdicts[3].due_ms == also_due.due_ms
+
+
+# -- complete -----------------------------------------------------------------
+
+
+async def test_complete_ok_finishes_and_acks(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """Fired: record deleted, finished record written, entry acked and
+    deleted; the lease, the empty stream and that record are all left."""
+    created, entry, verdict = await firing(queue, shard)
+
+    code = await complete(queue, shard, entry, verdict.attempt, Outcome.OK)
+
+    assert code is Code.DONE
+    assert pending(raw, shard) == 0
+    assert raw.xlen(shard.ready) == 0
+    got = await queue.get(created.timer_id)
+    assert got is not None
+    assert (got.state, got.attempts, got.result) == (TimerState.FIRED, 1, "200")
+    assert got.finished_ms is not None
+    assert got.finished_ms >= created.due_ms
+    assert keys_left(raw) == {
+        shard.lease,
+        shard.ready,
+        finished_key(shard, created.timer_id),
+    }
+
+
+async def test_complete_retry_fires_again_only_after_the_delay(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """Retry: back on the wheel at now + delay with the attempt counted;
+    moved again no earlier than that; the next claim is attempt 2."""
+    created, entry, _ = await firing(queue, shard)
+    before_ms = redis_ms(raw)
+
+    code = await complete(
+        queue, shard, entry, 1, Outcome.RETRY, "503", delay_ms=700
     )
 
-    assert code == 1
-    record = await redis.hgetall(shard.timer(timer_id))
-    assert record["state"] == "fired"
-    assert record["result"] == "HTTP 200"
-    assert "claimed" not in record
-    ttl_ms = await redis.pttl(shard.timer(timer_id))
-    assert RETENTION_MS - 10_000 < ttl_ms <= RETENTION_MS
-    assert await pending_count(redis, shard) == 0
-    assert await redis.xlen(shard.ready) == 0
-    assert not await redis.exists(shard.dead)
-
-
-async def test_complete_retry_reschedules(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
-) -> None:
-    """retry: pending again, due ~ now + delay, back on the wheel, acked."""
-    entry_id, timer_id = await claimed(redis, scripts, shard)
-    before = await now_ms(redis)
-    minute = slot_of(before + 5_000)
-
-    code, now = await scripts.complete(
-        shard,
-        entry_id,
-        timer_id,
+    assert code is Code.DONE
+    assert pending(raw, shard) == 0
+    rec = record(raw, shard, created.timer_id)
+    sched = int(rec["n"])
+    assert before_ms + 700 <= sched <= redis_ms(raw) + 700
+    assert (rec["s"], rec["a"], rec["r"], rec["d"]) == (
+        "p",
+        "1",
+        "503",
+        str(created.due_ms),
+    )
+    got = await queue.get(created.timer_id)
+    assert got is not None
+    assert (got.state, got.attempts, got.next_ms) == (
+        TimerState.PENDING,
         1,
-        "retry",
-        "HTTP 500",
-        RETENTION_MS,
-        retry_delay_ms=5_000,
-        retry_minute=minute,
+        sched,
     )
+    bucket = shard.bucket(minute_of(sched))
+    assert raw.zscore(bucket, created.timer_id) == sched
 
-    assert code == 1
-    assert now >= before
-    record = await redis.hgetall(shard.timer(timer_id))
-    assert record["state"] == "pending"
-    assert record["attempts"] == "1"
-    assert record["result"] == "HTTP 500"
-    assert int(record["due"]) == now + 5_000
-    assert "claimed" not in record
-    assert await redis.zscore(shard.slot(minute), timer_id) == now + 5_000
-    assert await redis.zscore(shard.slots, str(minute)) == minute
-    assert await redis.ttl(shard.timer(timer_id)) == -1
-    assert await pending_count(redis, shard) == 0
-    assert await redis.xlen(shard.ready) == 0
+    async def moved() -> Advanced | None:
+        reply = await advance(queue, shard)
+        return reply if reply.moved else None
 
-
-async def test_retried_timer_is_advanced_when_due(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
-) -> None:
-    """A rescheduled timer moves to the ready stream once its delay passed."""
-    entry_id, timer_id = await claimed(redis, scripts, shard)
-    minute = slot_of(await now_ms(redis) + 50)
-    code, now = await scripts.complete(
-        shard,
-        entry_id,
-        timer_id,
-        1,
-        "retry",
-        "HTTP 500",
-        RETENTION_MS,
-        retry_delay_ms=50,
-        retry_minute=minute,
+    reply = await until(moved, what="the retry to move")
+    assert isinstance(reply, Advanced)
+    assert reply.now_ms >= sched
+    ((moved_ms, fields),) = stream(raw, shard.ready)
+    assert moved_ms >= sched
+    assert int(fields["s"]) == sched
+    (again,) = await queue.read(shard, CONSUMER, 10)
+    assert await claim(queue, shard, again) == Claim(
+        Verdict.FIRE, URL, 2, due_ms=created.due_ms
     )
-    assert code == 1
-    await take_lease(redis, shard)
-
-    async def moved() -> int:
-        reply = await scripts.advance(shard, TOKEN, [minute], 100)
-        return reply.now_ms if reply.moved == 1 else 0
-
-    moved_at = await poll(moved, what="the retry to move")
-    assert moved_at >= now + 50
-    assert await stream_ids(redis, shard.ready) == [timer_id]
-    assert not await redis.exists(shard.slots)
 
 
 async def test_complete_fail_dead_letters(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
 ) -> None:
-    """fail: state failed with a TTL, one dead letter, entry acked."""
-    entry_id, timer_id = await claimed(redis, scripts, shard)
+    """Fail: finished record failed, a dead letter naming url, attempts
+    and error, the entry acked."""
+    created, entry, _ = await firing(queue, shard)
 
-    code, _ = await scripts.complete(
-        shard, entry_id, timer_id, 1, "fail", "HTTP 503", RETENTION_MS
+    code = await complete(queue, shard, entry, 1, Outcome.FAIL, "HTTP 410")
+
+    assert code is Code.DONE
+    assert pending(raw, shard) == 0
+    got = await queue.get(created.timer_id)
+    assert got is not None
+    assert (got.state, got.attempts, got.result) == (
+        TimerState.FAILED,
+        1,
+        "HTTP 410",
+    )
+    ((_, letter),) = stream(raw, shard.dead)
+    assert letter["i"] == created.timer_id
+    assert (letter["u"], letter["a"], letter["e"]) == (
+        URL.encode(),
+        b"1",
+        b"HTTP 410",
     )
 
-    assert code == 1
-    record = await redis.hgetall(shard.timer(timer_id))
-    assert record["state"] == "failed"
-    assert record["result"] == "HTTP 503"
-    assert 0 < await redis.pttl(shard.timer(timer_id)) <= RETENTION_MS
-    dead = await redis.xrange(shard.dead)
-    assert [fields["id"] for _, fields in dead] == [timer_id]
-    assert dead[0][1]["error"] == "HTTP 503"
-    assert dead[0][1]["attempts"] == "1"
-    assert await pending_count(redis, shard) == 0
-    assert await redis.xlen(shard.ready) == 0
+
+async def test_complete_defer_does_not_count_the_attempt(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """Defer: back on the wheel, attempts as before the claim, so the next
+    claim is attempt 1 again."""
+    created, entry, _ = await firing(queue, shard)
+
+    code = await complete(queue, shard, entry, 1, Outcome.DEFER, "", 0)
+
+    assert code is Code.DONE
+    rec = record(raw, shard, created.timer_id)
+    assert (rec["s"], rec["a"]) == ("p", "0")
+    assert "r" not in rec
+    (again,) = await deliver(queue, shard)
+    assert (await claim(queue, shard, again)).attempt == 1
 
 
-@pytest.mark.parametrize("outcome", ["ok", "retry", "fail"])
+@pytest.mark.parametrize("case", ["other consumer", "old attempt"])
 async def test_stale_completion_changes_nothing(
-    redis: Redis, scripts: Scripts, shard: ShardKeys, outcome: str
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis, case: str
 ) -> None:
-    """A completion with a stale attempt number changes and acks nothing."""
-    entry_id, timer_id = await claimed(redis, scripts, shard)
-    record = await redis.hgetall(shard.timer(timer_id))
-    minute = slot_of(await now_ms(redis) + 5_000)
+    """A completion that is not the current claim's: STALE, no ack, no
+    change."""
+    created, entry, _ = await firing(queue, shard)
+    if case == "old attempt":
+        retry = await complete(queue, shard, entry, 1, Outcome.RETRY, "503")
+        assert retry is Code.DONE
+        (entry,) = await deliver(queue, shard)
+        assert (await claim(queue, shard, entry)).attempt == 2
+    by = "worker-b" if case == "other consumer" else CONSUMER
+    before = record(raw, shard, created.timer_id)
 
-    code, _ = await scripts.complete(
-        shard,
-        entry_id,
-        timer_id,
-        2,
-        outcome,
-        "HTTP 200",
-        RETENTION_MS,
-        retry_delay_ms=5_000,
-        retry_minute=minute,
-    )
+    code = await complete(queue, shard, entry, 1, Outcome.OK, by=by)
 
-    assert code == 0
-    assert await redis.hgetall(shard.timer(timer_id)) == record
-    assert await redis.ttl(shard.timer(timer_id)) == -1
-    assert await pending_count(redis, shard) == 1
-    assert await redis.xlen(shard.ready) == 1
-    assert not await redis.exists(shard.dead)
-    assert not await redis.exists(shard.slot(minute))
+    assert code is Code.STALE
+    assert pending(raw, shard) == 1
+    assert record(raw, shard, created.timer_id) == before
+    assert not raw.exists(finished_key(shard, created.timer_id))
 
 
-async def test_completion_of_unclaimed_record_is_stale(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
+@pytest.mark.parametrize("outcome", [Outcome.OK, Outcome.RETRY, Outcome.FAIL])
+async def test_replayed_completion_answers_done_once(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis, outcome: Outcome
 ) -> None:
-    """A record no longer firing (already completed) is not completed twice."""
-    entry_id, timer_id = await claimed(redis, scripts, shard)
-    await scripts.complete(
-        shard, entry_id, timer_id, 1, "ok", "HTTP 200", RETENTION_MS
-    )
+    """A completion sent twice (lost reply) answers DONE again and does
+    not apply twice."""
+    created, entry, _ = await firing(queue, shard)
+    first = await complete(queue, shard, entry, 1, outcome, "500", 60_000)
+    snapshot = {
+        key: raw.dump(key) for key in keys_left(raw) if key != shard.lease
+    }
 
-    code, _ = await scripts.complete(
-        shard, entry_id, timer_id, 1, "fail", "late", RETENTION_MS
-    )
+    again = await complete(queue, shard, entry, 1, outcome, "500", 60_000)
 
-    assert code == 0
-    assert await redis.hget(shard.timer(timer_id), "state") == "fired"
-    assert not await redis.exists(shard.dead)
+    assert first is again is Code.DONE
+    assert {
+        key: raw.dump(key) for key in keys_left(raw) if key != shard.lease
+    } == snapshot
 
 
-async def test_complete_refuses_retry_slot_after_due_minute(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
+# -- requeue ------------------------------------------------------------------
+
+
+async def test_requeue_puts_an_early_entry_back_on_the_wheel(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
 ) -> None:
-    """A retry slot minute later than the due minute is refused with -1."""
-    entry_id, timer_id = await claimed(redis, scripts, shard)
-    record = await redis.hgetall(shard.timer(timer_id))
-    late = slot_of(await now_ms(redis) + 5_000) + 5
+    """An early entry is acked and its timer goes back into a bucket at its
+    schedule, to fire when due by this clock."""
+    created = await create(queue, 400)
+    hand_over(raw, shard, created.timer_id, created.due_ms)
+    (entry,) = await queue.read(shard, CONSUMER, 10)
+    assert (await claim(queue, shard, entry)).verdict is Verdict.EARLY
 
-    code, _ = await scripts.complete(
-        shard,
-        entry_id,
-        timer_id,
-        1,
-        "retry",
-        "HTTP 500",
-        RETENTION_MS,
-        retry_delay_ms=5_000,
-        retry_minute=late,
+    assert await queue.requeue(shard, entry) is Code.DONE
+
+    assert pending(raw, shard) == 0
+    assert raw.xlen(shard.ready) == 0
+    bucket = shard.bucket(minute_of(created.due_ms))
+    assert raw.zscore(bucket, created.timer_id) == created.due_ms
+    (again,) = await until(
+        lambda: deliver(queue, shard), what="the requeued timer to move"
     )
-
-    assert code == -1
-    assert await redis.hgetall(shard.timer(timer_id)) == record
-    assert not await redis.exists(shard.slot(late))
-    assert not await redis.exists(shard.slots)
-    assert await pending_count(redis, shard) == 1
+    verdict = await claim(queue, shard, again)
+    assert (verdict.verdict, verdict.attempt) == (Verdict.FIRE, 1)
 
 
-async def test_complete_accepts_retry_slot_a_minute_early(
-    redis: Redis, scripts: Scripts, shard: ShardKeys
+async def test_requeue_of_a_stale_entry_only_acks(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
 ) -> None:
-    """The minute before the due minute is a valid retry slot."""
-    entry_id, timer_id = await claimed(redis, scripts, shard)
-    early = slot_of(await now_ms(redis) + 120_000) - 1
+    """An entry whose timer moved on is acked and nothing is scheduled."""
+    created = await create(queue, 60_000)
+    hand_over(raw, shard, created.timer_id, created.due_ms + 5)
+    (entry,) = await queue.read(shard, CONSUMER, 10)
+    before = index(raw, shard)
 
-    code, now = await scripts.complete(
-        shard,
-        entry_id,
-        timer_id,
-        1,
-        "retry",
-        "HTTP 500",
-        RETENTION_MS,
-        retry_delay_ms=120_000,
-        retry_minute=early,
+    assert await queue.requeue(shard, entry) is Code.STALE
+
+    assert pending(raw, shard) == 0
+    assert index(raw, shard) == before
+
+
+# -- reclaim ------------------------------------------------------------------
+
+
+async def idle_entries(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis, count: int
+) -> list[bytes]:
+    """``count`` entries read by a worker that then died, idle past the
+    claim hold; their timer ids."""
+    now = redis_ms(raw)
+    bucket = minute_of(now - MINUTE_MS)
+    timer_ids = put_on_wheel(
+        raw, queue, shard, bucket, [now - 1000 + i for i in range(count)]
     )
+    assert len(await deliver(queue, shard, consumer="dead-worker")) == count
+    hold_ms = int(queue.settings.reclaim_idle * 1000)
 
-    assert code == 1
-    assert await redis.zscore(shard.slot(early), timer_id) == now + 120_000
+    async def idle() -> bool:
+        oldest = raw.xpending_range(shard.ready, GROUP, "-", "+", 1)
+        return bool(oldest) and oldest[0]["time_since_delivered"] >= hold_ms
+
+    await until(idle, what="the entries to idle past the hold")
+    return timer_ids
+
+
+@pytest.fixture
+def short_hold(queue: ShardQueue) -> ShardQueue:
+    """The queue with a claim hold of 200 ms."""
+    return with_settings(queue, reclaim_idle=0.2, webhook_timeout=0.1)
+
+
+async def test_reclaim_follows_its_cursor(
+    short_hold: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """More idle entries than COUNT: followed over several calls, each
+    entry taken over once."""
+    timer_ids = await idle_entries(short_hold, shard, raw, 25)
+
+    cursor, taken, calls = b"0-0", [], 0
+    for _ in range(20):
+        cursor, entries = await short_hold.reclaim(shard, "worker-b", cursor, 10)
+        taken += entries
+        calls += 1
+        if cursor == b"0-0":
+            break
+
+    assert calls >= 3
+    assert sorted(e.timer_id for e in taken) == sorted(timer_ids)
+    owners = raw.xpending_range(shard.ready, GROUP, "-", "+", 100)
+    assert {o["consumer"] for o in owners} == {b"worker-b"}
+
+
+async def test_reclaim_acks_entries_deleted_while_pending(
+    short_hold: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """Entries deleted from the stream while pending are acked, so they
+    stop coming back (6.2 and 7 report them differently)."""
+    timer_ids = await idle_entries(short_hold, shard, raw, 5)
+    entry_ids = [e for e, _ in raw.xrange(shard.ready)]
+    raw.xdel(shard.ready, entry_ids[1], entry_ids[3])
+
+    cursor, entries = await short_hold.reclaim(shard, "worker-b", b"0-0", 10)
+
+    assert cursor == b"0-0"
+    assert [e.timer_id for e in entries] == [timer_ids[i] for i in (0, 2, 4)]
+    assert pending(raw, shard) == 3
+
+
+# -- leases and heartbeats --------------------------------------------------
+
+
+async def test_lease_is_taken_renewed_and_released_by_its_owner_only(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """Another token can neither take, renew nor release a held lease."""
+    assert await queue.acquire(shard, TOKEN, 1_000)
+    assert not await queue.acquire(shard, OTHER, 60_000)
+    assert raw.pttl(shard.lease) <= 1_000
+
+    assert await queue.acquire(shard, TOKEN, 60_000)
+    assert raw.pttl(shard.lease) > 50_000
+    assert not await queue.release(shard, OTHER)
+    assert await queue.lease_owner(shard) == TOKEN
+
+    assert await queue.release(shard, TOKEN)
+    assert not raw.exists(shard.lease)
+    assert not await queue.release(shard, TOKEN)
+    assert await queue.acquire(shard, OTHER, 60_000)
+    assert await queue.lease_owner(shard) == OTHER
+
+
+async def test_expired_lease_can_be_taken(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """When the owner stops renewing, another ticker takes the lease."""
+    assert await queue.acquire(shard, TOKEN, 100)
+
+    async def taken() -> bool:
+        return await queue.acquire(shard, OTHER, 60_000)
+
+    await until(taken, what="the lease to expire")
+    assert await queue.lease_owner(shard) == OTHER
+    assert not await queue.release(shard, TOKEN)
+
+
+async def test_beat_lists_fresh_members_and_drops_stale_ones(
+    registry: Registry, connection: Connection, raw: sync_redis.Redis
+) -> None:
+    """A beat registers the caller, lists the fresh members and drops the
+    ones whose last beat is older than the ttl."""
+    key = registry.keys.heartbeats("ticker")
+    now = redis_ms(raw)
+    raw.zadd(key, {"old": now - 20_000, "fresh": now - 1_000})
+
+    live = await registry.beat("ticker", "me", 10_000)
+
+    assert sorted(live) == ["fresh", "me"]
+    assert sorted(raw.zrange(key, 0, -1)) == [b"fresh", b"me"]
+    assert sorted(await registry.beat("ticker", "you", 10_000)) == [
+        "fresh",
+        "me",
+        "you",
+    ]
+    assert keys_left(raw) == {key}

@@ -1,24 +1,14 @@
-"""Pure wheel arithmetic and the Redis clock estimate, without Redis."""
+"""Pure arithmetic of delays, retries and attempt outcomes."""
 
 from __future__ import annotations
 
 import random
-import uuid
-from collections import Counter
+import statistics
 
 import pytest
 
-from wheel.clock import RedisClock, redis_time_ms
-from wheel.wheelmath import (
-    SLOT_MS,
-    assign_shards,
-    backoff_s,
-    ceil_seconds,
-    delay_ms,
-    outcome_of,
-    shard_of,
-    slot_of,
-)
+from wheel.states import Outcome
+from wheel.wheelmath import backoff_s, ceil_seconds, delay_ms, outcome_of
 
 
 class FixedDraw(random.Random):
@@ -76,60 +66,6 @@ def test_delay_ms(
 
 
 @pytest.mark.parametrize(
-    ("due_ms", "minute"),
-    [
-        (0, 0),
-        (1, 0),
-        (SLOT_MS - 1, 0),
-        (SLOT_MS, 1),
-        (SLOT_MS + 1, 1),
-        (1_700_000_000_000, 28_333_333),
-        (1_700_000_039_999, 28_333_333),
-        (1_700_000_040_000, 28_333_334),
-    ],
-)
-def test_slot_of(due_ms: int, minute: int) -> None:
-    """A due time falls in the slot of its epoch minute (floor)."""
-    assert slot_of(due_ms) == minute
-
-
-@pytest.mark.parametrize(
-    ("number", "shards", "shard"),
-    [
-        (0, 1, 0),
-        (12345, 1, 0),
-        (0, 4, 0),
-        (5, 4, 1),
-        (7, 4, 3),
-        (2**128 - 1, 16, 15),
-        (2**127 + 3, 10, (2**127 + 3) % 10),
-    ],
-)
-def test_shard_of(number: int, shards: int, shard: int) -> None:
-    """A timer's shard is its uuid's integer modulo the shard count."""
-    assert shard_of(uuid.UUID(int=number), shards) == shard
-
-
-def test_shard_of_is_stable_and_in_range() -> None:
-    """The same id always maps to the same shard, within [0, shards)."""
-    rng = random.Random(7)
-    for _ in range(500):
-        timer_id = uuid.UUID(int=rng.getrandbits(128), version=4)
-        shard = shard_of(timer_id, 16)
-        assert 0 <= shard < 16
-        assert shard_of(uuid.UUID(str(timer_id)), 16) == shard
-
-
-def test_shard_of_spreads_random_ids() -> None:
-    """Random uuid4s spread over every shard, none far above its share."""
-    rng = random.Random(11)
-    ids = [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(4000)]
-    counts = Counter(shard_of(timer_id, 8) for timer_id in ids)
-    assert set(counts) == set(range(8))
-    assert max(counts.values()) < 2 * min(counts.values())
-
-
-@pytest.mark.parametrize(
     ("attempt", "base_s", "cap_s", "nominal_s"),
     [
         (1, 1.0, 3600.0, 1.0),
@@ -141,6 +77,7 @@ def test_shard_of_spreads_random_ids() -> None:
         (20, 1.0, 60.0, 60.0),
         (10_000, 1.0, 60.0, 60.0),
         (3, 10.0, 15.0, 15.0),
+        (1, 30.0, 10.0, 10.0),
     ],
 )
 def test_backoff_bounds(
@@ -157,24 +94,38 @@ def test_backoff_bounds(
         assert nominal_s / 2 <= delay <= nominal_s
 
 
-def test_backoff_is_capped_for_huge_attempts() -> None:
+@pytest.mark.parametrize("attempt", [62, 63, 64, 1000, 10**9])
+def test_backoff_is_capped_for_huge_attempts(attempt: int) -> None:
     """A huge attempt number neither overflows nor exceeds the cap."""
-    for attempt in (63, 64, 1000, 10**9):
-        assert backoff_s(attempt, 1.0, 3600.0, random.Random(1)) <= 3600.0
+    delay = backoff_s(attempt, 1.0, 3600.0, random.Random(1))
+    assert 1800.0 <= delay <= 3600.0
+
+
+def test_backoff_without_a_random_source_stays_in_bounds() -> None:
+    """With no rng given, the module's random source still keeps bounds."""
+    for _ in range(200):
+        assert 4.0 <= backoff_s(4, 1.0, 3600.0) <= 8.0
 
 
 def test_backoff_is_deterministic_with_a_seeded_random() -> None:
     """Two equally seeded random sources give the same backoff series."""
-    first = [backoff_s(n, 1.0, 300.0, random.Random(42)) for n in range(1, 9)]
-    again = [backoff_s(n, 1.0, 300.0, random.Random(42)) for n in range(1, 9)]
+    first_rng, again_rng = random.Random(42), random.Random(42)
+    first = [backoff_s(n, 1.0, 300.0, first_rng) for n in range(1, 12)]
+    again = [backoff_s(n, 1.0, 300.0, again_rng) for n in range(1, 12)]
     assert first == again
+    other_rng = random.Random(43)
+    other = [backoff_s(n, 1.0, 300.0, other_rng) for n in range(1, 12)]
+    assert other != first
 
 
 def test_backoff_jitter_spreads_retries() -> None:
-    """Jitter gives timers that failed together different delays."""
+    """Timers that failed together retry spread over [d/2, d]."""
     rng = random.Random(3)
-    delays = {backoff_s(4, 1.0, 3600.0, rng) for _ in range(50)}
-    assert len(delays) > 40
+    delays = [backoff_s(4, 1.0, 3600.0, rng) for _ in range(2000)]
+    assert len(set(delays)) > 1990
+    assert min(delays) < 4.1
+    assert max(delays) > 7.9
+    assert statistics.mean(delays) == pytest.approx(6.0, rel=0.03)
 
 
 @pytest.mark.parametrize("attempt", [0, -1, -100])
@@ -185,101 +136,43 @@ def test_backoff_rejects_attempts_below_one(attempt: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("tickers", "shards"),
-    [(1, 1), (1, 16), (2, 16), (3, 16), (5, 16), (16, 16), (20, 16), (7, 4)],
-)
-def test_assign_shards_covers_every_shard_once(
-    tickers: int, shards: int
-) -> None:
-    """Live tickers hold every shard exactly once, balanced within 1."""
-    live = [f"ticker-{n:02d}" for n in range(tickers)]
-    held = [assign_shards(me, live, shards) for me in live]
-    every = Counter(shard for mine in held for shard in mine)
-    assert set(every) == set(range(shards))
-    assert set(every.values()) == {1}
-    sizes = [len(mine) for mine in held]
-    assert max(sizes) - min(sizes) <= 1
-
-
-def test_assign_shards_ignores_order_and_duplicates() -> None:
-    """The assignment depends on the set of live tickers only."""
-    live = ["b", "a", "c"]
-    for me in live:
-        assert assign_shards(me, live, 10) == assign_shards(
-            me, ["c", "a", "b", "a"], 10
-        )
-
-
-def test_assign_shards_gives_nothing_to_an_unlisted_ticker() -> None:
-    """A ticker that is not among the live ones holds no shard."""
-    assert assign_shards("new", ["a", "b"], 16) == frozenset()
-    assert assign_shards("new", [], 16) == frozenset()
-
-
-def test_clock_refuses_to_guess_before_observing() -> None:
-    """An unsynced clock says so and raises instead of inventing a time."""
-    clock = RedisClock(lambda: 0.0)
-    assert not clock.synced
-    with pytest.raises(RuntimeError):
-        clock.now_ms()
-
-
-def test_clock_advances_with_the_injected_monotonic_time() -> None:
-    """Now is the last Redis time plus the local monotonic time since."""
-    ticks = [1000.0]
-    clock = RedisClock(lambda: ticks[0])
-    clock.observe(1_700_000_000_000)
-    assert clock.synced
-    assert clock.now_ms() == 1_700_000_000_000
-    ticks[0] = 1250.75
-    assert clock.now_ms() == 1_700_000_000_250
-    ticks[0] = 61_000.0
-    assert clock.now_ms() == 1_700_000_060_000
-
-
-def test_clock_resets_its_base_on_each_observation() -> None:
-    """A new observation replaces the estimate, even a step backwards."""
-    ticks = [0.0]
-    clock = RedisClock(lambda: ticks[0])
-    clock.observe(5_000)
-    ticks[0] = 3_000.0
-    clock.observe(7_000)
-    assert clock.now_ms() == 7_000
-    ticks[0] = 3_500.0
-    assert clock.now_ms() == 7_500
-    clock.observe(6_000)
-    assert clock.now_ms() == 6_000
-
-
-@pytest.mark.parametrize(
-    ("reply", "epoch_ms"),
+    ("ok", "attempt", "max_attempts", "expected"),
     [
-        ((1_700_000_000, 0), 1_700_000_000_000),
-        ((1_700_000_000, 999), 1_700_000_000_000),
-        ((1_700_000_000, 123_456), 1_700_000_000_123),
-        ([1_700_000_000, 999_999], 1_700_000_000_999),
-        (("1700000001", "5000"), 1_700_000_001_005),
-    ],
-)
-def test_redis_time_ms(reply: tuple[int, int], epoch_ms: int) -> None:
-    """A TIME reply becomes epoch ms, microseconds truncated."""
-    assert redis_time_ms(reply) == epoch_ms
-
-
-@pytest.mark.parametrize(
-    ("ok", "attempt", "expected"),
-    [
-        (True, 1, ("ok", 0)),
-        (True, 5, ("ok", 0)),
-        (False, 1, ("retry", 2000)),
-        (False, 2, ("retry", 4000)),
-        (False, 4, ("retry", 10_000)),
-        (False, 5, ("fail", 0)),
-        (False, 7, ("fail", 0)),
+        (True, 1, 5, (Outcome.OK, 0)),
+        (True, 5, 5, (Outcome.OK, 0)),
+        (True, 9, 5, (Outcome.OK, 0)),
+        (False, 1, 5, (Outcome.RETRY, 2000)),
+        (False, 2, 5, (Outcome.RETRY, 4000)),
+        (False, 3, 5, (Outcome.RETRY, 8000)),
+        (False, 4, 5, (Outcome.RETRY, 10_000)),
+        (False, 5, 5, (Outcome.FAIL, 0)),
+        (False, 7, 5, (Outcome.FAIL, 0)),
+        (False, 1, 1, (Outcome.FAIL, 0)),
+        (False, 1, 2, (Outcome.RETRY, 2000)),
     ],
 )
 def test_outcome_of_an_attempt(
-    ok: bool, attempt: int, expected: tuple[str, int]
+    ok: bool, attempt: int, max_attempts: int, expected: tuple[Outcome, int]
 ) -> None:
     """A 2xx completes; failures retry with backoff until the last one."""
-    assert outcome_of(ok, attempt, 5, 2.0, 10.0, FixedDraw(1.0)) == expected
+    outcome, wait_ms = outcome_of(
+        ok, attempt, max_attempts, 2.0, 10.0, FixedDraw(1.0)
+    )
+    assert (outcome, wait_ms) == expected
+    assert type(outcome) is Outcome
+    assert outcome is expected[0]
+    assert type(wait_ms) is int
+
+
+@pytest.mark.parametrize(
+    ("draw", "attempt", "wait_ms"),
+    [(0.0, 1, 1000), (0.5, 1, 1500), (0.0, 3, 4000), (0.999, 4, 9995)],
+)
+def test_retry_delay_is_the_jittered_backoff_in_ms(
+    draw: float, attempt: int, wait_ms: int
+) -> None:
+    """A retry waits the backoff of its attempt, in whole milliseconds."""
+    assert outcome_of(False, attempt, 9, 2.0, 10.0, FixedDraw(draw)) == (
+        Outcome.RETRY,
+        wait_ms,
+    )

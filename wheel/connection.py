@@ -48,6 +48,7 @@ from redis.exceptions import (
     OutOfMemoryError,
     ReadOnlyError,
     RedisError,
+    ResponseError,
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -72,6 +73,7 @@ BACKOFF_FIRST_S = 0.02
 BACKOFF_MAX_S = 1.0
 MAX_REDIRECTS = 5
 REFRESH_EVERY_S = 0.5
+OOM_MESSAGE = "OOM command not allowed"
 """Most often the cluster slot map is re-read."""
 
 
@@ -138,9 +140,20 @@ class Link:
             ack_timeout_ms=limits.ack_timeout_ms,
         )
         self._loading: asyncio.Task[None] | None = None
+        self.loads = 0
+        """Script loads finished on this node so far."""
 
-    async def load_scripts(self) -> None:
-        """Load every script into this node; concurrent callers share it."""
+    async def load_scripts(self, seen: int | None = None) -> None:
+        """Load every script into this node; concurrent callers share it.
+
+        Args:
+            seen: :attr:`loads` when the caller's command was sent. A
+                load that finished since then already cured its
+                ``NOSCRIPT`` (the command left before it), so the caller
+                only sends again: one load however late the replies.
+        """
+        if seen is not None and self.loads > seen:
+            return
         if self._loading is None or self._loading.done():
             self._loading = asyncio.create_task(self._load())
         await asyncio.shield(self._loading)
@@ -150,6 +163,7 @@ class Link:
         for script in SCRIPTS.values():
             pipe.execute_command("SCRIPT", "LOAD", script.source)
         await pipe.execute()
+        self.loads += 1
 
     async def drop_idle(self) -> None:
         """Close the pooled connections not in use (they may be stale)."""
@@ -398,6 +412,7 @@ class Connection:
         attempt = 0
         redirects = 0
         node = self._seed
+        loads = 0
         while True:
             try:
                 if not self.started:
@@ -405,7 +420,9 @@ class Connection:
                         self.start(), max(0.0, deadline - time.monotonic())
                     )
                 node = self.node_of(key)
-                future = self._link(node).batcher.execute(*command, ack=ack)
+                link = self._link(node)
+                loads = link.loads
+                future = link.batcher.execute(*command, ack=ack)
                 remaining = max(0.0, deadline - time.monotonic())
                 reply = await asyncio.wait_for(
                     asyncio.shield(future), remaining
@@ -422,11 +439,18 @@ class Connection:
                 redirects += 1
                 if redirects > MAX_REDIRECTS:
                     raise
-                await self._link(node).load_scripts()
+                await self._link(node).load_scripts(loads)
                 continue
             except OutOfMemoryError as exc:
                 self.outage.succeeded()
                 raise StoreFull(str(exc)) from exc
+            except ResponseError as exc:
+                # Inside a script Redis 6.2 wraps the refusal in a plain
+                # script error.
+                if OOM_MESSAGE in str(exc):
+                    self.outage.succeeded()
+                    raise StoreFull(str(exc)) from exc
+                raise
             except TRANSIENT as exc:
                 await self._failed(node, exc)
                 pause = backoff_s(attempt, self._rng)

@@ -18,7 +18,7 @@ from typing import Any
 
 from wheel import ids
 from wheel.buckets import Bucket, Level, minute_of, place
-from wheel.connection import Connection
+from wheel.connection import Connection, StoreFull
 from wheel.keys import GROUP, Keys, ShardKeys
 from wheel.scripts import SCRIPTS
 from wheel.settings import Settings
@@ -307,6 +307,7 @@ class ShardQueue:
             ],
             [
                 token,
+                GROUP,
                 self.settings.batch_size,
                 self.settings.ready_max,
                 *minutes,
@@ -369,7 +370,11 @@ class ShardQueue:
     # -- the worker -------------------------------------------------------
 
     async def ensure_group(self, shard: ShardKeys) -> None:
-        """Create the consumer group, from id 0, if it is missing."""
+        """Create the consumer group, from id 0, if it is missing.
+
+        A full Redis refuses it; the ticker creates it as it first writes
+        the stream (advance.lua), so that is not an error.
+        """
         try:
             await self.connection.call(
                 shard.ready,
@@ -380,6 +385,8 @@ class ShardQueue:
                 "0",
                 "MKSTREAM",
             )
+        except StoreFull:
+            return
         except Exception as exc:
             if "BUSYGROUP" not in str(exc):
                 raise

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 
-from wheel.connection import Connection
+from wheel.connection import Connection, StoreFull
 from wheel.keys import DEPLOYMENTS, SCHEMA, Keys
 from wheel.scripts import SCRIPTS
 from wheel.settings import Settings
@@ -74,11 +74,17 @@ class Registry:
         meta = self.keys.meta
         shards = str(self.settings.shards)
         prefix = self.settings.key_prefix
-        await self.connection.call(meta, "HSETNX", meta, "shards", shards)
-        await self.connection.call(meta, "HSETNX", meta, "schema", SCHEMA)
+        # Read first and write only what is missing: a process restarted
+        # while Redis is full (refusing writes) can still start.
         stored = await self.connection.call(
             meta, "HMGET", meta, "shards", "schema"
         )
+        if None in stored:
+            await self.connection.call(meta, "HSETNX", meta, "shards", shards)
+            await self.connection.call(meta, "HSETNX", meta, "schema", SCHEMA)
+            stored = await self.connection.call(
+                meta, "HMGET", meta, "shards", "schema"
+            )
         stored_shards, stored_schema = (v.decode() for v in stored)
         if stored_shards != shards:
             raise IdentityError(
@@ -99,9 +105,15 @@ class Registry:
             for i in range(0, len(known), 2)
             if known[i].decode() != prefix
         }
-        added = await self.connection.call(
-            DEPLOYMENTS, "HSETNX", DEPLOYMENTS, prefix, shards
-        )
+        registered = prefix.encode() in known[::2]
+        if registered:
+            return
+        try:
+            added = await self.connection.call(
+                DEPLOYMENTS, "HSETNX", DEPLOYMENTS, prefix, shards
+            )
+        except StoreFull:
+            return
         if added and others:
             log.warning(
                 "new deployment next to others in this Redis",

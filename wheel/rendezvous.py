@@ -27,7 +27,7 @@ def _assignment(
     ordered = sorted(live)
     owned: dict[str, set[int]] = {member: set() for member in ordered}
     for shard in range(shards):
-        # Ties (never seen with 64-bit weights) go to the smaller name.
+        # Ties (never seen with 64-bit weights) go to the larger name.
         owner = max(ordered, key=lambda m: (_weight(m, shard), m))
         owned[owner].add(shard)
     return {member: frozenset(s) for member, s in owned.items()}

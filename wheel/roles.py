@@ -87,9 +87,13 @@ async def shared(
     connection = connect(settings, role)
     registry = Registry(connection, settings)
     checked = asyncio.Event()
+    refused: list[IdentityError] = []
 
     async def check() -> float:
-        await registry.check_identity()
+        try:
+            await registry.check_identity()
+        except IdentityError as exc:
+            refused.append(exc)
         checked.set()
         return 0.0
 
@@ -103,8 +107,8 @@ async def shared(
         checking.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await checking
-        if checking.done() and not checking.cancelled():
-            checking.result()
+        if refused:
+            raise refused[0]
         if not checked.is_set():
             yield None
             return

@@ -8,7 +8,9 @@
 -- while it holds ARGV[3] entries or more, nothing moves (the workers are
 -- behind; moving more would only hide the backlog from the wheel's order).
 -- Each bucket's index score becomes its new earliest due time, or the
--- bucket leaves the index when empty.
+-- bucket leaves the index when empty. The first write to a stream also
+-- creates the workers' consumer group (from id 0), so no entry is ever
+-- written to a stream the workers cannot read from the start.
 --
 -- Runs at maxmemory: yes (its first write is a ZREMRANGEBYRANK or ZREM).
 --
@@ -17,9 +19,10 @@
 -- KEYS[3] ready stream
 -- KEYS[4..n] minute buckets (zsets), earliest first
 -- ARGV[1] lease owner token
--- ARGV[2] most ids to move in this call
--- ARGV[3] most entries the ready stream may hold
--- ARGV[4..] the minute number of each bucket, aligned with KEYS[4..]
+-- ARGV[2] consumer group
+-- ARGV[3] most ids to move in this call
+-- ARGV[4] most entries the ready stream may hold
+-- ARGV[5..] the minute number of each bucket, aligned with KEYS[4..]
 --
 -- Returns {now_ms, code, moved, more}: code C_DONE, C_NOT_OURS (the lease
 -- is another's: nothing moved) or C_FULL (the ready stream is at its
@@ -29,17 +32,21 @@ local now = now_ms()
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return {now, C_NOT_OURS, 0, 0}
 end
-local room = tonumber(ARGV[3]) - redis.call('XLEN', KEYS[3])
+local stream = redis.call('EXISTS', KEYS[3]) == 1
+local room = tonumber(ARGV[4])
+if stream then
+    room = room - redis.call('XLEN', KEYS[3])
+end
 if room <= 0 then
     return {now, C_FULL, 0, 1}
 end
-local limit = math.min(tonumber(ARGV[2]), room)
+local limit = math.min(tonumber(ARGV[3]), room)
 local moved = 0
 local more = 0
 
 for i = 4, #KEYS do
     local bucket = KEYS[i]
-    local member = 'm' .. ARGV[i]
+    local member = 'm' .. ARGV[i + 1]
     if moved >= limit then
         more = 1
         break
@@ -51,6 +58,10 @@ for i = 4, #KEYS do
         -- The due ids are the lowest-ranked members, so a rank range
         -- removes exactly them without an unbounded unpack().
         redis.call('ZREMRANGEBYRANK', bucket, 0, n - 1)
+        if not stream then
+            redis.call('XGROUP', 'CREATE', KEYS[3], ARGV[2], '0', 'MKSTREAM')
+            stream = true
+        end
         for j = 1, #due, 2 do
             redis.call('XADD', KEYS[3], '*', 'i', due[j], 's', due[j + 1])
         end
