@@ -202,13 +202,15 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
             "workers": args.workers,
         },
     )
+    from wheel.http_protocol import ProblemHttpToolsProtocol
+
     uvicorn.run(
         "api:app",
         host=args.host,
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        http=ProblemHttpToolsProtocol,
         access_log=args.access_log,
         log_config=None,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),

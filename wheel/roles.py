@@ -12,6 +12,7 @@ import uvicorn
 
 from wheel import metrics_server
 from wheel.connection import Connection, Limits
+from wheel.http_protocol import ProblemHttpToolsProtocol
 from wheel.lifecycle import install_stop_signals, process_name, supervise
 from wheel.queue import ShardQueue
 from wheel.registry import IdentityError, Registry
@@ -173,6 +174,7 @@ async def run_all(
                 create_app(settings, parts.connection),
                 host=host,
                 port=port,
+                http=ProblemHttpToolsProtocol,
                 log_config=None,
                 access_log=False,
             )
