@@ -102,9 +102,14 @@ def image_env() -> dict[str, str]:
     return env
 
 
-def compose() -> dict[str, Any]:
-    """docker-compose.yml, anchors and merge keys resolved."""
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+_DEFAULTED = re.compile(r"\$\{(\w+):-([^}]*)\}")
+
+
+def compose(name: str = "docker-compose.yml") -> dict[str, Any]:
+    """A compose file, anchors and merge keys resolved, and ``${X:-d}``
+    interpolated as ``docker compose`` does with X unset."""
+    text = (ROOT / name).read_text()
+    return yaml.safe_load(_DEFAULTED.sub(lambda m: m.group(2), text))
 
 
 def services() -> dict[str, dict[str, Any]]:
@@ -364,7 +369,9 @@ def test_api_health_checks_hit_the_served_healthz() -> None:
         assert url.hostname == "127.0.0.1"
         assert str(url.port) == option(serve, "--port")
         assert "GET" in routes[url.path]
-    assert api["ports"] == [f"{option(service_argv(api), '--port')}:8000"]
+    # Published on the host's loopback only: exposing it is a choice.
+    port = option(service_argv(api), "--port")
+    assert api["ports"] == [f"127.0.0.1:{port}:{port}"]
 
 
 def test_redis_health_check_pings_with_redis_cli() -> None:
@@ -415,6 +422,12 @@ def process_env(service: str, redis_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WHEEL_")}
     env.update(wheel_env(services()[service]))
     env["WHEEL_REDIS_URL"] = redis_url
+    if env.get("WHEEL_METRICS_PORT"):
+        # Each container has a network of its own; here they share one.
+        env["WHEEL_METRICS_PORT"] = str(free_port())
+    if env.get("WHEEL_ALLOWED_TARGETS") == "receiver":
+        # The demo receiver's name in compose is 127.0.0.1 here.
+        env["WHEEL_ALLOWED_TARGETS"] = "127.0.0.1/32"
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
 
@@ -549,9 +562,11 @@ def test_demo_receiver_logs_a_fired_timer(spawn: Spawn) -> None:
     wait_healthy(receiver, probe)
     wait_healthy(api, api_check(api.health, port))
 
+    token = api.env["WHEEL_API_TOKENS"].split(",")[0]
     reply = httpx.post(
         f"http://127.0.0.1:{port}/timer",
         json={"seconds": 1, "url": f"http://127.0.0.1:{receiver_port}/hook"},
+        headers={"Authorization": f"Bearer {token}"},
         timeout=10,
     )
     assert reply.status_code == 201, reply.text
@@ -570,3 +585,53 @@ def test_demo_receiver_logs_a_fired_timer(spawn: Spawn) -> None:
         time.sleep(0.05)
     assert [e["idempotency_key"] for e in hooks()] == [timer_id]
     stop_all([api, ticker, worker, receiver])
+
+
+# ------------------------------------------------ the cluster compose --
+
+
+def cluster_services() -> dict[str, dict[str, Any]]:
+    """The services of docker-compose.cluster.yml."""
+    return compose("docker-compose.cluster.yml")["services"]
+
+
+def test_cluster_compose_runs_six_cluster_nodes() -> None:
+    """Six Redis 7 nodes in cluster mode with AOF, noeviction and a
+    memory bound, formed by a one-shot init service."""
+    nodes = {n: s for n, s in cluster_services().items() if "redis-" in n}
+    assert len(nodes) == 6
+    for name, node in nodes.items():
+        assert node["image"].startswith("redis:7"), name
+        script = node["command"][-1]
+        for flag in (
+            "--cluster-enabled yes",
+            "--appendonly yes",
+            "--maxmemory-policy noeviction",
+            "--cluster-preferred-endpoint-type hostname",
+        ):
+            assert flag in script, (name, flag)
+        assert "--maxmemory " in script
+    init = cluster_services()["cluster-init"]
+    assert "--cluster-replicas 1" in init["command"][-1]
+    assert set(init["depends_on"]) == set(nodes)
+
+
+def test_cluster_compose_apps_wait_for_the_cluster_and_replicas() -> None:
+    """Every app service starts once the cluster is formed, points at a
+    node, waits for a replica per write, and has valid settings."""
+    apps = {n: s for n, s in cluster_services().items() if "build" in s}
+    assert {as_argv(s["command"])[0] for s in apps.values()} == {
+        "api",
+        "ticker",
+        "worker",
+        "receiver",
+    }
+    for name, service in apps.items():
+        condition = service["depends_on"]["cluster-init"]["condition"]
+        assert condition == "service_completed_successfully", name
+        settings = from_env(wheel_env(service))
+        assert settings.replica_acks == 1
+        assert urlsplit(settings.redis_url).hostname == "redis-1"
+        argv = service_argv(service)
+        _parser().parse_args(argv[1:])
+    assert apps["api"]["ports"] == ["127.0.0.1:8000:8000"]

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 from prometheus_client import start_http_server
 
+from wheel.settings import SettingsError
+
 log = logging.getLogger("wheel.metrics")
 
 
@@ -21,7 +23,13 @@ def serving(port: int, host: str = "0.0.0.0") -> Iterator[None]:
     if not port:
         yield
         return
-    server, thread = start_http_server(port, host)
+    try:
+        server, thread = start_http_server(port, host)
+    except OSError as exc:
+        raise SettingsError(
+            f"WHEEL_METRICS_PORT {port}: cannot serve metrics there "
+            f"({exc.strerror or exc})"
+        ) from None
     log.info("serving metrics", extra={"port": port})
     try:
         yield
