@@ -16,22 +16,40 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from importlib import resources
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, Router
+from starlette.routing import Mount, Route, Router
+from starlette.staticfiles import StaticFiles
 
 from wheel import lifecycle, logs, metrics
 from wheel.batcher import NotReplicated
 from wheel.connection import Connection, RedisUnavailable, StoreFull
-from wheel.models import FieldError, Problem, TimerCreated, TimerView, encoder
+from wheel.models import (
+    DeadLetters,
+    FieldError,
+    Problem,
+    Stats,
+    Status,
+    TimerCreated,
+    TimerRequest,
+    TimerView,
+)
+from wheel.openapi import Operation, Param, document
+from wheel.ops import MAX_DEAD_LETTERS, Ops
 from wheel.queue import ShardQueue
 from wheel.registry import IdentityError, Registry
+from wheel.responses import (
+    ProblemError,
+    json_response,
+    problem_response,
+    rfc3339,
+    unavailable,
+)
 from wheel.settings import Settings, from_env
 from wheel.states import TimerState
 from wheel.store import (
@@ -54,44 +72,6 @@ IDENTITY_WAIT_S = 5.0
 log = logging.getLogger("wheel.api")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class ProblemError(Exception):
-    """A client error to answer as ``application/problem+json``."""
-
-    def __init__(
-        self,
-        status: int,
-        title: str,
-        detail: str,
-        errors: list[FieldError] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.problem = Problem(title, status, detail, errors=errors or [])
-        self.headers = headers
-
-
-def json_response(body: object, status: int = 200, **headers: str) -> Response:
-    """A JSON response encoded by msgspec."""
-    return Response(
-        encoder.encode(body),
-        status_code=status,
-        media_type="application/json",
-        headers=headers or None,
-    )
-
-
-def problem_response(
-    problem: Problem, headers: dict[str, str] | None = None
-) -> Response:
-    """An RFC 9457 problem response."""
-    return Response(
-        encoder.encode(problem),
-        status_code=problem.status,
-        media_type="application/problem+json",
-        headers=headers,
-    )
 
 
 async def read_body(request: Request) -> bytes:
@@ -120,12 +100,6 @@ def _too_large() -> ProblemError:
         "Content Too Large",
         f"the body must be at most {MAX_BODY_BYTES} bytes",
     )
-
-
-def rfc3339(epoch_ms: int) -> str:
-    """An epoch ms instant as RFC 3339 UTC with milliseconds."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def view(timer: Timer) -> TimerView:
@@ -169,6 +143,11 @@ class Tokens:
             for token in setting.split(",")
             if token.strip()
         ]
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any token is configured."""
+        return bool(self._tokens)
 
     def scope(self, request: Request) -> str:
         """The caller's scope (a digest of its token); "" when open.
@@ -221,13 +200,6 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
-def _unavailable(detail: str) -> Response:
-    return problem_response(
-        Problem("Service Unavailable", 503, detail),
-        headers={"Retry-After": "1"},
-    )
-
-
 class Api:
     """The endpoints, sharing one store."""
 
@@ -243,22 +215,30 @@ class Api:
         )
         self.identity_checked = False
         self._errors = lifecycle.ErrorLog(log)
+        self.ops = Ops(self.queue, self.registry)
+        self.document: dict[str, Any] = {}
 
-    def endpoint(self, route: str, method: str, fn: Endpoint) -> Endpoint:
-        """``fn`` with its errors answered as problems and its duration
-        counted in the per-route histogram."""
+    def endpoint(
+        self, route: str, method: str, fn: Endpoint, guarded: bool
+    ) -> Endpoint:
+        """``fn`` behind the token check (when ``guarded``), with its
+        errors answered as problems and its duration counted in the
+        per-route histogram. The caller's scope is ``request.state.scope``.
+        """
         histograms: dict[int, Any] = {}
         observe_for = metrics.REQUEST_DURATION.labels
 
         async def handle(request: Request) -> Response:
             started = time.perf_counter()
             try:
+                if guarded:
+                    request.state.scope = self.tokens.scope(request)
                 response = await fn(request)
             except ProblemError as exc:
                 response = problem_response(exc.problem, exc.headers)
             except RedisUnavailable as exc:
                 self._errors.note(route, exc)
-                response = _unavailable("the timer store is unavailable")
+                response = unavailable("the timer store is unavailable")
             except StoreFull:
                 response = problem_response(
                     Problem(
@@ -268,7 +248,7 @@ class Api:
                     )
                 )
             except NotReplicated as exc:
-                response = _unavailable(
+                response = unavailable(
                     f"the change reached the primary but {exc}: it may not "
                     "survive a failover; retry it (with the same "
                     "Idempotency-Key for a create)"
@@ -295,7 +275,7 @@ class Api:
 
     async def create_timer(self, request: Request) -> Response:
         """``POST /timer``."""
-        scope = self.tokens.scope(request)
+        scope: str = request.state.scope
         self._ready_for_timers()
         key = idempotency_key(request)
         body = await read_body(request)
@@ -342,7 +322,6 @@ class Api:
 
     async def read_timer(self, request: Request) -> Response:
         """``GET /timer/{id}``."""
-        self.tokens.scope(request)
         self._ready_for_timers()
         timer = await self.store.get(request.path_params["timer_id"])
         if timer is None:
@@ -351,7 +330,6 @@ class Api:
 
     async def cancel_timer(self, request: Request) -> Response:
         """``DELETE /timer/{id}``."""
-        self.tokens.scope(request)
         self._ready_for_timers()
         try:
             cancelled = await self.store.cancel(
@@ -380,23 +358,17 @@ class Api:
                 "PING", deadline_s=READY_TIMEOUT_S
             )
         except Exception as exc:
-            return _unavailable(f"Redis unreachable: {exc}")
+            return unavailable(f"Redis unreachable: {exc}")
         down = {
             node: str(reply)
             for node, reply in replies.items()
             if isinstance(reply, BaseException)
         }
         if down:
-            return _unavailable(f"Redis unreachable: {down}")
+            return unavailable(f"Redis unreachable: {down}")
         if not self.identity_checked:
-            return _unavailable("the deployment's identity is not checked")
+            return unavailable("the deployment's identity is not checked")
         return json_response({"status": "ready"})
-
-    async def metrics_endpoint(self, request: Request) -> Response:
-        """``GET /metrics``: Prometheus text format."""
-        return Response(
-            generate_latest(), media_type=CONTENT_TYPE_LATEST.split(";")[0]
-        )
 
     async def check_identity(self) -> None:
         """Check the deployment's identity, retrying until Redis answers.
@@ -416,25 +388,233 @@ class Api:
             self.identity_checked = True
             return
 
-    def routes(self) -> list[Route]:
-        """Every route of the API."""
-        table: list[tuple[str, str, Endpoint]] = [
-            ("/timer", "POST", self.create_timer),
-            ("/timer/{timer_id}", "GET", self.read_timer),
-            ("/timer/{timer_id}", "DELETE", self.cancel_timer),
-            ("/healthz", "GET", self.healthz),
-            ("/readyz", "GET", self.readyz),
-            ("/metrics", "GET", self.metrics_endpoint),
-        ]
-        by_path: dict[str, dict[str, Endpoint]] = {}
-        for path, method, fn in table:
-            by_path.setdefault(path, {})[method] = self.endpoint(
-                path, method, fn
-            )
+    def operations(self) -> list[tuple[Operation, Endpoint]]:
+        """Every documented route and its endpoint: the one table the
+        router and the OpenAPI document are built from."""
+        ops = self.ops
+        timer_id = Param(
+            "timer_id", "path", {"type": "string"}, "The timer's id."
+        )
+        key = Param(
+            "Idempotency-Key",
+            "header",
+            {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY},
+            "Repeats with the same key and body return the same timer "
+            "for 24 h; another body with it is refused (422).",
+            required=False,
+        )
+        unavailable_ = (Problem, "Redis did not answer (retry later)")
+        bad = (Problem, "the body or a header is malformed")
+        missing = (Problem, "no timer with this id (or a malformed id)")
+
+        def op(path: str, method: str, summary: str, **kw: Any) -> Operation:
+            return Operation(path, method, summary, **kw)
+
         return [
+            (
+                op(
+                    "/timer",
+                    "POST",
+                    "Create a timer",
+                    body=TimerRequest,
+                    headers=(key,),
+                    guarded=True,
+                    responses={
+                        201: (TimerCreated, "created"),
+                        200: (TimerCreated, "a repeat of a keyed create"),
+                        400: bad,
+                        413: (Problem, "the body is over 64 KiB"),
+                        422: (Problem, "a field breaks a rule"),
+                        503: unavailable_,
+                        507: (Problem, "Redis is full; nothing created"),
+                    },
+                ),
+                self.create_timer,
+            ),
+            (
+                op(
+                    "/timer/{timer_id}",
+                    "GET",
+                    "Read a timer",
+                    params=(timer_id,),
+                    guarded=True,
+                    responses={
+                        200: (TimerView, "the timer"),
+                        404: missing,
+                        503: unavailable_,
+                    },
+                ),
+                self.read_timer,
+            ),
+            (
+                op(
+                    "/timer/{timer_id}",
+                    "DELETE",
+                    "Cancel a pending timer",
+                    params=(timer_id,),
+                    guarded=True,
+                    responses={
+                        204: (None, "cancelled: it will never fire"),
+                        404: missing,
+                        409: (Problem, "firing, fired or failed already"),
+                        503: unavailable_,
+                    },
+                ),
+                self.cancel_timer,
+            ),
+            (
+                op(
+                    "/timer/{timer_id}/retry",
+                    "POST",
+                    "Retry a failed timer now, with fresh attempts",
+                    params=(timer_id,),
+                    guarded=True,
+                    tag="operators",
+                    responses={
+                        202: (TimerCreated, "scheduled now"),
+                        404: missing,
+                        409: (Problem, "the timer is not failed"),
+                        503: unavailable_,
+                    },
+                ),
+                ops.retry,
+            ),
+            (
+                op(
+                    "/dead-letters",
+                    "GET",
+                    "List failed timers, newest first",
+                    params=(
+                        Param(
+                            "limit",
+                            "query",
+                            {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": MAX_DEAD_LETTERS,
+                                "default": 50,
+                            },
+                            "Most dead letters to list.",
+                            required=False,
+                        ),
+                    ),
+                    guarded=True,
+                    tag="operators",
+                    responses={
+                        200: (DeadLetters, "the dead letters"),
+                        422: (Problem, "a bad limit"),
+                        503: unavailable_,
+                    },
+                ),
+                ops.dead_letters,
+            ),
+            (
+                op(
+                    "/stats",
+                    "GET",
+                    "The fleet at a glance (the dashboard's figures)",
+                    guarded=True,
+                    tag="operators",
+                    responses={
+                        200: (Stats, "the figures"),
+                        503: unavailable_,
+                    },
+                ),
+                ops.stats,
+            ),
+            (
+                op(
+                    "/healthz",
+                    "GET",
+                    "Liveness: the process runs",
+                    tag="health",
+                    responses={200: (Status, "alive")},
+                ),
+                self.healthz,
+            ),
+            (
+                op(
+                    "/readyz",
+                    "GET",
+                    "Readiness: every Redis primary answers",
+                    tag="health",
+                    responses={
+                        200: (Status, "ready"),
+                        503: (Problem, "Redis unreachable, or not checked"),
+                    },
+                ),
+                self.readyz,
+            ),
+            (
+                op(
+                    "/metrics",
+                    "GET",
+                    "Prometheus metrics (text format)",
+                    tag="operators",
+                    responses={200: (None, "the metrics")},
+                ),
+                ops.metrics,
+            ),
+            (
+                op(
+                    "/openapi.json",
+                    "GET",
+                    "This document",
+                    tag="operators",
+                    responses={200: (None, "the OpenAPI document")},
+                ),
+                self.openapi,
+            ),
+            (
+                op(
+                    "/docs",
+                    "GET",
+                    "The API's documentation page",
+                    tag="operators",
+                    responses={200: (None, "an HTML page")},
+                ),
+                ops.docs,
+            ),
+            (
+                op(
+                    "/dashboard",
+                    "GET",
+                    "The operators' dashboard",
+                    tag="operators",
+                    responses={200: (None, "an HTML page")},
+                ),
+                ops.dashboard,
+            ),
+        ]
+
+    async def openapi(self, request: Request) -> Response:
+        """``GET /openapi.json``."""
+        return json_response(self.document)
+
+    def routes(self) -> list[Route | Mount]:
+        """Every route of the API, and the static files."""
+        table = self.operations()
+        self.document = document(
+            [spec for spec, _ in table], self.tokens.enabled
+        )
+        by_path: dict[str, dict[str, Endpoint]] = {}
+        for spec, fn in table:
+            by_path.setdefault(spec.path, {})[spec.method] = self.endpoint(
+                spec.path, spec.method, fn, spec.guarded
+            )
+        routes: list[Route | Mount] = [
             Route(path, _dispatch(methods), methods=list(methods))
             for path, methods in by_path.items()
         ]
+        static = resources.files("wheel") / "static"
+        routes.append(
+            Mount(
+                "/static",
+                StaticFiles(directory=str(static), check_dir=False),
+                name="static",
+            )
+        )
+        return routes
 
 
 def _dispatch(methods: dict[str, Endpoint]) -> Endpoint:

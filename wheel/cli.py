@@ -7,9 +7,12 @@ import asyncio
 import logging
 import math
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from wheel import __version__, lifecycle, logs
 from wheel.settings import Settings, SettingsError, env_name, from_env
@@ -99,6 +102,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     receiver.add_argument("--host", default="127.0.0.1", help="bind address")
     receiver.add_argument("--port", type=int, default=9000, help="bind port")
+    dead = sub.add_parser(
+        "dead-letters",
+        parents=[common],
+        help="list failed timers (newest first), or retry one",
+    )
+    dead.add_argument(
+        "--limit", type=int, default=20, help="most to list (default 20)"
+    )
+    dead.add_argument(
+        "--retry", metavar="ID", help="schedule this failed timer again now"
+    )
+    dead.add_argument(
+        "--json", action="store_true", help="one JSON object per line"
+    )
     check = sub.add_parser(
         "check",
         parents=[common],
@@ -149,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _api(args, settings)
     if command == "check":
         return _check(args, settings)
+    if command == "dead-letters":
+        from wheel import dead_letters
+
+        return asyncio.run(dead_letters.main(settings, args))
     if command == "receiver":
         from wheel import receiver
 
@@ -204,18 +225,34 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     )
     from wheel.http_protocol import ProblemHttpToolsProtocol
 
+    own_dir = None
+    if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several uvicorn processes: each writes its counters to files
+        # here and /metrics (in any of them) adds them all up.
+        own_dir = tempfile.mkdtemp(prefix="timer-wheel-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = own_dir
+    try:
+        _serve_api(args, settings, uvicorn, ProblemHttpToolsProtocol)
+    finally:
+        if own_dir:
+            shutil.rmtree(own_dir, ignore_errors=True)
+    return 0
+
+
+def _serve_api(
+    args: argparse.Namespace, settings: Settings, uvicorn: Any, http: type
+) -> None:
     uvicorn.run(
         "api:app",
         host=args.host,
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http=ProblemHttpToolsProtocol,
+        http=http,
         access_log=args.access_log,
         log_config=None,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
     )
-    return 0
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:

@@ -73,8 +73,9 @@ BACKOFF_FIRST_S = 0.02
 BACKOFF_MAX_S = 1.0
 MAX_REDIRECTS = 5
 REFRESH_EVERY_S = 0.5
-OOM_MESSAGE = "OOM command not allowed"
 """Most often the cluster slot map is re-read."""
+OOM_MESSAGE = "OOM command not allowed"
+"""A refusal at maxmemory, as Redis words it (inside a script on 6.2)."""
 
 
 class RedisUnavailable(Exception):
@@ -444,13 +445,6 @@ class Connection:
             except OutOfMemoryError as exc:
                 self.outage.succeeded()
                 raise StoreFull(str(exc)) from exc
-            except ResponseError as exc:
-                # Inside a script Redis 6.2 wraps the refusal in a plain
-                # script error.
-                if OOM_MESSAGE in str(exc):
-                    self.outage.succeeded()
-                    raise StoreFull(str(exc)) from exc
-                raise
             except TRANSIENT as exc:
                 await self._failed(node, exc)
                 pause = backoff_s(attempt, self._rng)
@@ -459,6 +453,15 @@ class Connection:
                     raise RedisUnavailable(describe(exc)) from exc
                 await asyncio.sleep(pause)
                 continue
+            except ResponseError as exc:
+                # After TRANSIENT: READONLY, CLUSTERDOWN and TRYAGAIN are
+                # response errors too, and are retried. Inside a script
+                # Redis 6.2 wraps a refusal at maxmemory in a plain
+                # script error.
+                if OOM_MESSAGE in str(exc):
+                    self.outage.succeeded()
+                    raise StoreFull(str(exc)) from exc
+                raise
             self.outage.succeeded()
             return reply
 

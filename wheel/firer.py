@@ -28,6 +28,7 @@ from wheel.lifecycle import ErrorLog
 from wheel.queue import Attempt, Claim, Entry, ShardQueue
 from wheel.settings import Settings
 from wheel.states import Code, Outcome, Verdict
+from wheel.stats import MinuteCounters
 from wheel.webhook import Delivery, WebhookSender, host_key
 from wheel.wheelmath import outcome_of
 
@@ -50,6 +51,7 @@ class Firer:
         settings: Settings,
         consumer: str,
         rng: random.Random | None = None,
+        minutes: MinuteCounters | None = None,
     ) -> None:
         self.queue = queue
         self.sender = sender
@@ -57,6 +59,7 @@ class Firer:
         self.settings = settings
         self.consumer = consumer
         self.rng = rng or random.Random()
+        self.minutes = minutes
         self.hosts = HostLimiter(
             min(settings.host_concurrency, settings.worker_concurrency)
         )
@@ -103,8 +106,7 @@ class Firer:
                 continue
             unused += 1
             if claim.verdict is Verdict.DEAD:
-                self.counts["failed"] += 1
-                metrics.WEBHOOK_ATTEMPTS.labels("fail").inc()
+                self._count("failed", "fail")
             elif claim.verdict is Verdict.BUSY:
                 self._recheck_later(shard, entry, claim.wait_ms)
             elif claim.verdict is Verdict.EARLY:
@@ -117,8 +119,12 @@ class Firer:
     ) -> None:
         host = host_key(claim.url)
         if claim.attempt == 1:
-            late_ms = self.queue.clocks.now_ms(shard.shard) - claim.due_ms
-            metrics.FIRE_LATENESS.observe(max(0.0, late_ms / 1000))
+            late_ms = max(
+                0, self.queue.clocks.now_ms(shard.shard) - claim.due_ms
+            )
+            metrics.FIRE_LATENESS.observe(late_ms / 1000)
+            if self.minutes:
+                self.minutes.late(late_ms)
         if self.hosts.try_take(host):
             self._spawn(lambda: self._fire(shard, entry, claim, host, sent_at))
         else:
@@ -202,8 +208,7 @@ class Firer:
             )
             return
         key = {"ok": "fired", "retry": "retried", "fail": "failed"}[outcome]
-        self.counts[key] += 1
-        metrics.WEBHOOK_ATTEMPTS.labels(outcome.value).inc()
+        self._count(key, outcome.value)
         if outcome is not Outcome.OK:
             log.info(
                 "webhook failed",
@@ -234,6 +239,14 @@ class Firer:
         if code is Code.DONE:
             self.counts["deferred"] += 1
             metrics.DEFERRED.inc()
+            if self.minutes:
+                self.minutes.add("deferred")
+
+    def _count(self, key: str, outcome: str) -> None:
+        self.counts[key] += 1
+        metrics.WEBHOOK_ATTEMPTS.labels(outcome).inc()
+        if self.minutes:
+            self.minutes.add(key)
 
     async def _write(
         self, shard: ShardKeys, attempt: Attempt, sent_at: float

@@ -66,6 +66,11 @@ class ShardKeys:
         return self._base + b":r"
 
     @property
+    def count(self) -> bytes:
+        """String: how many timers of the shard are not finished yet."""
+        return self._base + b":n"
+
+    @property
     def lease(self) -> bytes:
         """String: the ticker lease's owner token."""
         return self._base + b":l"

@@ -11,6 +11,7 @@ spell a command. A reader finds every write to a shard here and in
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -112,6 +113,30 @@ class Attempt:
     outcome: Outcome
     result: str
     delay_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A timer that failed, as its shard's dead-letter stream keeps it."""
+
+    entry_id: bytes
+    timer_id: bytes
+    url: str
+    attempts: int
+    error: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Survey:
+    """Figures of one shard; ``earliest_due_ms`` of a timer due or on its
+    way (None when the shard has nothing in minute buckets or streams)."""
+
+    unfinished: int
+    ready: int
+    in_flight: int
+    earliest_due_ms: int | None
+    dead_letters: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +246,7 @@ class ShardQueue:
                 *place_keys,
                 idem_key,
                 self._finished_key(shard, timer_id),
+                shard.count,
             ],
             [
                 timer_id,
@@ -265,7 +291,11 @@ class ShardQueue:
         shard = self.shard_of(timer_id)
         reply = await self.connection.script(
             SCRIPTS["cancel"],
-            [shard.timer(timer_id), self._finished_key(shard, timer_id)],
+            [
+                shard.timer(timer_id),
+                self._finished_key(shard, timer_id),
+                shard.count,
+            ],
             [timer_id, self._retention_ms],
             ack=True,
         )
@@ -423,7 +453,7 @@ class ShardQueue:
         self, shard: ShardKeys, consumer: str, entries: Sequence[Entry]
     ) -> list[Claim]:
         """Claim entries for firing; one verdict each, in order."""
-        keys: list[bytes] = [shard.ready, shard.dead]
+        keys: list[bytes] = [shard.ready, shard.dead, shard.count]
         args: list[Any] = [
             GROUP,
             consumer,
@@ -465,6 +495,7 @@ class ShardQueue:
                 shard.dead,
                 shard.index,
                 *place_keys,
+                shard.count,
             ],
             [
                 GROUP,
@@ -513,8 +544,10 @@ class ShardQueue:
 
         Returns the cursor to continue from (``0-0`` once the stream is
         swept) and the entries. Entries deleted from the stream while
-        pending are acked here, on Redis 6.2 (which hands them over
-        without fields) as on 7 (which drops them itself).
+        pending are acked here, on Redis 6.2 as on 7 (which drops them
+        itself). 6.2 names them only with ``JUSTID`` (its full reply has
+        a bare nil in their place), so the ids are taken first and read
+        after, in one more round trip only when there are any.
         """
         reply = await self.connection.call(
             shard.ready,
@@ -526,28 +559,143 @@ class ShardQueue:
             cursor,
             "COUNT",
             count,
+            "JUSTID",
             deadline_s=2.0,
         )
+        taken: list[bytes] = reply[1]
+        found = await asyncio.gather(
+            *(
+                self.connection.call(
+                    shard.ready, "XRANGE", shard.ready, entry_id, entry_id
+                )
+                for entry_id in taken
+            )
+        )
         entries, gone = [], []
-        for item in reply[1]:
-            if item is None:
-                continue
-            if item[1] is None:
-                gone.append(item[0])
+        for entry_id, items in zip(taken, found, strict=True):
+            if items and items[0][1]:
+                entries.append(_entry(items[0]))
             else:
-                entries.append(_entry(item))
+                gone.append(entry_id)
         if gone:
             await self.connection.call(
                 shard.ready, "XACK", shard.ready, GROUP, *gone
             )
         return reply[0], entries
 
-    async def pending_count(self, shard: ShardKeys) -> int:
-        """Entries read by workers and not yet acked (metrics)."""
+    # -- operators: dead letters and the shape of the backlog ------------
+
+    async def dead_letters(
+        self, shard: ShardKeys, limit: int
+    ) -> list[DeadLetter]:
+        """The shard's newest dead letters, newest first."""
         reply = await self.connection.call(
-            shard.ready, "XPENDING", shard.ready, GROUP
+            shard.dead, "XREVRANGE", shard.dead, "+", "-", "COUNT", limit
         )
+        return [_dead_letter(entry) for entry in reply]
+
+    async def find_dead_letter(self, timer_id: bytes) -> DeadLetter | None:
+        """The dead letter of ``timer_id``, if its shard still keeps it."""
+        shard = self.shard_of(timer_id)
+        for letter in await self.dead_letters(shard, DEAD_LETTER_MAXLEN * 2):
+            if letter.timer_id == timer_id:
+                return letter
+        return None
+
+    async def retry(
+        self, timer_id: bytes, letter: DeadLetter
+    ) -> tuple[Code, TimerState | None]:
+        """Schedule a failed timer now with a fresh attempt budget."""
+        shard = self.shard_of(timer_id)
+        minute = minute_of(self.clocks.now_ms(shard.shard))
+        reply = await self.connection.script(
+            SCRIPTS["retry"],
+            [
+                shard.timer(timer_id),
+                self._finished_key(shard, timer_id),
+                shard.index,
+                shard.bucket(minute),
+                shard.dead,
+                shard.count,
+            ],
+            [timer_id, letter.url, letter.entry_id, minute.number],
+            ack=True,
+        )
+        return Code(_text(reply[1])), STATE_OF_CODE.get(_text(reply[2]))
+
+    async def survey(self, shard: ShardKeys) -> Survey:
+        """Cheap figures of one shard, in one round trip (gauges, stats)."""
+        count, ready, pending, first, oldest, dead = await asyncio.gather(
+            self.connection.call(shard.count, "GET", shard.count),
+            self.connection.call(shard.ready, "XLEN", shard.ready),
+            self._pending(shard),
+            self.connection.call(
+                shard.index, "ZRANGE", shard.index, 0, 0, "WITHSCORES"
+            ),
+            self.connection.call(
+                shard.ready, "XRANGE", shard.ready, "-", "+", "COUNT", 1
+            ),
+            self.connection.call(shard.dead, "XLEN", shard.dead),
+        )
+        earliest = None
+        if first and _bucket(first[0]).level is Level.MINUTE:
+            earliest = int(float(first[1]))
+        if oldest:
+            sched = _entry(oldest[0]).sched_ms
+            earliest = sched if earliest is None else min(earliest, sched)
+        return Survey(
+            int(count or 0), _int(ready), pending, earliest, _int(dead)
+        )
+
+    async def _pending(self, shard: ShardKeys) -> int:
+        try:
+            reply = await self.connection.call(
+                shard.ready, "XPENDING", shard.ready, GROUP
+            )
+        except Exception as exc:
+            if "NOGROUP" in str(exc):
+                return 0
+            raise
         return _int(reply[0])
+
+    async def backlog(
+        self, shard: ShardKeys, start_ms: int, end_ms: int
+    ) -> list[tuple[int, int]]:
+        """(scheduled ms, timers) of the shard's buckets acting before
+        ``end_ms``: a minute bucket counts at its earliest due time, a
+        coarse one at its start (for the dashboard's backlog chart)."""
+        reply = await self.connection.call(
+            shard.index,
+            "ZRANGE",
+            shard.index,
+            "-inf",
+            end_ms,
+            "BYSCORE",
+            "WITHSCORES",
+        )
+        found = [
+            (_bucket(reply[i]), int(float(reply[i + 1])))
+            for i in range(0, len(reply), 2)
+        ]
+        sizes = await asyncio.gather(
+            *(
+                self.connection.call(
+                    shard.bucket(bucket),
+                    "ZCARD" if bucket.level is Level.MINUTE else "LLEN",
+                    shard.bucket(bucket),
+                )
+                for bucket, _ in found
+            )
+        )
+        return [
+            (
+                max(
+                    start_ms, score if b.level is Level.MINUTE else b.start_ms
+                ),
+                _int(size),
+            )
+            for (b, score), size in zip(found, sizes, strict=True)
+        ]
 
 
 def _bucket(member: bytes) -> Bucket:
@@ -559,6 +707,19 @@ def _entry(item: list[Any]) -> Entry:
     entry_id, fields = item[0], item[1]
     values = dict(zip(fields[::2], fields[1::2], strict=True))
     return Entry(entry_id, values[b"i"], int(values[b"s"]))
+
+
+def _dead_letter(item: list[Any]) -> DeadLetter:
+    entry_id, fields = item[0], item[1]
+    values = dict(zip(fields[::2], fields[1::2], strict=True))
+    return DeadLetter(
+        entry_id,
+        values[b"i"],
+        _text(values.get(b"u", b"")),
+        int(values[b"a"]),
+        _text(values[b"e"]),
+        int(values[b"t"]),
+    )
 
 
 def _claim(item: list[Any]) -> Claim:

@@ -24,6 +24,7 @@ NAMES = (
     "claim",
     "complete",
     "requeue",
+    "retry",
     "acquire",
     "release",
     "beat",

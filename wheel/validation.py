@@ -11,9 +11,7 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from wheel.models import FieldError
-
-MAX_URL_LENGTH = 2048
+from wheel.models import MAX_URL_LENGTH, FieldError
 
 PARTS = ("hours", "minutes", "seconds")
 DELAY_FIELD = "hours, minutes, seconds"

@@ -11,6 +11,7 @@ shard count: reads never block, so they share the batched connections.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -24,6 +25,7 @@ from wheel.queue import ShardQueue
 from wheel.reader import Reader, Reclaimer
 from wheel.registry import Registry
 from wheel.settings import Settings
+from wheel.stats import MinuteCounters
 from wheel.webhook import WebhookSender
 
 log = logging.getLogger("wheel.worker")
@@ -48,8 +50,15 @@ class Worker:
         self.settings = settings
         self.name = name or process_name()
         self.capacity = Capacity(settings.worker_concurrency)
+        self.minutes = MinuteCounters(queue.connection, queue.keys)
         self.firer = Firer(
-            queue, sender, self.capacity, settings, self.name, rng
+            queue,
+            sender,
+            self.capacity,
+            settings,
+            self.name,
+            rng,
+            self.minutes,
         )
         self.reader = Reader(
             queue, self.capacity, self.firer, settings, self.name
@@ -112,6 +121,9 @@ class Worker:
             asyncio.create_task(
                 supervise("reclaim", self.reclaimer.sweep, reading)
             ),
+            asyncio.create_task(
+                supervise("stats", self.minutes.flush, reading)
+            ),
         ]
         try:
             await stop.wait()
@@ -121,6 +133,8 @@ class Worker:
             for task in loops:
                 task.cancel()
             finished = await self.firer.wait_idle(self.settings.shutdown_grace)
+            with contextlib.suppress(Exception):
+                await self.minutes.flush()
             left = len(self.firer.tasks)
             for task in list(self.firer.tasks):
                 task.cancel()

@@ -65,10 +65,12 @@ local function pack_finished(state, attempts, due, at, result)
         .. fmt(at - due) .. ',' .. (result or '')
 end
 
--- Keep a finished hash at least `ttl` ms; renewed at most once a minute
--- so the append-only file does not get a PEXPIRE per completion.
+-- Keep a finished hash at least `ttl` ms from now: each record in it is
+-- readable for the whole retention. Renewed to a minute more than that,
+-- so at most once a minute: the append-only file does not get a PEXPIRE
+-- per completion.
 local function keep(key, ttl)
-    if redis.call('PTTL', key) < ttl - 60000 then
-        redis.call('PEXPIRE', key, ttl)
+    if redis.call('PTTL', key) < ttl then
+        redis.call('PEXPIRE', key, fmt(ttl + 60000))
     end
 end

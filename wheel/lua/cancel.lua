@@ -10,6 +10,7 @@
 --
 -- KEYS[1] timer record (hash)
 -- KEYS[2] finished hash of the id's hour
+-- KEYS[3] the shard's count of unfinished timers (string)
 -- ARGV[1] timer id (16 bytes)
 -- ARGV[2] retention of a finished record, in ms
 --
@@ -23,6 +24,7 @@ if rec[1] == S_PENDING then
     redis.call('HSET', KEYS[2], ARGV[1], pack_finished(S_CANCELLED,
         tonumber(rec[3]) or 0, tonumber(rec[2]), now, ''))
     keep(KEYS[2], tonumber(ARGV[2]))
+    redis.call('DECR', KEYS[3])
     return {now, C_DONE, S_CANCELLED}
 end
 if rec[1] then

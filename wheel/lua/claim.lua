@@ -20,7 +20,8 @@
 --
 -- KEYS[1] ready stream
 -- KEYS[2] dead-letter stream
--- KEYS[3..] per entry: timer record, finished hash of the id's hour
+-- KEYS[3] the shard's count of unfinished timers (string)
+-- KEYS[4..] per entry: timer record, finished hash of the id's hour
 -- ARGV[1] consumer group
 -- ARGV[2] consumer name
 -- ARGV[3] most attempts in all
@@ -52,6 +53,7 @@ local function fail(record, finished, entry, id, rec, attempts)
     redis.call('HSET', finished, id, pack_finished(S_FAILED, attempts,
         tonumber(rec[5]), now, error))
     keep(finished, retention)
+    redis.call('DECR', KEYS[3])
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'i', id,
         'u', rec[4], 'a', attempts, 'e', error, 't', fmt(now))
 end
@@ -65,7 +67,7 @@ local function fire(record, entry, rec)
 end
 
 for j = 1, (#ARGV - 6) / 3 do
-    local record, finished = KEYS[1 + 2 * j], KEYS[2 + 2 * j]
+    local record, finished = KEYS[2 + 2 * j], KEYS[3 + 2 * j]
     local entry = ARGV[4 + 3 * j]
     local id = ARGV[5 + 3 * j]
     local sched = tonumber(ARGV[6 + 3 * j])

@@ -24,6 +24,7 @@
 -- KEYS[5] bucket index (zset)
 -- KEYS[6] minute bucket (zset) of minute ARGV[9], for retry and defer
 -- KEYS[7] coarse bucket ARGV[10..11], or KEYS[6] when none
+-- KEYS[8] the shard's count of unfinished timers (string)
 -- ARGV[1] consumer group
 -- ARGV[2] stream entry id
 -- ARGV[3] consumer name
@@ -76,6 +77,7 @@ if outcome == O_OK or outcome == O_FAIL then
     redis.call('HSET', KEYS[3], id,
         pack_finished(state, attempt, due, now, ARGV[6]))
     keep(KEYS[3], tonumber(ARGV[12]))
+    redis.call('DECR', KEYS[8])
 else
     local sched = now + tonumber(ARGV[8])
     local attempts = attempt

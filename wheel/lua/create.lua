@@ -16,6 +16,7 @@
 -- KEYS[4] coarse bucket (list) ARGV[5..6], or KEYS[3] when none
 -- KEYS[5] idempotency record (string), or KEYS[1] when none
 -- KEYS[6] finished hash of the id's hour (a replay after firing)
+-- KEYS[7] the shard's count of unfinished timers (string)
 -- ARGV[1] timer id (16 bytes)
 -- ARGV[2] url
 -- ARGV[3] delay in ms (>= 0)
@@ -67,6 +68,7 @@ end
 local due = now + tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'u', ARGV[2], 'd', fmt(due), 's', S_PENDING)
 schedule(KEYS[2], KEYS[3], ARGV[4], KEYS[4], ARGV[5], ARGV[6], id, due, now)
+redis.call('INCR', KEYS[7])
 if fingerprint ~= '' then
     redis.call('SET', KEYS[5], id .. struct.pack('>I6', due) .. fingerprint,
         'PX', ARGV[8])
