@@ -116,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
     dead.add_argument(
         "--json", action="store_true", help="one JSON object per line"
     )
+    sub.add_parser(
+        "migrate",
+        parents=[common],
+        help="carry timers of the previous key layout over, in place",
+    )
     check = sub.add_parser(
         "check",
         parents=[common],
@@ -166,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _api(args, settings)
     if command == "check":
         return _check(args, settings)
+    if command == "migrate":
+        return asyncio.run(_migrate(settings))
     if command == "dead-letters":
         from wheel import dead_letters
 
@@ -253,6 +260,31 @@ def _serve_api(
         log_config=None,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
     )
+
+
+async def _migrate(settings: Settings) -> int:
+    from wheel import migrate
+    from wheel.queue import ShardQueue
+    from wheel.registry import Registry
+    from wheel.roles import connect
+
+    connection = connect(settings, "migrate")
+    queue = ShardQueue(connection, settings)
+    try:
+        await connection.start()
+        if not await migrate.pending_migration(queue):
+            print("nothing to migrate", file=sys.stderr)
+            return 0
+        counts = await migrate.migrate(queue)
+        await Registry(connection, settings).check_identity()
+    finally:
+        await connection.aclose()
+    print(
+        "migrated: {pending} pending, {finished} finished, "
+        "{dead_letters} dead letters ({skipped} unreadable records "
+        "skipped)".format(**counts)
+    )
+    return 0
 
 
 def _check(args: argparse.Namespace, settings: Settings) -> int:

@@ -124,5 +124,43 @@ class Keys:
         return self._prefix + b":st:%d" % minute
 
 
+class LegacyKeys:
+    """Keys of the first key layout (schema 1), for ``timer-wheel
+    migrate`` only: tags ``{<prefix>:<shard>}``, text ids."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def tag(self, shard: int) -> str:
+        """The hash tag of shard ``shard``."""
+        return f"{{{self.prefix}:{shard}}}"
+
+    def records(self) -> str:
+        """A SCAN pattern matching every timer record."""
+        return f"{{{self.prefix}:*}}:t:*"
+
+    def marker(self) -> bytes:
+        """A key every deployment of the first layout had (shard 0's
+        ready stream, created by the first worker)."""
+        return f"{self.tag(0)}:ready".encode()
+
+    def shard_keys(self, shard: int) -> list[str]:
+        """The fixed keys of one shard (buckets aside)."""
+        tag = self.tag(shard)
+        return [f"{tag}:{name}" for name in ("slots", "ready", "lease")]
+
+    def dead(self, shard: int) -> str:
+        """Stream: the shard's dead letters."""
+        return f"{self.tag(shard)}:dead"
+
+    def dead_streams(self) -> str:
+        """A SCAN pattern matching every shard's dead letters."""
+        return f"{{{self.prefix}:*}}:dead"
+
+    def buckets(self, shard: int) -> str:
+        """A SCAN pattern matching the shard's minute buckets."""
+        return f"{self.tag(shard)}:b:*"
+
+
 DEPLOYMENTS = b"timer-wheel:deployments"
 """Hash: key prefix -> shard count of every deployment in this Redis."""

@@ -23,7 +23,14 @@ from wheel.connection import Connection, StoreFull
 from wheel.keys import GROUP, Keys, ShardKeys
 from wheel.scripts import SCRIPTS
 from wheel.settings import Settings
-from wheel.states import STATE_OF_CODE, Code, Outcome, TimerState, Verdict
+from wheel.states import (
+    STATE_OF_CODE,
+    Code,
+    Outcome,
+    TimerState,
+    Verdict,
+    state_code,
+)
 
 DEAD_LETTER_MAXLEN = 10_000
 """Approximate cap on each shard's dead-letter stream."""
@@ -622,6 +629,54 @@ class ShardQueue:
             ack=True,
         )
         return Code(_text(reply[1])), STATE_OF_CODE.get(_text(reply[2]))
+
+    async def import_finished(
+        self, timer_id: bytes, record: Record, ttl_ms: int
+    ) -> None:
+        """Write a finished record as-is (migration from an older layout)."""
+        shard = self.shard_of(timer_id)
+        key = self._finished_key(shard, timer_id)
+        finished_ms = record.finished_ms or record.now_ms
+        packed = (
+            f"{state_code(record.state)}{record.attempts},{record.due_ms},"
+            f"{finished_ms - record.due_ms},{record.result}"
+        )
+        await self.connection.call(key, "HSET", key, timer_id, packed)
+        await self._keep(key, ttl_ms)
+
+    async def import_dead_letter(
+        self,
+        timer_id: bytes,
+        url: str,
+        attempts: int,
+        error: str,
+        at_ms: int,
+    ) -> None:
+        """Add a dead letter as-is (migration from an older layout)."""
+        dead = self.shard_of(timer_id).dead
+        await self.connection.call(
+            dead,
+            "XADD",
+            dead,
+            "MAXLEN",
+            "~",
+            DEAD_LETTER_MAXLEN,
+            "*",
+            "i",
+            timer_id,
+            "u",
+            url,
+            "a",
+            attempts,
+            "e",
+            error,
+            "t",
+            at_ms,
+        )
+
+    async def _keep(self, key: bytes, ttl_ms: int) -> None:
+        if await self.connection.call(key, "PTTL", key) < ttl_ms:
+            await self.connection.call(key, "PEXPIRE", key, ttl_ms)
 
     async def survey(self, shard: ShardKeys) -> Survey:
         """Cheap figures of one shard, in one round trip (gauges, stats)."""

@@ -65,6 +65,17 @@ class Registry:
         seconds, micros = await self.connection.call(key, "TIME")
         return int(seconds) * 1000 + int(micros) // 1000
 
+    async def _refuse_legacy(self) -> None:
+        from wheel.migrate import pending_migration
+        from wheel.queue import ShardQueue
+
+        if await pending_migration(ShardQueue(self.connection, self.settings)):
+            raise IdentityError(
+                "this Redis holds timers of the previous key layout "
+                f"(prefix {self.settings.key_prefix!r}): stop the old "
+                "processes and run `timer-wheel migrate` first"
+            )
+
     async def check_identity(self) -> None:
         """Record this deployment's identity, or refuse a mismatch.
 
@@ -80,6 +91,7 @@ class Registry:
             meta, "HMGET", meta, "shards", "schema"
         )
         if None in stored:
+            await self._refuse_legacy()
             await self.connection.call(meta, "HSETNX", meta, "shards", shards)
             await self.connection.call(meta, "HSETNX", meta, "schema", SCHEMA)
             stored = await self.connection.call(
