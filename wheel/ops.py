@@ -159,6 +159,8 @@ class Ops:
                 "whose dead letter is kept can be retried",
             )
         code, state = await self.queue.retry(timer_id, letter)
+        # The cached figures no longer hold: the next read is fresh.
+        self._fleet = None
         if code is Code.NOT_FOUND:
             raise _no_timer()
         if code is Code.CONFLICT:

@@ -1,0 +1,516 @@
+"""The dashboard and the docs page in a real headless Chromium, against
+the real api, ticker and worker processes and a receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import (
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    Request,
+    Response,
+    sync_playwright,
+)
+
+from tests.support import Behaviour, Procs, Receiver, create_timer, wait_until
+from tests.test_e2e import FAST_ENV
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # Without these Chromium phones home (and, offline, floods refused
+    # connections): the docs test asserts nothing leaves 127.0.0.1.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TOKEN = "dashboard-test-token"
+NO_VALUE = "\N{EN DASH}"
+"""What the page shows for a percentile of no observations."""
+OUTCOMES = ("fired", "retried", "failed", "deferred")
+
+# What the page shows, read in one go (a refresh cannot land halfway).
+SNAPSHOT_JS = """() => {
+  const text = (id) =>
+    document.querySelector(`[data-testid="${id}"]`).textContent.trim();
+  const all = (selector) => [...document.querySelectorAll(selector)];
+  const cells = (tr, from) =>
+    [...tr.cells].slice(from).map((td) => td.textContent.trim());
+  const numbers = (id) =>
+    all(`[data-testid="${id}"] details tbody tr`).map((tr) => cells(tr, 1));
+  return {
+    pending: text("pending"),
+    ready: text("ready"),
+    in_flight: text("in-flight"),
+    oldest_overdue: text("oldest-overdue"),
+    dead_letters: text("dead-letters-count"),
+    lateness: [text("lateness-count"), text("p50"), text("p90"),
+      text("p99")],
+    processes: all('[data-testid="process-row"]').map((tr) =>
+      cells(tr, 0).slice(0, 3)),
+    letters: all('[data-testid="dead-letter-row"]').map((tr) =>
+      cells(tr, 0).slice(0, 4)),
+    minutes: numbers("chart-minutes"),
+    backlog_hour: numbers("chart-backlog-hour"),
+    backlog_day: numbers("chart-backlog-day"),
+  };
+}"""
+
+
+def chromium() -> str:
+    """Debian's Chromium; fail in CI without it, else skip loudly."""
+    if os.access(CHROMIUM, os.X_OK):
+        return CHROMIUM
+    message = (
+        f"NO CHROMIUM AT {CHROMIUM}: install Debian's chromium (.ci/run "
+        "does) to run the dashboard's browser tests"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[BrowserContext]:
+    """A headless Chromium with a fresh profile, on a laptop-sized screen."""
+    executable = chromium()
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            tmp_path / "profile",
+            executable_path=executable,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": 1366, "height": 900},
+            locale="en-US",
+            timezone_id="UTC",
+        )
+        context.set_default_timeout(15_000)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+@pytest.fixture
+def procs(redis_url: str, tmp_path: Path) -> Iterator[Procs]:
+    """Service processes on the test Redis; one failed attempt is final."""
+    running = Procs(
+        {
+            **FAST_ENV,
+            "WHEEL_REDIS_URL": redis_url,
+            "WHEEL_MAX_ATTEMPTS": "1",
+        },
+        tmp_path,
+    )
+    yield running
+    running.stop_all()
+
+
+@pytest.fixture
+def failing() -> Iterator[Receiver]:
+    """A receiver that answers 500 until told otherwise."""
+    hooks = Receiver(Behaviour(always_fail=True))
+    hooks.start()
+    yield hooks
+    hooks.stop()
+
+
+@dataclass
+class Watch:
+    """Everything a page reported: requests, and anything that went wrong
+    (console errors and warnings, uncaught errors, failed requests)."""
+
+    requests: list[Request] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def attach(self, page: Page) -> Page:
+        """Listen to ``page``; return it."""
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.problems.append(f"js: {exc}"))
+        page.on("request", self._request)
+        page.on("requestfailed", self._failed)
+        page.on("response", self._response)
+        return page
+
+    def _request(self, request: Request) -> None:
+        self.requests.append(request)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            self.problems.append(f"console {message.type}: {message.text}")
+
+    def _failed(self, request: Request) -> None:
+        self.problems.append(f"failed: {request.url} {request.failure}")
+
+    def _response(self, response: Response) -> None:
+        if response.status >= 400:
+            self.problems.append(f"HTTP {response.status}: {response.url}")
+
+    def urls(self) -> list[str]:
+        """Every URL the page requested, in order."""
+        return [request.url for request in self.requests]
+
+
+def open_page(context: BrowserContext, url: str) -> tuple[Page, Watch]:
+    """A new page, watched from its first request, at ``url``."""
+    watch = Watch()
+    page = watch.attach(context.new_page())
+    page.goto(url)
+    return page, watch
+
+
+def refreshed(page: Page) -> None:
+    """Click "Refresh now" and wait until that refresh is drawn."""
+    count = int(page.evaluate("document.body.dataset.refreshes"))
+    page.get_by_test_id("refresh-button").click()
+    page.wait_for_function(
+        f"Number(document.body.dataset.refreshes) > {count}"
+    )
+
+
+def one_decimal(value: float) -> str:
+    """``value`` as the page writes it (Intl rounds half away from 0)."""
+    rounded = Decimal(repr(value)).quantize(Decimal("0.1"), ROUND_HALF_UP)
+    return f"{rounded:,}"
+
+
+def expected(stats: dict[str, Any], letters: dict[str, Any]) -> dict:
+    """What the page should show for these ``/stats`` and
+    ``/dead-letters`` answers."""
+    lateness = stats["lateness"]
+    return {
+        "pending": f"{stats['pending']:,}",
+        "ready": f"{stats['ready']:,}",
+        "in_flight": f"{stats['in_flight']:,}",
+        "oldest_overdue": one_decimal(stats["oldest_overdue_s"]),
+        "dead_letters": f"{stats['dead_letters']:,}",
+        "lateness": [f"{lateness['count']:,}"]
+        + [
+            NO_VALUE if lateness[p] is None else one_decimal(lateness[p])
+            for p in ("p50_ms", "p90_ms", "p99_ms")
+        ],
+        "processes": [
+            [role, member["name"], f"{member['shards']:,}"]
+            for role in ("ticker", "worker")
+            for member in stats[f"{role}s"]
+        ],
+        "letters": [
+            [item["id"], item["url"], f"{item['attempts']:,}", item["error"]]
+            for item in letters["items"]
+        ],
+        "minutes": [
+            [f"{minute[k]:,}" for k in OUTCOMES] for minute in stats["minutes"]
+        ],
+        "backlog_hour": [[f"{n:,}"] for n in stats["backlog_hour"]],
+        "backlog_day": [[f"{n:,}"] for n in stats["backlog_day"]],
+    }
+
+
+def agree_with_api(
+    page: Page,
+    api: httpx.Client,
+    until: Callable[[dict[str, Any]], bool] = lambda stats: True,
+    attempts: int = 40,
+) -> dict[str, Any]:
+    """Refresh until the page shows what the API reports right after,
+    and that answer of ``/stats`` passes ``until`` (bounded): that answer.
+
+    The API caches its fleet figures for 2 s, so a change shows up in
+    ``/stats`` a little after ``/dead-letters``.
+    """
+    shown: dict = {}
+    wanted: dict = {"never": "compared"}
+    stats: dict[str, Any] = {}
+    for _ in range(attempts):
+        refreshed(page)
+        stats = api.get("/stats").json()
+        letters = api.get("/dead-letters", params={"limit": 50}).json()
+        shown = page.evaluate(SNAPSHOT_JS)
+        wanted = expected(stats, letters)
+        if shown == wanted and until(stats):
+            return stats
+        time.sleep(0.25)
+    assert shown == wanted, "the page never agreed with /stats"
+    raise AssertionError(f"/stats never passed the condition: {stats}")
+
+
+def status(api: httpx.Client, timer_id: str) -> str:
+    """The status ``GET /timer/{id}`` reports."""
+    return str(api.get(f"/timer/{timer_id}").json()["status"])
+
+
+def dead_letter(api: httpx.Client, receiver: Receiver) -> str:
+    """A timer that failed for good (listed as a dead letter): its id."""
+    timer_id = str(create_timer(api, receiver.url)["id"])
+    wait_until(
+        lambda: status(api, timer_id) == "failed", what="the timer to fail"
+    )
+    wait_until(
+        lambda: any(
+            item["id"] == timer_id
+            for item in api.get("/dead-letters").json()["items"]
+        ),
+        what="its dead letter",
+    )
+    return timer_id
+
+
+def test_dashboard_shows_what_stats_reports(
+    procs: Procs, failing: Receiver, browser: BrowserContext, tmp_path: Path
+) -> None:
+    """The dashboard renders cleanly and shows /stats and /dead-letters."""
+    base = procs.api()
+    ticker = procs.role("ticker")
+    worker = procs.role("worker")
+    with httpx.Client(base_url=base) as api:
+        failed = dead_letter(api, failing)
+        # Timers in both backlog charts: 10 minutes and 3 hours ahead.
+        create_timer(api, failing.url, minutes=10)
+        create_timer(api, failing.url, hours=3)
+        page, watch = open_page(browser, f"{base}/dashboard")
+        # Workers add up each minute's outcomes once a second.
+        stats = agree_with_api(
+            page,
+            api,
+            until=lambda stats: (
+                sum(m["failed"] for m in stats["minutes"]) == 1
+                and stats["lateness"]["count"] == 1
+            ),
+        )
+    assert page.get_by_test_id("total-failed").text_content() == "(1)"
+    assert page.get_by_test_id("p50").text_content() != NO_VALUE
+    assert stats["pending"] == 2
+    assert stats["dead_letters"] == 1
+    assert sum(stats["backlog_hour"]) == 1
+    assert sum(stats["backlog_day"]) == 2
+    names = [row[1] for row in page.evaluate(SNAPSHOT_JS)["processes"]]
+    assert any(f":{ticker.pid}:" in name for name in names)
+    assert any(f":{worker.pid}:" in name for name in names)
+    row = page.locator(f'[data-testid="dead-letter-row"][data-id="{failed}"]')
+    assert row.get_by_test_id("retry-button").is_enabled()
+    assert page.get_by_test_id("error-banner").is_hidden()
+    assert page.get_by_test_id("token-form").is_hidden()
+    for chart, bars in (
+        ("chart-minutes", len(stats["minutes"])),
+        ("chart-backlog-hour", 60),
+        ("chart-backlog-day", 24),
+    ):
+        svg = page.get_by_test_id(chart).locator("svg")
+        assert svg.get_attribute("role") == "img"
+        assert svg.locator("g > title").count() == bars
+    page.screenshot(path=tmp_path / "dashboard.png", full_page=True)
+    assert all(url.startswith(f"{base}/") for url in watch.urls())
+    assert watch.problems == []
+
+
+def test_retry_button_fires_a_dead_letter_again(
+    procs: Procs, failing: Receiver, browser: BrowserContext
+) -> None:
+    """Retry re-fires a dead letter: the receiver gets it again and the
+    timer is fired; the button is disabled while the POST is out."""
+    base = procs.api()
+    procs.role("ticker")
+    procs.role("worker")
+    with httpx.Client(base_url=base) as api:
+        timer_id = dead_letter(api, failing)
+        assert failing.ids()[timer_id] == 1
+        page, watch = open_page(browser, f"{base}/dashboard")
+        row = page.locator(
+            f'[data-testid="dead-letter-row"][data-id="{timer_id}"]'
+        )
+        button = row.get_by_test_id("retry-button")
+        button.wait_for()
+        # Note the button's state as the POST leaves (the page's own
+        # fetch, wrapped only to look).
+        page.evaluate(
+            """(id) => {
+              const send = window.fetch;
+              window.retrySeen = [];
+              window.fetch = (url, options) => {
+                if (options && options.method === "POST") {
+                  const button = document.querySelector(
+                    `[data-testid="dead-letter-row"][data-id="${id}"] ` +
+                    `[data-testid="retry-button"]`);
+                  window.retrySeen.push([String(url), button.disabled]);
+                }
+                return send(url, options);
+              };
+            }""",
+            timer_id,
+        )
+        failing.behaviour.always_fail = False
+        button.click()
+        outcome = page.get_by_test_id("retry-outcome")
+        page.wait_for_function(
+            "document.querySelector('[data-testid=retry-outcome]')"
+            ".textContent.includes('queued')"
+        )
+        assert timer_id in outcome.inner_text()
+        assert page.evaluate("window.retrySeen") == [
+            [f"/timer/{timer_id}/retry", True]
+        ]
+        wait_until(
+            lambda: failing.ids()[timer_id] == 2,
+            what="the retried webhook",
+        )
+        wait_until(
+            lambda: status(api, timer_id) == "fired", what="status fired"
+        )
+        agree_with_api(
+            page,
+            api,
+            until=lambda stats: (
+                stats["dead_letters"] == 0
+                and sum(m["fired"] for m in stats["minutes"]) == 1
+            ),
+        )
+    assert row.count() == 0
+    assert page.get_by_test_id("dead-letters-count").text_content() == "0"
+    assert page.get_by_test_id("total-fired").text_content() == "(1)"
+    assert page.get_by_test_id("total-failed").text_content() == "(1)"
+    assert watch.problems == []
+
+
+def test_a_refused_retry_shows_why(
+    procs: Procs, failing: Receiver, browser: BrowserContext
+) -> None:
+    """Retry on a row someone else retried already shows the API's 409
+    and the row is gone on the refresh that follows."""
+    base = procs.api()
+    procs.role("ticker")
+    procs.role("worker")
+    with httpx.Client(base_url=base) as api:
+        timer_id = dead_letter(api, failing)
+        page, watch = open_page(browser, f"{base}/dashboard")
+        row = page.locator(
+            f'[data-testid="dead-letter-row"][data-id="{timer_id}"]'
+        )
+        row.wait_for()
+        # Just refreshed: the next automatic refresh is 5 s away, so the
+        # row is still on screen when clicked.
+        refreshed(page)
+        failing.behaviour.always_fail = False
+        assert api.post(f"/timer/{timer_id}/retry").status_code == 202
+        row.get_by_test_id("retry-button").click()
+        outcome = page.get_by_test_id("retry-outcome")
+        page.wait_for_function(
+            "document.querySelector('[data-testid=retry-outcome]')"
+            ".classList.contains('bad')"
+        )
+        assert f"Retry of timer {timer_id} failed: 409" in outcome.inner_text()
+        row.wait_for(state="detached")
+        wait_until(
+            lambda: status(api, timer_id) == "fired", what="status fired"
+        )
+    assert failing.ids()[timer_id] == 2
+    assert [p for p in watch.problems if p.startswith("HTTP")] == [
+        f"HTTP 409: {base}/timer/{timer_id}/retry"
+    ]
+
+
+def test_error_banner_shows_while_the_api_is_down_and_clears(
+    procs: Procs, browser: BrowserContext
+) -> None:
+    """With the API killed the page shows an error banner; once it is
+    back the next automatic refresh clears it."""
+    base = procs.api()
+    page, _ = open_page(browser, f"{base}/dashboard")
+    page.wait_for_function("document.body.dataset.state === 'ok'")
+    banner = page.get_by_test_id("error-banner")
+    assert banner.is_hidden()
+    (api,) = procs.running
+    procs.kill(api)
+    refreshed(page)
+    assert banner.is_visible()
+    assert "Could not load /stats" in banner.inner_text()
+    assert page.evaluate("document.body.dataset.state") == "error"
+    # The last figures stay on screen meanwhile.
+    assert page.get_by_test_id("pending").text_content() == "0"
+    procs.api(port=urlsplit(base).port)
+    # No click: the page retries on its own every 5 s.
+    banner.wait_for(state="hidden", timeout=12_000)
+    assert page.evaluate("document.body.dataset.state") == "ok"
+
+
+def test_token_form_when_the_api_needs_a_token(
+    procs: Procs, browser: BrowserContext
+) -> None:
+    """With API tokens on, the page asks for one, refuses a wrong one,
+    then works with the right one sent as a bearer token; forgetting it
+    asks again."""
+    procs.env["WHEEL_API_TOKENS"] = TOKEN
+    base = procs.api()
+    page, watch = open_page(browser, f"{base}/dashboard")
+    form = page.get_by_test_id("token-form")
+    form.wait_for()
+    assert page.get_by_test_id("pending").is_hidden()
+    assert page.get_by_test_id("error-banner").is_hidden()
+    # Only the two 401s of the first load went wrong.
+    assert sorted(p for p in watch.problems if p.startswith("HTTP")) == [
+        f"HTTP 401: {base}/dead-letters?limit=50",
+        f"HTTP 401: {base}/stats",
+    ]
+    page.get_by_label("API token").fill("not-the-token")
+    page.get_by_test_id("token-submit").click()
+    page.get_by_text("The token was refused").wait_for()
+    assert form.is_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+
+    seen = len(watch.requests)
+    watch.problems.clear()
+    page.get_by_label("API token").fill(TOKEN)
+    page.get_by_test_id("token-submit").click()
+    form.wait_for(state="hidden")
+    page.wait_for_function("document.body.dataset.state === 'ok'")
+    with httpx.Client(
+        base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}
+    ) as api:
+        agree_with_api(page, api)
+    assert watch.problems == []
+    calls = [
+        r for r in watch.requests[seen:] if urlsplit(r.url).path == "/stats"
+    ]
+    assert calls
+    assert all(
+        r.headers.get("authorization") == f"Bearer {TOKEN}" for r in calls
+    )
+    assert page.evaluate("sessionStorage.length") == 1
+
+    page.get_by_test_id("forget-token").click()
+    form.wait_for()
+    assert page.evaluate("sessionStorage.length") == 0
+    assert page.get_by_text("The token was refused").is_hidden()
+
+
+def test_docs_render_swagger_ui_from_the_service_alone(
+    procs: Procs, browser: BrowserContext
+) -> None:
+    """/docs renders Swagger UI of /openapi.json; every request the page
+    makes goes to the API itself."""
+    base = procs.api()
+    page, watch = open_page(browser, f"{base}/docs")
+    page.locator(".swagger-ui .info .title").wait_for()
+    assert "timer-wheel" in page.locator(".swagger-ui .info").inner_text()
+    for path in ("/timer/{timer_id}/retry", "/dead-letters", "/stats"):
+        page.locator(f'.opblock-summary-path[data-path="{path}"]').wait_for()
+    # The validator badge would fetch from validator.swagger.io.
+    assert page.locator(".swagger-ui img").count() == 0
+    urls = watch.urls()
+    assert f"{base}/openapi.json" in urls
+    assert all(url.startswith(f"{base}/") for url in urls), urls
+    assert watch.problems == []
