@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import signal
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 import redis as sync_redis
 
 from tests.support import (
+    TIMER_WHEEL,
     Behaviour,
     Procs,
     Receiver,
@@ -503,3 +505,106 @@ def test_repeated_sigterm_still_stops_gracefully(
     assert ticker.wait(20) == 0
     assert _lease_owners(sync_client) == [None] * SHARDS
     assert "ticker stopped" in procs.output(ticker)
+
+
+def start_dev_in_terminal(
+    procs: Procs, port: int, data_dir: Path, slow_url: str | None = None
+) -> subprocess.Popen[bytes]:
+    """`timer-wheel dev` as a terminal runs it: in a process group of its
+    own, so the test can send the group a Ctrl-C (SIGINT)."""
+    log = procs.log_dir / f"dev-{len(procs.running)}.log"
+    process = subprocess.Popen(
+        [TIMER_WHEEL, "dev", "--port", str(port), "--data-dir", str(data_dir)],
+        env=procs.env,
+        stdin=subprocess.DEVNULL,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    procs.logs[process.pid] = log
+    procs.running.append(process)
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(procs.output(process))
+        try:
+            return httpx.get(
+                f"http://127.0.0.1:{port}/readyz", timeout=1
+            ).is_success
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, what="dev to be ready")
+    return process
+
+
+def test_dev_ctrl_c_stops_cleanly_and_fires_nothing_twice(
+    tmp_path: Path, slow: Receiver
+) -> None:
+    """Ctrl-C to dev's whole process group: in-flight webhooks finish and
+    are recorded, dev stops its Redis itself, no traceback; after a start
+    again nothing is delivered a second time."""
+    procs = Procs(FAST_ENV, tmp_path)
+    port, data = free_port(), tmp_path / "data"
+    base = f"http://127.0.0.1:{port}"
+    try:
+        dev = start_dev_in_terminal(procs, port, data)
+        timer_ids = create_many([base], slow.url, [0] * 5)
+        wait_until(lambda: len(slow.arrivals) == 5, what="5 in flight")
+        os.killpg(dev.pid, signal.SIGINT)
+        assert dev.wait(30) == 0
+        output = procs.output(dev)
+        assert "Traceback" not in output
+        redis_log = (data / "redis" / "redis.log").read_text()
+        assert "SIGINT" not in redis_log
+        dev = start_dev_in_terminal(procs, port, data)
+        for timer_id in timer_ids:
+            assert status(base, timer_id) == "fired"
+        assert sorted(slow.ids().values()) == [1] * 5
+        os.killpg(dev.pid, signal.SIGINT)
+        assert dev.wait(30) == 0
+    finally:
+        procs.stop_all()
+
+
+def test_dev_restarts_its_redis_and_check_finds_it(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A dead embedded Redis is started again on the same data, timers
+    still fire; `check --data-dir` asks dev's Redis."""
+    procs = Procs(FAST_ENV, tmp_path)
+    port, data = free_port(), tmp_path / "data"
+    base = f"http://127.0.0.1:{port}"
+    try:
+        dev = start_dev_in_terminal(procs, port, data)
+        check = [TIMER_WHEEL, "check", "worker", "--data-dir", str(data)]
+        wait_until(
+            lambda: (
+                subprocess.run(check, env=procs.env, timeout=30).returncode
+                == 0
+            ),
+            what="check to find dev's worker",
+        )
+        with httpx.Client(base_url=base) as client:
+            later = str(create_timer(client, receiver.url, seconds=3)["id"])
+        [server] = [
+            child
+            for child in psutil.Process(dev.pid).children()
+            if "redis-server" in child.name()
+        ]
+        server.kill()
+        wait_until(
+            lambda: "embedded redis died" in procs.output(dev),
+            what="dev to notice",
+        )
+        wait_until(
+            lambda: later in receiver.ids(),
+            timeout_s=30,
+            what="the timer after the restart",
+        )
+        assert dev.poll() is None
+        os.killpg(dev.pid, signal.SIGINT)
+        assert dev.wait(30) == 0
+        assert subprocess.run(check, env=procs.env, timeout=30).returncode
+    finally:
+        procs.stop_all()

@@ -205,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return dev.run(
                 settings,
+                env_name("allow_private_targets") in os.environ,
                 args.data_dir,
                 args.host,
                 args.port,

@@ -87,6 +87,7 @@ def read_url(data_dir: Path) -> str | None:
 
 def run(
     settings: Settings,
+    private_set: bool,
     data_dir: Path,
     host: str,
     port: int,
