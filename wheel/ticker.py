@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Sequence
 
-from wheel import rendezvous
+from wheel import metrics, rendezvous
 from wheel.buckets import Bucket, Level
 from wheel.doorbell import ring
 from wheel.keys import ShardKeys
@@ -66,6 +66,7 @@ class Ticker:
         self._next_beat_at = 0.0
         self._paused_until: dict[int, float] = {}
         self._errors = ErrorLog(log)
+        self._rung: list[ShardKeys] = []
 
     async def beat(self) -> None:
         """Register as alive, then take, keep or release leases."""
@@ -144,6 +145,13 @@ class Ticker:
             again = await asyncio.gather(*work)
             if any(again):
                 wait_s = 0.0
+        if self._rung:
+            # One message for every shard that got entries this tick.
+            rung, self._rung = self._rung, []
+            try:
+                await ring(self.queue.connection, self.queue.keys, rung)
+            except Exception as exc:
+                self._errors.note("doorbell", exc)
         if any(until > now for until in self._paused_until.values()):
             wait_s = min(wait_s, FULL_PAUSE_S)
         return wait_s
@@ -181,11 +189,12 @@ class Ticker:
                     self._paused_until[shard.shard] = (
                         time.monotonic() + FULL_PAUSE_S
                     )
-                    await ring(self.queue.connection, self.queue.keys, [shard])
+                    self._rung.append(shard)
                     return False
                 if advanced.moved:
                     self.moved_total += advanced.moved
-                    await ring(self.queue.connection, self.queue.keys, [shard])
+                    metrics.TIMERS_MOVED.inc(advanced.moved)
+                    self._rung.append(shard)
                 again = again or advanced.more
         except Exception as exc:
             self._errors.note(f"shard {shard.shard}", exc)
