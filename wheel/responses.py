@@ -6,7 +6,10 @@ from datetime import UTC, datetime
 
 from starlette.responses import Response
 
-from wheel.models import FieldError, Problem, encoder
+from wheel.models import FieldError, Problem, TimerView, encoder
+from wheel.states import TimerState
+from wheel.store import Timer
+from wheel.wheelmath import ceil_seconds
 
 
 class ProblemError(Exception):
@@ -58,4 +61,36 @@ def unavailable(detail: str) -> Response:
     return problem_response(
         Problem("Service Unavailable", 503, detail),
         headers={"Retry-After": "1"},
+    )
+
+
+def view(timer: Timer) -> TimerView:
+    """The ``GET /timer/{id}`` body of a timer."""
+    finished = timer.finished_ms
+    state = timer.status
+    # A cancelled timer will never fire: nothing is left of it.
+    left_ms = 0 if state is TimerState.CANCELLED else timer.left_ms
+    return TimerView(
+        timer.id,
+        ceil_seconds(left_ms),
+        state.value,
+        rfc3339(timer.due_ms),
+        timer.attempts,
+        next_attempt_at=(
+            rfc3339(timer.next_ms)
+            if timer.next_ms and state is TimerState.PENDING
+            else None
+        ),
+        fired_at=(
+            rfc3339(finished)
+            if finished and state is TimerState.FIRED
+            else None
+        ),
+        finished_at=(
+            rfc3339(finished)
+            if finished and state in (TimerState.FAILED, TimerState.CANCELLED)
+            else None
+        ),
+        last_status=timer.last_status,
+        last_error=timer.last_error,
     )
