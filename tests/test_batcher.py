@@ -1,117 +1,259 @@
-"""Automatic pipelining and the script cache, against a real Redis."""
+"""The Batcher on a real Redis: shared pipelines, errors, bounds, acks."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError, ResponseError
+import redis as sync_redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
-from wheel.batcher import MAX_BATCH, Batcher
-from wheel.redis_server import free_port
-from wheel.settings import Settings
-from wheel.store import Store
-from wheel.wheelmath import shard_of
+from tests.proxy import TcpProxy
+from wheel.batcher import MAX_BATCH, NotReplicated
+from wheel.connection import Connection, Limits, Link
+from wheel.redis_server import RedisServer
 
 
-async def test_concurrent_commands_share_one_round_trip(
-    redis: Redis, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture
+def raw(any_redis_url: str) -> Iterator[sync_redis.Redis]:
+    """A plain client of the server under test."""
+    client = sync_redis.Redis.from_url(any_redis_url)
+    yield client
+    client.close()
+
+
+def node(url: str, limits: Limits | None = None) -> Link:
+    """The one node of a single Redis, built as production builds it."""
+    connection = Connection(url, "tw:test-batcher", limits)
+    (link,) = connection.primaries()
+    return link
+
+
+@pytest.fixture
+async def link(any_redis_url: str) -> AsyncIterator[Link]:
+    """The production pool and batcher of the server under test."""
+    link = node(any_redis_url)
+    yield link
+    await link.aclose()
+
+
+class Pipelines:
+    """Counts a batcher's pipelines, their sizes and how many are out."""
+
+    def __init__(self, batcher: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sizes: list[int] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        send = batcher._roundtrip
+
+        async def roundtrip(commands: list[Any]) -> Any:
+            self.sizes.append(len(commands))
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            try:
+                return await send(commands)
+            finally:
+                self.in_flight -= 1
+
+        monkeypatch.setattr(batcher, "_roundtrip", roundtrip)
+
+
+def calls(raw: sync_redis.Redis, command: str) -> int:
+    """How many times the server ran ``command`` since the last reset."""
+    stats = raw.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def test_commands_of_one_loop_turn_share_one_pipeline(
+    link: Link, raw: sync_redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Commands queued in one loop turn go out as one pipeline."""
-    pipelines = []
-    make_pipeline = redis.pipeline
+    """Commands queued in one loop turn share one pipeline."""
+    pipelines = Pipelines(link.batcher, monkeypatch)
+    raw.config_resetstat()
 
-    def counting_pipeline(**kwargs: bool):
-        pipelines.append(kwargs)
-        return make_pipeline(**kwargs)
-
-    monkeypatch.setattr(redis, "pipeline", counting_pipeline)
-    batcher = Batcher(redis)
-    before = (await redis.info("stats"))["total_commands_processed"]
     replies = await asyncio.gather(
-        *(batcher.execute("SET", f"k{i}", i) for i in range(50)),
-        *(batcher.execute("GET", f"k{i}") for i in range(50)),
+        *(link.batcher.execute("SET", f"k{i}", i) for i in range(50)),
+        *(link.batcher.execute("GET", f"k{i}") for i in range(50)),
     )
-    assert replies[50:] == [str(i) for i in range(50)]
-    after = (await redis.info("stats"))["total_commands_processed"]
-    # 100 commands plus the INFO call itself, no more: nothing was
-    # sent twice and no extra round trip (SCRIPT EXISTS, say) was added.
-    assert after - before == 101
-    assert len(pipelines) == 1
+
+    assert replies[50:] == [str(i).encode() for i in range(50)]
+    assert pipelines.sizes == [100]
+    assert (calls(raw, "set"), calls(raw, "get")) == (50, 50)
+    for i in range(3):
+        assert await link.batcher.execute("GET", f"k{i}") == str(i).encode()
+    assert pipelines.sizes == [100, 1, 1, 1]
 
 
-async def test_errors_reach_only_their_own_command(redis: Redis) -> None:
-    """One failing command fails alone; its neighbours get their replies."""
-    batcher = Batcher(redis)
-    await redis.set("text", "x")
+async def test_errors_reach_only_their_own_command(
+    link: Link, raw: sync_redis.Redis
+) -> None:
+    """A failing command fails alone; its neighbours get their replies."""
+    raw.set("text", "x")
+
     ok, bad, also_ok = await asyncio.gather(
-        batcher.execute("SET", "a", 1),
-        batcher.execute("INCR", "text"),
-        batcher.execute("GET", "a"),
+        link.batcher.execute("SET", "a", 1),
+        link.batcher.execute("INCR", "text"),
+        link.batcher.execute("GET", "a"),
         return_exceptions=True,
     )
-    assert ok is True
+
+    assert ok == b"OK"
     assert isinstance(bad, ResponseError)
-    assert also_ok == "1"
+    assert also_ok == b"1"
 
 
 async def test_long_queue_is_split_into_bounded_pipelines(
-    redis: Redis,
+    link: Link, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """More than MAX_BATCH queued commands all get their replies."""
-    batcher = Batcher(redis)
+    """A queue longer than MAX_BATCH leaves in bounded pipelines."""
+    pipelines = Pipelines(link.batcher, monkeypatch)
     count = MAX_BATCH * 2 + 7
+
     replies = await asyncio.gather(
-        *(batcher.execute("INCR", "counter") for _ in range(count))
+        *(link.batcher.execute("INCR", "counter") for _ in range(count))
     )
+
     assert sorted(replies) == list(range(1, count + 1))
+    assert sorted(pipelines.sizes) == [7, MAX_BATCH, MAX_BATCH]
 
 
-async def test_connection_error_fails_every_command_of_the_batch() -> None:
-    """With Redis unreachable, each queued command raises."""
-    client = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+@pytest.fixture
+def proxy(redis_server: RedisServer, redis_url: str) -> Iterator[TcpProxy]:
+    """A fault proxy in front of the (flushed) session server."""
+    with TcpProxy(redis_server.port) as proxy:
+        yield proxy
+
+
+async def test_connection_error_fails_every_command_of_its_pipeline(
+    proxy: TcpProxy, redis_url: str
+) -> None:
+    """A connection error fails every command of its pipeline."""
+    link = node(proxy.url)
     try:
-        batcher = Batcher(client)
-        results = await asyncio.gather(
-            *(batcher.execute("PING") for _ in range(3)),
+        assert await link.batcher.execute("PING") == b"PONG"
+        dropped = proxy.drop_next_reply(b"marker")
+        lost = await asyncio.gather(
+            link.batcher.execute("SET", "marker", 1),
+            *(link.batcher.execute("INCR", "n") for _ in range(4)),
+            return_exceptions=True,
+        )
+        assert dropped.is_set()
+        after = await asyncio.gather(
+            link.batcher.execute("GET", "marker"),
+            link.batcher.execute("GET", "n"),
+        )
+    finally:
+        await link.aclose()
+
+    assert all(isinstance(r, RedisConnectionError) for r in lost), lost
+    assert after == [b"1", b"4"]
+    assert proxy.connections_accepted == 2
+
+
+async def test_pipelines_in_flight_stay_bounded_while_redis_pauses(
+    link: Link, raw: sync_redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """During CLIENT PAUSE no more than max_in_flight pipelines are sent."""
+    pipelines = Pipelines(link.batcher, monkeypatch)
+    bound = link.batcher.max_in_flight
+    raw.execute_command("CLIENT", "PAUSE", 300, "ALL")
+    paused_at = time.monotonic()
+    arrivals: list[float] = []
+
+    async def one(i: int) -> Any:
+        reply = await link.batcher.execute("INCR", f"c{i % 10}")
+        arrivals.append(time.monotonic())
+        return reply
+
+    tasks = []
+    for turn in range(60):
+        tasks += [asyncio.create_task(one(turn * 10 + i)) for i in range(10)]
+        await asyncio.sleep(0)
+    replies = await asyncio.gather(*tasks)
+
+    assert sorted(replies) == sorted(list(range(1, 61)) * 10)
+    assert pipelines.most_in_flight == bound
+    assert sum(pipelines.sizes) == 600
+    assert len(pipelines.sizes) < 60
+    assert min(arrivals) >= paused_at + 0.25
+
+
+@pytest.mark.parametrize(
+    ("replica_acks", "ack", "waits"),
+    [(0, True, 0), (1, False, 0), (1, True, 1)],
+)
+async def test_wait_only_when_a_command_needs_acks(
+    any_redis_url: str,
+    raw: sync_redis.Redis,
+    replica_acks: int,
+    ack: bool,
+    waits: int,
+) -> None:
+    """WAIT ends only pipelines needing acks; unmet acks: NotReplicated."""
+    link = node(
+        any_redis_url, Limits(replica_acks=replica_acks, ack_timeout_ms=50)
+    )
+    raw.config_resetstat()
+    try:
+        acked, plain, acked_too = await asyncio.gather(
+            link.batcher.execute("SET", "a", 1, ack=ack),
+            link.batcher.execute("SET", "b", 2),
+            link.batcher.execute("SET", "c", 3, ack=ack),
             return_exceptions=True,
         )
     finally:
-        await client.aclose()
-    assert all(isinstance(r, ConnectionError) for r in results)
+        await link.aclose()
+
+    assert calls(raw, "wait") == waits
+    assert plain == b"OK"
+    if waits:
+        for failed in (acked, acked_too):
+            assert isinstance(failed, NotReplicated)
+            assert (failed.confirmed, failed.wanted) == (0, 1)
+    else:
+        assert acked == acked_too == b"OK"
+    assert raw.mget("a", "b", "c") == [b"1", b"2", b"3"]
 
 
-async def test_scripts_reload_after_redis_forgets_them(
-    redis: Redis, settings: Settings
-) -> None:
-    """After SCRIPT FLUSH (as after a restart) creating still works."""
-    store = Store(redis, settings)
-    await store.create("http://127.0.0.1:9/hook", 1000)
-    await redis.script_flush()
-    timer = await store.create("http://127.0.0.1:9/hook", 1000)
-    assert (await redis.hget(_record_key(store, timer.id), "state")) == (
-        "pending"
+@pytest.fixture(scope="module")
+def replicated(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RedisServer]:
+    """A master with one connected replica."""
+    master = RedisServer(tmp_path_factory.mktemp("master"), appendonly=False)
+    master.start()
+    replica = RedisServer(
+        tmp_path_factory.mktemp("replica"),
+        appendonly=False,
+        extra_args=["--replicaof", "127.0.0.1", str(master.port)],
     )
+    replica.start()
+    client = sync_redis.Redis.from_url(master.url)
+    try:
+        deadline = time.monotonic() + 10
+        for _ in range(1000):
+            info = client.info("replication")
+            if info.get("slave0", {}).get("state") == "online":
+                break
+            assert time.monotonic() < deadline, "the replica never synced"
+            time.sleep(0.01)
+        yield master
+    finally:
+        client.close()
+        replica.stop()
+        master.stop()
 
 
-def _record_key(store: Store, timer_id: str) -> str:
-    shard = shard_of(uuid.UUID(timer_id), store.settings.shards)
-    return store.keys.shard(shard).timer(timer_id)
-
-
-@pytest.mark.parametrize("concurrency", [1, 64])
-async def test_store_calls_work_alone_and_concurrently(
-    redis: Redis, settings: Settings, concurrency: int
+async def test_acked_write_succeeds_when_the_replica_confirms(
+    replicated: RedisServer,
 ) -> None:
-    """A lone call and many concurrent calls both complete."""
-    store = Store(redis, settings)
-    timers = await asyncio.gather(
-        *(
-            store.create("http://127.0.0.1:9/hook", 5000)
-            for _ in range(concurrency)
-        )
-    )
-    views = await asyncio.gather(*(store.get(uuid.UUID(t.id)) for t in timers))
-    assert [v.id for v in views if v] == [t.id for t in timers]
+    """With a live replica, a write needing one ack gets its reply."""
+    link = node(replicated.url, Limits(replica_acks=1))
+    try:
+        assert await link.batcher.execute("SET", "k", 1, ack=True) == b"OK"
+    finally:
+        await link.aclose()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.storm import Storm
+from tests.storm import MIN_FAULTS, Storm
 from tests.support import Procs, Receiver
 from tests.test_e2e import FAST_ENV
 
@@ -45,5 +45,5 @@ def test_fault_storm_loses_nothing(
     assert len(report.created) > 2000, summary
     assert report.lost == [], summary
     assert report.unexplained_duplicates == [], summary
-    assert len(report.faults) >= 4, summary
+    assert len(report.faults) >= MIN_FAULTS, summary
     assert len({f.role for f in report.faults}) >= 2, summary

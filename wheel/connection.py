@@ -209,6 +209,17 @@ class Outage:
             self.failures = 0
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a reply's error as seen, for a caller that stopped awaiting.
+
+    A caller whose deadline passed no longer awaits its reply; asyncio
+    would log each such error as never retrieved (a traceback per
+    timed-out call after an outage).
+    """
+    if not future.cancelled():
+        future.exception()
+
+
 def describe(exc: BaseException) -> str:
     """A short one-line description of an error, for logs and replies."""
     text = str(exc) or type(exc).__name__
@@ -424,6 +435,7 @@ class Connection:
                 link = self._link(node)
                 loads = link.loads
                 future = link.batcher.execute(*command, ack=ack)
+                future.add_done_callback(_retrieve)
                 remaining = max(0.0, deadline - time.monotonic())
                 reply = await asyncio.wait_for(
                     asyncio.shield(future), remaining
