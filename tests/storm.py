@@ -30,9 +30,9 @@ import httpx
 from tests.support import Procs, Receiver, wait_until
 
 STOP_S = 5.0
-RETRY_FOR_S = 30.0
+RETRY_FOR_S = 60.0
 """How long a client keeps retrying one create."""
-REQUEST_TIMEOUT_S = 3.0
+REQUEST_TIMEOUT_S = 5.0
 """One attempt's timeout: a killed API's open connections hang."""
 MIN_FAULTS = 4
 
@@ -53,6 +53,8 @@ class StormReport:
     created: dict[str, str] = field(default_factory=dict)
     """Idempotency-Key -> timer id, for every create that got an answer."""
     failed_creates: int = 0
+    create_errors: Counter[str] = field(default_factory=Counter)
+    """Why attempts of a create failed (an error or a status)."""
     faults: list[Kill] = field(default_factory=list)
     arrivals: Counter[str] = field(default_factory=Counter)
     lost: list[str] = field(default_factory=list)
@@ -64,6 +66,7 @@ class StormReport:
         return {
             "timers": len(self.created),
             "failed_creates": self.failed_creates,
+            "create_errors": dict(self.create_errors.most_common(5)),
             "faults": len(self.faults),
             "kills": Counter(f"{f.kind}:{f.role}" for f in self.faults),
             "lost": len(self.lost),
@@ -108,7 +111,7 @@ class Storm:
         """Load and faults for ``duration_s``, then wait and judge."""
         self.start_roles()
         done = threading.Event()
-        chaos = threading.Thread(target=self._chaos, args=(done,))
+        chaos = threading.Thread(target=self._chaos_logged, args=(done,))
         chaos.start()
         try:
             asyncio.run(self._load())
@@ -155,15 +158,24 @@ class Storm:
                     json=body,
                     headers={"Idempotency-Key": key},
                 )
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
+                self.report.create_errors[type(exc).__name__] += 1
                 await asyncio.sleep(0.2)
                 continue
             if reply.status_code in (200, 201):
                 with self._lock:
                     self.report.created[key] = reply.json()["id"]
                 return
+            self.report.create_errors[str(reply.status_code)] += 1
             await asyncio.sleep(0.2)
         self.report.failed_creates += 1
+
+    def _chaos_logged(self, done: threading.Event) -> None:
+        try:
+            self._chaos(done)
+        except Exception as exc:  # a restart that failed: say so
+            self.report.create_errors[f"chaos: {exc}"[:200]] += 1
+            raise
 
     def _chaos(self, done: threading.Event) -> None:
         stopped_once = False
