@@ -315,3 +315,22 @@ async def test_due_at_is_rfc3339_utc_with_ms(
 def test_rfc3339(epoch_ms_value: int, text: str) -> None:
     """Epoch ms format as RFC 3339 UTC with exact milliseconds."""
     assert api.rfc3339(epoch_ms_value) == text
+
+
+async def test_create_answers_503_when_replicas_do_not_confirm(
+    settings: Settings,
+) -> None:
+    """With WHEEL_REPLICA_ACKS=1 and no replica, a create answers 503 and
+    says the write was not confirmed."""
+    acked = settings.replace(replica_acks=1, replica_ack_timeout=0.1)
+    connection = connect(acked, "acks")
+    app = api.create_app(acked, connection)
+    await app.state.api.check_identity()
+    try:
+        async with http_client(app) as http:
+            reply = await http.post("/timer", json={"url": URL, "hours": 1})
+    finally:
+        await connection.aclose()
+    problem = assert_problem(reply, 503)
+    assert "replicas" in problem["detail"]
+    assert "Idempotency-Key" in problem["detail"]
