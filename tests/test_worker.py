@@ -335,6 +335,13 @@ async def test_slow_host_does_not_hold_up_others(
             record = await queue.get(timer_id)
             assert record is not None
             assert record.attempts <= 1
+        # A host that does not answer: its waiting timers go back on the
+        # wheel once they have waited LOCAL_WAIT_S.
+        await poll(
+            lambda: _true(metrics.DEFERRED._value.get() > before),
+            timeout_s=5,
+            what="the slow host's timers to be deferred",
+        )
         receiver.release()
         await poll(
             lambda: _true(len(receiver.ids("/slow")) == 6),
@@ -489,3 +496,23 @@ async def test_worker_connections_do_not_grow_with_shards(
     assert len(set(receiver.ids())) == 50
     # One pool (8) plus the doorbell's subscription, for both roles.
     assert 0 < len(named) <= 9, named
+
+
+async def test_a_burst_to_a_quick_host_waits_instead_of_deferring(
+    settings: Settings, receiver: Receiver
+) -> None:
+    """30 timers due at once for one quick host with a limit of 2: they
+    wait in the worker for the host's slots, none goes back to the wheel,
+    and never more than 2 are in flight."""
+    settings = settings.replace(worker_concurrency=10, host_concurrency=2)
+    before = metrics.DEFERRED._value.get()
+    async with running_roles(settings) as queue:
+        for _ in range(30):
+            await queue.create(receiver.url, 0)
+        await poll(
+            lambda: _true(len(receiver.arrivals) == 30),
+            timeout_s=10,
+            what="30 webhooks",
+        )
+    assert metrics.DEFERRED._value.get() == before
+    assert receiver.most_open <= 2

@@ -11,18 +11,20 @@ while any completion waits the reader takes no new work.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import random
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from wheel import ids, metrics
 from wheel.batcher import NotReplicated
 from wheel.capacity import Capacity
 from wheel.connection import RedisUnavailable, StoreFull, backoff_s
-from wheel.hosts import HostLimiter
+from wheel.hosts import LOCAL_WAIT_S, HostLimiter
 from wheel.keys import ShardKeys
 from wheel.lifecycle import ErrorLog
 from wheel.queue import Attempt, Claim, Entry, ShardQueue
@@ -38,6 +40,17 @@ CLAIM_MARGIN_S = 2.0
 """A completion gives up this long before its claim lapses."""
 COMPLETE_CALL_S = 5.0
 """Deadline of one completion call (it is retried until the claim ends)."""
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """A claimed timer waiting (with its slot) for a slot of its host."""
+
+    shard: ShardKeys
+    entry: Entry
+    claim: Claim
+    sent_at: float
+    timer: asyncio.TimerHandle | None = None
 
 
 class Firer:
@@ -64,6 +77,7 @@ class Firer:
             min(settings.host_concurrency, settings.worker_concurrency)
         )
         self.tasks: set[asyncio.Task[None]] = set()
+        self._waiting: dict[str, collections.deque[_Waiter]] = {}
         self.writing = 0
         """Completions retrying a write; the reader pauses while > 0."""
         self.written = asyncio.Event()
@@ -127,10 +141,50 @@ class Firer:
                 self.minutes.late(late_ms)
         if self.hosts.try_take(host):
             self._spawn(lambda: self._fire(shard, entry, claim, host, sent_at))
-        else:
-            self._spawn(
-                lambda: self._defer(shard, entry, claim, host, sent_at)
+            return
+        queue = self._waiting.setdefault(host, collections.deque())
+        if self.hosts.worth_waiting(host):
+            waiter = _Waiter(shard, entry, claim, sent_at)
+            queue.append(waiter)
+            waiter.timer = asyncio.get_running_loop().call_later(
+                LOCAL_WAIT_S, self._waited_too_long, host, waiter
             )
+            return
+        self._spawn(lambda: self._defer(shard, entry, claim, host, sent_at))
+
+    def _next_waiter(self, host: str) -> None:
+        """A slot of ``host`` freed: start the oldest timer waiting for it."""
+        queue = self._waiting.get(host)
+        if not queue:
+            return
+        if self.hosts.try_take(host):
+            waiter = queue.popleft()
+            if waiter.timer is not None:
+                waiter.timer.cancel()
+            self._spawn(
+                lambda: self._fire(
+                    waiter.shard,
+                    waiter.entry,
+                    waiter.claim,
+                    host,
+                    waiter.sent_at,
+                )
+            )
+        if not queue:
+            del self._waiting[host]
+
+    def _waited_too_long(self, host: str, waiter: _Waiter) -> None:
+        queue = self._waiting.get(host)
+        if queue is None or waiter not in queue:
+            return
+        queue.remove(waiter)
+        if not queue:
+            del self._waiting[host]
+        self._spawn(
+            lambda: self._defer(
+                waiter.shard, waiter.entry, waiter.claim, host, waiter.sent_at
+            )
+        )
 
     def _recheck_later(
         self, shard: ShardKeys, entry: Entry, wait_ms: int
@@ -167,6 +221,7 @@ class Firer:
         finally:
             took_s = time.monotonic() - started
             self.hosts.give(host, took_s)
+            self._next_waiter(host)
             metrics.WEBHOOK_DURATION.observe(took_s)
             if delivery is None:
                 # Cancelled at shutdown: the entry stays pending.
@@ -299,8 +354,15 @@ class Firer:
             self.written.set()
 
     async def wait_idle(self, timeout_s: float | None) -> bool:
-        """Wait for in-flight work; False when some was left."""
-        if not self.tasks:
-            return True
-        _, pending = await asyncio.wait(set(self.tasks), timeout=timeout_s)
-        return not pending
+        """Wait for in-flight work, and work it starts (a timer that
+        waited for its host); False when some was left."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self.tasks or self._waiting:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            if not self.tasks:
+                await asyncio.sleep(min(0.05, left or 0.05))
+                continue
+            await asyncio.wait(set(self.tasks), timeout=left)
+        return True

@@ -3,12 +3,14 @@
 One receiver that answers slowly (or not at all, until the timeout) must
 not take every webhook slot of a worker and hold up everyone else's
 timers. Each worker lets at most ``limit`` webhooks be in flight to one
-host; a timer due for a host at its limit is not sent but put back on
-the wheel (without counting an attempt) for when the host is expected
-to have room: the deferrals of one host are spaced at the rate it has
-been completing webhooks (``limit`` per mean attempt time), so a backlog
-for a slow host drains at that host's pace while other hosts' timers
-keep their slots.
+host. A timer due for a host at its limit waits in the worker (a fraction
+of a second, keeping its own slot) when the host is answering quickly
+and a burst only outran it; otherwise it is not sent but put back on the
+wheel (without counting an attempt) for when the host is expected to
+have room: the deferrals of one host are spaced at the rate it has been
+completing webhooks (``limit`` per mean attempt time), so a backlog for
+a slow host drains at that host's pace while other hosts' timers keep
+their slots.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+LOCAL_WAIT_S = 0.2
+"""How long a timer for a busy host may wait in the worker for a slot
+(holding its own slot) before it is put back on the wheel."""
 EWMA_WEIGHT = 0.2
 """Weight of the newest attempt time in a host's mean."""
 INITIAL_ATTEMPT_S = 1.0
@@ -31,6 +36,8 @@ class _Host:
     mean_s: float = INITIAL_ATTEMPT_S
     next_free: float = 0.0
     used_at: float = 0.0
+    progress_at: float = 0.0
+    """When the host last started answering or answered."""
 
 
 class HostLimiter:
@@ -69,6 +76,8 @@ class HostLimiter:
         state = self._host(host)
         if state.in_flight >= self.limit:
             return False
+        if not state.in_flight:
+            state.progress_at = state.used_at
         state.in_flight += 1
         return True
 
@@ -77,6 +86,17 @@ class HostLimiter:
         state = self._host(host)
         state.in_flight -= 1
         state.mean_s += EWMA_WEIGHT * (took_s - state.mean_s)
+        state.progress_at = state.used_at
+
+    def worth_waiting(self, host: str) -> bool:
+        """Whether a timer for ``host``, at its limit, should wait here for
+        a slot rather than go back on the wheel: the host answered (or
+        got busy) within :data:`LOCAL_WAIT_S` (it answers quickly; a
+        burst only outran it). A waiter holds a slot of the worker, and
+        waits at most that long, so a host turning slow holds the others
+        up by no more."""
+        state = self._host(host)
+        return state.used_at - state.progress_at < LOCAL_WAIT_S
 
     def defer_s(self, host: str) -> float:
         """How long to put off a timer for ``host``, which is at its limit.
