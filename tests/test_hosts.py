@@ -7,6 +7,7 @@ import pytest
 from wheel.hosts import (
     EWMA_WEIGHT,
     INITIAL_ATTEMPT_S,
+    LOCAL_WAIT_S,
     MAX_HOSTS,
     MIN_DEFER_S,
     HostLimiter,
@@ -171,3 +172,19 @@ def test_every_host_in_flight_is_kept_past_the_bound() -> None:
     assert hosts.try_take("one-more")
     assert hosts.in_flight("h0") == 1
     assert hosts.in_flight("one-more") == 1
+
+
+def test_a_quick_host_is_worth_waiting_for_a_silent_one_is_not() -> None:
+    """At its limit, a host that answered (or got busy) within
+    LOCAL_WAIT_S is worth waiting for; one silent for longer is not."""
+    clock = Clock(50.0)
+    hosts = HostLimiter(2, clock)
+    assert hosts.try_take("a") and hosts.try_take("a")
+    clock.now += LOCAL_WAIT_S / 2
+    assert hosts.worth_waiting("a")
+    clock.now += LOCAL_WAIT_S
+    assert not hosts.worth_waiting("a")
+    hosts.give("a", 0.01)
+    assert hosts.try_take("a")
+    clock.now += LOCAL_WAIT_S / 2
+    assert hosts.worth_waiting("a")
