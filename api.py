@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Router
+from starlette.types import Receive, Scope, Send
 
 from wheel import lifecycle, logs
 from wheel.connection import Connection
@@ -27,6 +28,8 @@ from wheel.registry import IdentityError
 from wheel.responses import problem_response, rfc3339
 from wheel.routes import routes
 from wheel.settings import Settings, from_env
+
+log = logging.getLogger("wheel.api")
 
 IDENTITY_WAIT_S = 5.0
 """How long start-up waits for Redis before serving (503s meanwhile)."""
@@ -70,7 +73,7 @@ def create_app(
             if own:
                 await api.connection.aclose()
 
-    app = Starlette(
+    app = TimerApp(
         routes=routes(api),
         exception_handlers={HTTPException: _on_http_exception},
         lifespan=lifespan,
@@ -80,6 +83,58 @@ def create_app(
     app.router.redirect_slashes = False
     app.state.api = api
     return app
+
+
+ID_PATH_LENGTH = len("/timer/") + 36
+
+
+class TimerApp(Starlette):
+    """Starlette, with a short way in for ``POST /timer`` and
+    ``GET /timer/{id}``.
+
+    Those two carry nearly all the traffic; they go straight to their
+    endpoint (the same wrapped endpoint the router would call: token
+    check, problem answers, timing), skipping the middleware stack and
+    the route matching, a tenth of a request's time. Everything else,
+    and every request the shortcut does not recognise, takes the
+    normal way.
+    """
+
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Serve one ASGI connection."""
+        if scope["type"] == "http":
+            path = scope["path"]
+            method = scope["method"]
+            hot = self.state.api.hot
+            if method == "POST" and path == "/timer":
+                endpoint = hot["POST"]
+            elif (
+                method == "GET"
+                and len(path) == ID_PATH_LENGTH
+                and path.startswith("/timer/")
+            ):
+                endpoint = hot["GET"]
+                scope["path_params"] = {"timer_id": path[7:]}
+            else:
+                endpoint = None
+            if endpoint is not None:
+                scope["app"] = self
+                try:
+                    response = await endpoint(Request(scope, receive))
+                except Exception:
+                    log.exception("request failed", extra={"path": path})
+                    response = problem_response(
+                        Problem(
+                            "Internal Server Error",
+                            500,
+                            "the request failed unexpectedly",
+                        )
+                    )
+                await response(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def _stop_on_mismatch(task: asyncio.Task[None]) -> None:

@@ -18,6 +18,7 @@ master).
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,16 +40,6 @@ class NotReplicated(Exception):
         self.wanted = wanted
 
 
-def _arg(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, int):
-        return b"%d" % value
-    return repr(value).encode()
-
-
 def pack(commands: list[tuple[Any, ...]]) -> bytes:
     """Commands in the Redis protocol (RESP), ready for the socket.
 
@@ -56,12 +47,23 @@ def pack(commands: list[tuple[Any, ...]]) -> bytes:
     command of the service, and redis-py's generic encoder was a sixth of
     a create's CPU time.
     """
-    out = []
+    out: list[bytes] = []
+    add = out.append
     for args in commands:
-        out.append(b"*%d\r\n" % len(args))
+        add(b"*%d\r\n" % len(args))
         for value in args:
-            data = _arg(value)
-            out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+            kind = type(value)
+            if kind is bytes:
+                data = value
+            elif kind is str:
+                data = value.encode()
+            elif kind is int:
+                data = b"%d" % value
+            else:
+                data = repr(value).encode()
+            add(b"$%d\r\n" % len(data))
+            add(data)
+            add(b"\r\n")
     return b"".join(out)
 
 
@@ -82,6 +84,7 @@ class Batcher:
     max_in_flight: int = 4
     replica_acks: int = 0
     ack_timeout_ms: int = 1000
+    reply_timeout_s: float = 10.0
     _queue: list[Call] = field(default_factory=list)
     _in_flight: int = 0
     _scheduled: bool = False
@@ -163,11 +166,16 @@ class Batcher:
         try:
             await connection.send_packed_command(pack(commands))
             replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(await connection.read_response())
-                except ResponseError as exc:
-                    replies.append(exc)
+            # One deadline for the whole pipeline's replies, rather than
+            # a timeout context per reply (a tenth of a create's time).
+            async with asyncio.timeout(self.reply_timeout_s):
+                for _ in commands:
+                    try:
+                        replies.append(
+                            await connection.read_response(timeout=math.inf)
+                        )
+                    except ResponseError as exc:
+                        replies.append(exc)
             return replies
         except BaseException:
             await connection.disconnect()

@@ -139,6 +139,7 @@ class Link:
             max_in_flight=limits.in_flight,
             replica_acks=limits.replica_acks,
             ack_timeout_ms=limits.ack_timeout_ms,
+            reply_timeout_s=SOCKET_TIMEOUT_S,
         )
         self._loading: asyncio.Task[None] | None = None
         self.loads = 0
@@ -436,10 +437,11 @@ class Connection:
                 loads = link.loads
                 future = link.batcher.execute(*command, ack=ack)
                 future.add_done_callback(_retrieve)
-                remaining = max(0.0, deadline - time.monotonic())
-                reply = await asyncio.wait_for(
-                    asyncio.shield(future), remaining
-                )
+                # A deadline that passes cancels this future only; the
+                # batcher skips it, the other callers of its pipeline
+                # get their replies.
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    reply = await future
             except MovedError as exc:
                 redirects += 1
                 if redirects > MAX_REDIRECTS:

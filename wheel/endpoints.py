@@ -39,6 +39,7 @@ from wheel.validation import InvalidRequest, parse_timer_request
 from wheel.wheelmath import ceil_seconds
 
 READY_TIMEOUT_S = 2.0
+REFUSALS_KEPT = 10_000
 
 log = logging.getLogger("wheel.api")
 
@@ -62,6 +63,10 @@ class Api:
         self._errors = lifecycle.ErrorLog(log)
         self.ops = Ops(self.queue, self.registry)
         self.document: dict[str, Any] = {}
+        self._refusals: dict[str, str | None] = {}
+        self.hot: dict[str, Endpoint] = {}
+        """The two busiest endpoints, by method: POST /timer, GET
+        /timer/{id} (``wheel.routes`` fills it in)."""
 
     def endpoint(
         self, route: str, method: str, fn: Endpoint, guarded: bool
@@ -118,6 +123,27 @@ class Api:
                 headers={"Retry-After": "1"},
             )
 
+    def _url_refusal(self, url: str) -> str | None:
+        """The guard's verdict on ``url``, remembered per scheme and
+        authority: the verdict depends on nothing after them (the path
+        starts at the first ``/``, ``?`` or ``#``), and parsing a URL is
+        a good share of a create."""
+        scheme, sep, rest = url.partition("://")
+        end = len(rest)
+        for stop in "/?#":
+            at = rest.find(stop)
+            if 0 <= at < end:
+                end = at
+        key = scheme + sep + rest[:end]
+        try:
+            return self._refusals[key]
+        except KeyError:
+            pass
+        if len(self._refusals) >= REFUSALS_KEPT:
+            self._refusals.clear()
+        verdict = self._refusals[key] = self.policy.url_refusal(url)
+        return verdict
+
     async def create_timer(self, request: Request) -> Response:
         """``POST /timer``."""
         scope: str = request.state.scope
@@ -130,7 +156,7 @@ class Api:
             raise ProblemError(
                 exc.status, exc.title, exc.detail, exc.errors
             ) from None
-        refusal = self.policy.url_refusal(timer_input.url)
+        refusal = self._url_refusal(timer_input.url)
         if refusal:
             raise ProblemError(
                 422,

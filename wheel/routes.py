@@ -233,6 +233,10 @@ def routes(api: Api) -> list[Route | Mount]:
         by_path.setdefault(spec.path, {})[spec.method] = api.endpoint(
             spec.path, spec.method, fn, spec.guarded
         )
+    api.hot = {
+        "POST": by_path["/timer"]["POST"],
+        "GET": by_path["/timer/{timer_id}"]["GET"],
+    }
     routes: list[Route | Mount] = [
         Route(path, _dispatch(methods), methods=list(methods))
         for path, methods in by_path.items()
