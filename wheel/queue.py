@@ -490,9 +490,13 @@ class ShardQueue:
     ) -> Code:
         """Record an attempt's outcome and ack its entry (retry: wheel)."""
         timer_id = attempt.entry.timer_id
-        place_keys, place_args = self._placement(
-            shard, self.clocks.now_ms(shard.shard) + attempt.delay_ms
-        )
+        if attempt.outcome in (Outcome.RETRY, Outcome.DEFER):
+            place_keys, place_args = self._placement(
+                shard, self.clocks.now_ms(shard.shard) + attempt.delay_ms
+            )
+        else:
+            # Nothing goes back on the wheel: no bucket to name.
+            place_keys, place_args = [shard.index, shard.index], _NO_PLACE
         reply = await self.connection.script(
             SCRIPTS["complete"],
             [
@@ -751,6 +755,9 @@ class ShardQueue:
             )
             for (b, score), size in zip(found, sizes, strict=True)
         ]
+
+
+_NO_PLACE: list[Any] = [0, "m", 0]
 
 
 def _bucket(member: bytes) -> Bucket:
