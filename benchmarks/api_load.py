@@ -1,15 +1,22 @@
 """API throughput: POST /timer and GET /timer/{id} from one API process.
 
-Starts a private Redis and ``timer-wheel api --port P`` (one uvicorn
-process, uvloop + httptools, no access log), then drives it with wrk
+Starts a private Redis (Debian's 7.0, ``appendfsync always``, unless told
+otherwise) and one API process of the code under test (``--code DIR``:
+``DIR/.venv/bin/timer-wheel api --port P``, one uvicorn process, uvloop
++ httptools, no access log), then drives it with wrk
 (``benchmarks/wrk/post_timer.lua``; for GET, ids created beforehand and
 ``benchmarks/wrk/get_timer.lua`` cycling through them), 64 connections and
-2 threads, ``--duration`` seconds a run, ``--runs`` runs of each::
+1 thread, ``--duration`` seconds a run, ``--runs`` runs of each::
 
-    uv run --group bench python benchmarks/api_load.py --runs 5
+    python benchmarks/api_load.py --runs 5
 
-Without wrk on PATH (``apt-get install -y wrk``) it falls back to locust
-(``benchmarks/locustfile.py``, a 3:1 mix, both figures from one run).
+``--server granian`` serves the same app with granian instead
+(``serve_api.py``; granian must be importable by the code's venv or be
+installed in ``--granian-path``, default /tmp/tw-granian), and
+``--no-metrics`` replaces the API's Prometheus counters and histograms
+with no-ops first. Without wrk on PATH (``apt-get install -y wrk``) it
+falls back to locust (``benchmarks/locustfile.py``, a 3:1 mix, both
+figures from one run).
 
 With two or more CPUs the API is pinned to CPU 0 and Redis and the load
 generator to CPU 1 (``--no-pin`` turns that off), so that the API process
@@ -32,22 +39,29 @@ import tempfile
 import time
 from pathlib import Path
 
+from _api import Creator
 from _common import (
     BENCH_DIR,
     BIN_DIR,
-    Cluster,
+    GRANIAN_DIR,
+    Code,
     CpuMeter,
-    child_env,
-    cluster,
+    Group,
+    Proc,
+    add_common_args,
     cpu_count,
     deadline_alarm,
+    describe_redis,
     free_port,
     machine,
     median,
+    pin_pid,
     pinned,
+    process_group,
     save,
     wait_http,
 )
+from _service import log_summary, service_env
 
 WRK_DIR = BENCH_DIR / "wrk"
 PREFILL = 10_000
@@ -162,32 +176,68 @@ def run_locust(
     return results
 
 
-async def prefill(base_url: str, count: int) -> list[str]:
-    """Create ``count`` timers through the API; their ids."""
-    import aiohttp
+HOOK_URL = "http://127.0.0.1:9/hook"
 
-    ids: list[str] = []
-    body = b'{"url": "http://127.0.0.1:9/hook", "hours": 6}'
-    async with aiohttp.ClientSession() as http:
 
-        async def lane(n: int) -> None:
-            for _ in range(n):
-                async with http.post(
-                    f"{base_url}/timer",
-                    data=body,
-                    headers={"Content-Type": "application/json"},
-                ) as reply:
-                    if reply.status != 201:
-                        raise RuntimeError(f"prefill got {reply.status}")
-                    ids.append((await reply.json())["id"])
-
-        lanes = 32
-        await asyncio.gather(*(lane(count // lanes) for _ in range(lanes)))
+def prefill(base_url: str, count: int) -> list[str]:
+    """Create ``count`` timers due in 6 hours through the API; their ids."""
+    creator = Creator([base_url], lanes=32)
+    ids = asyncio.run(creator.delays(HOOK_URL, [6 * 3600] * count))
+    if creator.errors:
+        raise RuntimeError(f"prefill failed: {dict(creator.errors)}")
     return ids
 
 
+def granian_path(code: Code, path: Path) -> str | None:
+    """PYTHONPATH that makes granian importable by ``code``'s venv ("" when
+    it already is); None when granian is nowhere."""
+    probe = subprocess.run(
+        [str(code.python), "-c", "import granian"],
+        cwd=code.root,
+        capture_output=True,
+        check=False,
+    )
+    if probe.returncode == 0:
+        return ""
+    if (path / "granian").is_dir():
+        return str(path)
+    return None
+
+
+def start_api(
+    group: Group,
+    code: Code,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    port: int,
+    cpus: str | None,
+) -> Proc:
+    """The API as ``--server`` and ``--no-metrics`` ask."""
+    if args.server == "uvicorn" and not (args.no_metrics or args.wrapper):
+        return group.role(code, "api", ["api", "--port", str(port)], env, cpus)
+    cmd = [str(BENCH_DIR / "serve_api.py"), "--port", str(port)]
+    cmd += ["--server", args.server]
+    if args.no_metrics:
+        cmd.append("--no-metrics")
+    env = dict(env)
+    if args.server == "granian":
+        extra = granian_path(code, args.granian_path)
+        if extra is None:
+            raise SystemExit(
+                f"granian is not importable by {code.python} nor in "
+                f"{args.granian_path}: install it with\n  ~/.local/bin/uv "
+                f"pip install --python {code.python} --target "
+                f"{args.granian_path} --no-deps granian"
+            )
+        if extra:
+            env["PYTHONPATH"] = extra
+    return group.script(
+        "api", cmd, cpus, python=code.python, env=env, cwd=code.root
+    )
+
+
 def profile_api(
-    group: Cluster,
+    group: Group,
     api_pid: int,
     base_url: str,
     script: str,
@@ -204,6 +254,7 @@ def profile_api(
             "record",
             "--pid",
             str(api_pid),
+            "--subprocesses",
             "--duration",
             str(int(args.duration)),
             "--rate",
@@ -223,24 +274,40 @@ def profile_api(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--shards", type=int, default=16)
+    parser.add_argument("--prefill", type=int, default=10_000)
     parser.add_argument("--no-pin", action="store_true")
-    parser.add_argument("--aof", action="store_true", help="Redis appendonly")
     parser.add_argument(
         "--tool", choices=["auto", "wrk", "locust"], default="auto"
     )
+    parser.add_argument(
+        "--server", choices=["uvicorn", "granian"], default="uvicorn"
+    )
+    parser.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="replace the API's Prometheus metrics with no-ops",
+    )
+    parser.add_argument(
+        "--wrapper",
+        action="store_true",
+        help="serve through serve_api.py even with metrics on (the "
+        "control for --no-metrics)",
+    )
+    parser.add_argument("--granian-path", type=Path, default=GRANIAN_DIR)
     parser.add_argument("--profile", choices=["post", "get"])
+    add_common_args(parser, runs=5)
     args = parser.parse_args()
+    code = Code(args.code)
     tool = args.tool
     if tool == "auto":
         tool = "wrk" if shutil.which("wrk") else "locust"
     pin = cpu_count() >= 2 and not args.no_pin
     api_cpus, load_cpus = ("0", "1") if pin else (None, None)
-    deadline_alarm(args.runs * 2 * (args.duration + 20) + 180)
+    deadline_alarm(args.runs * 2 * (args.duration + 20) + 240)
 
     post: list[float] = []
     get: list[float] = []
@@ -250,26 +317,21 @@ def main() -> None:
     profile_path = None
     with (
         tempfile.TemporaryDirectory(prefix="bench-api-") as tmp,
-        cluster(Path(tmp)) as group,
+        process_group(Path(tmp)) as group,
     ):
-        redis = group.start_redis(appendonly=args.aof)
-        if pin:
-            subprocess.run(
-                ["taskset", "-pc", load_cpus, str(redis.process.pid)],
-                capture_output=True,
-                check=True,
-            )
+        redis = group.start_redis(args)
+        for pid in redis.pids:
+            pin_pid(pid, load_cpus)
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
-        env = child_env(
-            redis_url=redis.url, shards=args.shards, log_format="json"
-        )
-        api = group.role("api", ["api", "--port", str(port)], env, api_cpus)
-        wait_http(f"{base_url}/readyz", proc=api)
-        ids = asyncio.run(prefill(base_url, PREFILL))
+        env = service_env(code, redis.url, args)
+        api = start_api(group, code, args, env, port, api_cpus)
+        wait_http(f"{base_url}/readyz", proc=api, timeout_s=60)
+        ids = prefill(base_url, args.prefill)
         ids_file = Path(tmp) / "ids.txt"
         ids_file.write_text("\n".join(ids) + "\n")
-        pids = {"api": api.pid, "redis": redis.process.pid}
+        pids = {"api": api.pid}
+        pids |= {f"redis{i}": pid for i, pid in enumerate(redis.pids)}
         if tool == "wrk":
             # Warm up both paths (script cache, pools, allocators).
             short = argparse.Namespace(**{**vars(args), "duration": 3})
@@ -340,6 +402,8 @@ def main() -> None:
             profile_path = BENCH_DIR / "results" / f"api-{args.profile}.txt"
             profile_path.parent.mkdir(exist_ok=True)
             shutil.copy(raw, profile_path)
+        group.stop(api)
+        api_log = log_summary(api.log_path)
     summary = {
         "tool": tool,
         "pinned": pin,
@@ -349,25 +413,35 @@ def main() -> None:
         "get_best_rps": round(max(get)),
         "post_per_api_core_median": round(median(post_core)),
         "get_per_api_core_median": round(median(get_core)),
+        "non_2xx_total": sum(
+            r["post"]["non_2xx"] + r["get"]["non_2xx"] for r in runs
+        ),
     }
     print(
-        f"\n{tool}, {args.connections} connections, {args.threads} threads, "
-        f"{args.duration:g}s x {args.runs} runs, pinned={pin}\n"
+        f"\n{tool}, {args.connections} connections, {args.threads} "
+        f"threads, {args.duration:g}s x {args.runs} runs, pinned={pin}, "
+        f"server={args.server}, metrics={not args.no_metrics}, "
+        f"code={code.commit}\n"
         f"  POST /timer       median {summary['post_median_rps']:>7}/s "
         f"best {summary['post_best_rps']:>7}/s  per API core "
-        f"{summary['post_per_api_core_median']:>7}/s (target >= 6000)\n"
+        f"{summary['post_per_api_core_median']:>7}/s (target >= 10000)\n"
         f"  GET /timer/{{id}}  median {summary['get_median_rps']:>7}/s "
         f"best {summary['get_best_rps']:>7}/s  per API core "
-        f"{summary['get_per_api_core_median']:>7}/s (target >= 8000)"
+        f"{summary['get_per_api_core_median']:>7}/s (target >= 14000)"
     )
     path = save(
         "api_load",
         {
             "machine": machine(),
+            "code": code.describe(),
+            "redis": describe_redis(args),
             "args": vars(args),
+            "settings": code.effective(env),
             "summary": summary,
+            "api_log": api_log,
             "runs": runs,
         },
+        args.out,
     )
     print(f"saved {path}")
     if profile_path:

@@ -1,34 +1,39 @@
 """End to end: timers created through the API, fired by real processes.
 
-Starts a private Redis, ``--apis`` API processes, ``--tickers`` tickers
-and ``--workers`` workers (``timer-wheel api|ticker|worker``) and a
-receiver (``benchmarks/sink.py --record``, its own process, recording
-``time.time()`` and the ``Idempotency-Key`` of every arrival). Creates
-timers, waits for their webhooks and reports creation rate, webhooks/s,
-lateness (arrival minus the due time Redis stored in the record) p50, p95,
-p99 and max, and lost and duplicated ids. Two modes::
+Starts a private Redis (Debian's 7.0 with ``appendfsync always`` unless
+told otherwise), ``--apis`` API processes, ``--tickers`` tickers and
+``--workers`` workers of the code under test (``--code DIR`` runs
+``DIR/.venv/bin/timer-wheel``) and a receiver (``benchmarks/sink.py
+--record``, its own process, recording ``time.time()`` and the
+``Idempotency-Key`` of every arrival). Once every role beats and a few
+canary timers have fired, it creates timers through ``POST /timer``,
+waits for their webhooks, reads every timer back with ``GET
+/timer/{id}`` and reports creation rate, webhooks/s, lateness (arrival
+minus ``due_at``) p50, p95, p99 and max, and lost, duplicated and early
+ids. Two modes::
 
-    # 20,000 timers due at one instant ~10 s ahead, 2 workers
-    uv run python benchmarks/fire.py --burst 20000 --workers 2
+    # 20,000 timers due at one whole second ~10 s ahead, 2 workers
+    python benchmarks/fire.py --burst 20000 --workers 2
 
-    # timers due at 1,000/s for 30 s
-    uv run python benchmarks/fire.py --rate 1000 --duration 30
+    # timers due at 1,000/s for 30 s (created at that rate, each due 5 s
+    # after its creation, so creating and firing overlap)
+    python benchmarks/fire.py --rate 1000 --duration 30
 
-Through the API (``--create api``, the default) a delay is whole seconds,
-so a burst's due times span up to one second (a request sent at t asks
-for ceil(T - t) seconds); at a rate, timers are created at that rate
-while earlier ones fire, each due ``--lead`` seconds after its creation.
-``--create store`` calls ``wheel.store.Store`` directly with millisecond
-delays: a burst is then due at one instant, and a rate's timers are all
-created beforehand and due at exact even spacing.
+A delay is whole seconds, so a burst's due times span up to one second
+(a request sent at t asks for ceil(T - t) seconds).
 
-Settings of the roles: ``--shards``, ``--concurrency``
+``--cluster-masters 3`` runs the same against a local 3-master Redis
+Cluster. Settings of the roles: ``--shards``, ``--concurrency``
 (WHEEL_WORKER_CONCURRENCY), ``--batch-size``, ``--tick-interval``; other
-``WHEEL_*`` variables of the harness' environment are passed on.
-``--profile worker|ticker|api|sink`` attaches py-spy to the first process
-of that role while timers fire. ``--pause-redis-ms`` stalls Redis (``CLIENT
-PAUSE``) once a quarter of the webhooks have arrived, as a failover or a
-slow disk would. ``--keep`` keeps the processes' logs.
+``WHEEL_*`` variables of the harness' environment are passed on when the
+code under test knows them. ``--profile worker|ticker|api|sink``
+attaches py-spy to the first process of that role while timers fire;
+``--pause-redis-ms`` stalls Redis (``CLIENT PAUSE``) once a quarter of
+the webhooks have arrived; ``--worker-gc`` runs the workers through
+``gc_role.py``; ``--keep`` keeps the processes' logs. ``--receivers N``
+spreads the timers over N ports of the receiver, each a host of its own
+to the service (its per-host limit, WHEEL_HOST_CONCURRENCY, then applies
+to each).
 """
 
 from __future__ import annotations
@@ -36,167 +41,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import json
 import math
-import os
-import random
 import sys
 import tempfile
 import time
-import urllib.request
-import uuid
 from pathlib import Path
 
-import aiohttp
+from _api import Creator, first_arrivals, lateness_ms, read_views
 from _common import (
     BENCH_DIR,
     BIN_DIR,
-    Cluster,
+    Code,
     CpuMeter,
-    child_env,
-    cluster,
+    Group,
+    add_common_args,
     deadline_alarm,
-    free_port,
+    describe_redis,
     machine,
     median,
-    percentile,
+    process_group,
     save,
-    wait_http,
-    wait_port,
+    spread,
 )
-from redis import Redis
-
-from wheel.keys import Keys
-from wheel.redis_client import connect
-from wheel.settings import Settings
-from wheel.store import Store
-from wheel.wheelmath import shard_of
-
-CREATE_LANES = 64
-READY_TIMEOUT_S = 30.0
+from _service import Service, log_summary, service_env, start_sink
 
 
-def _get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as reply:
-        return json.loads(reply.read())
-
-
-class Creator:
-    """Creates timers through the API (round robin) or the store."""
-
-    def __init__(self, args: argparse.Namespace, api_urls: list[str]):
-        self.args = args
-        self.api_urls = api_urls
-        self.ids: list[str] = []
-        self.errors: collections.Counter[str] = collections.Counter()
-        self._n = 0
-
-    async def _post(self, http: aiohttp.ClientSession, seconds: int) -> None:
-        self._n += 1
-        base = self.api_urls[self._n % len(self.api_urls)]
-        body = {"url": self.args.hook_url, "seconds": seconds}
-        try:
-            async with http.post(f"{base}/timer", json=body) as reply:
-                if reply.status != 201:
-                    self.errors[f"HTTP {reply.status}"] += 1
-                    await reply.read()
-                    return
-                self.ids.append((await reply.json())["id"])
-        except (aiohttp.ClientError, OSError) as exc:
-            self.errors[type(exc).__name__] += 1
-
-    async def burst_api(self, count: int, due_at: float) -> None:
-        connector = aiohttp.TCPConnector(limit=CREATE_LANES)
-        async with aiohttp.ClientSession(connector=connector) as http:
-
-            async def lane(n: int) -> None:
-                for _ in range(n):
-                    left = math.ceil(due_at - time.time())
-                    await self._post(http, max(1, left))
-
-            shares = [count // CREATE_LANES] * CREATE_LANES
-            shares[0] += count % CREATE_LANES
-            await asyncio.gather(*(lane(n) for n in shares))
-
-    async def rate_api(self, rate: float, duration_s: float) -> None:
-        """Create at ``rate``/s for ``duration_s``, each due in lead s."""
-        total = int(rate * duration_s)
-        connector = aiohttp.TCPConnector(limit=4 * CREATE_LANES)
-        tasks: set[asyncio.Task[None]] = set()
-        async with aiohttp.ClientSession(connector=connector) as http:
-            started = time.monotonic()
-            sent = 0
-            while sent < total:
-                due = min(total, int((time.monotonic() - started) * rate))
-                while sent < due:
-                    task = asyncio.create_task(
-                        self._post(http, int(self.args.lead))
-                    )
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                    sent += 1
-                await asyncio.sleep(0.005)
-            if tasks:
-                await asyncio.wait(tasks)
-
-    async def store(self, redis_url: str, due_ms: list[int]) -> None:
-        """Create one timer per due time (epoch ms) through the store."""
-        settings = Settings(redis_url=redis_url, shards=self.args.shards)
-        redis = connect(settings, max_connections=CREATE_LANES + 4)
-        try:
-            store = Store(redis, settings)
-            await store.sync_clock()
-
-            async def one(at_ms: int) -> None:
-                delay = max(0, at_ms - store.clock.now_ms())
-                timer = await store.create(self.args.hook_url, delay)
-                self.ids.append(timer.id)
-
-            for start in range(0, len(due_ms), CREATE_LANES):
-                chunk = due_ms[start : start + CREATE_LANES]
-                await asyncio.gather(*(one(at) for at in chunk))
-        finally:
-            await redis.aclose()
-
-
-def wait_ready(redis: Redis, args: argparse.Namespace, group: Cluster):
-    """Wait until every worker and ticker beat and all leases are held."""
-    keys = Keys("tw", args.shards)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        group.check_alive()
-        workers = redis.zcard(keys.heartbeats("worker"))
-        tickers = redis.zcard(keys.heartbeats("ticker"))
-        leases = sum(
-            redis.exists(s.lease) for s in keys.all_shards()
-        )  # one call per shard: a lease key is in its shard's slot
-        if (
-            workers >= args.workers
-            and tickers >= args.tickers
-            and leases == args.shards
-        ):
-            return
-        time.sleep(0.1)
-    raise TimeoutError(
-        f"roles not ready after {READY_TIMEOUT_S:g}s: {workers} workers, "
-        f"{tickers} tickers beating, {leases}/{args.shards} leases held"
-    )
-
-
-def records(redis: Redis, shards: int, ids: list[str]) -> list[list]:
-    """``[due, state, attempts]`` of each id's record."""
-    keys = Keys("tw", shards)
-    out: list[list] = []
-    for start in range(0, len(ids), 2000):
-        pipe = redis.pipeline(transaction=False)
-        for timer_id in ids[start : start + 2000]:
-            shard = keys.shard(shard_of(uuid.UUID(timer_id), shards))
-            pipe.hmget(shard.timer(timer_id), "due", "state", "attempts")
-        out.extend(pipe.execute())
-    return out
-
-
-def start_profile(group: Cluster, pid: int, seconds: float, out: Path) -> None:
+def start_profile(group: Group, pid: int, seconds: float, out: Path) -> None:
     group.spawn(
         "py-spy",
         [
@@ -204,6 +74,7 @@ def start_profile(group: Cluster, pid: int, seconds: float, out: Path) -> None:
             "record",
             "--pid",
             str(pid),
+            "--subprocesses",
             "--duration",
             str(max(1, int(seconds))),
             "--rate",
@@ -217,213 +88,134 @@ def start_profile(group: Cluster, pid: int, seconds: float, out: Path) -> None:
     )
 
 
-def log_summary(proc_log: Path) -> dict[str, object]:
-    """The 'stopped' line and the count of warnings/errors of a role."""
-    levels: collections.Counter[str] = collections.Counter()
-    messages: collections.Counter[str] = collections.Counter()
-    stopped = None
-    gc_spent = None
-    for line in proc_log.read_text(errors="replace").splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if "gc_seconds" in entry:
-            gc_spent = entry
-        level = entry.get("level", "")
-        if level in ("warning", "error", "critical"):
-            levels[level] += 1
-            messages[f"{level}: {entry.get('msg')}"] += 1
-        if entry.get("msg") in ("worker stopped", "ticker stopped"):
-            stopped = {
-                k: v
-                for k, v in entry.items()
-                if k not in ("ts", "level", "logger", "msg")
-            }
-    summary = {
-        "stopped": stopped,
-        "levels": dict(levels),
-        "top": dict(messages),
-    }
-    if gc_spent:
-        summary["gc"] = gc_spent
-    return summary
-
-
-def run_once(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
-    with cluster(workdir) as group:
-        redis_server = group.start_redis(appendonly=args.aof)
-        redis = Redis.from_url(redis_server.url, decode_responses=True)
-        sink_port = free_port()
-        sink = group.script(
-            "sink",
-            [
-                str(BENCH_DIR / "sink.py"),
-                "--port",
-                str(sink_port),
-                "--record",
-                "--uvloop",
-            ],
-        )
-        wait_port(sink_port)
-        args.hook_url = f"http://127.0.0.1:{sink_port}/hook"
-        env = child_env(
-            redis_url=redis_server.url,
-            shards=args.shards,
+def run_once(
+    args: argparse.Namespace, code: Code, workdir: Path
+) -> dict[str, object]:
+    with process_group(workdir) as group:
+        redis = group.start_redis(args)
+        inspect = redis.client()
+        sink = start_sink(group, ports=args.receivers)
+        env = service_env(
+            code,
+            redis.url,
+            args,
             worker_concurrency=args.concurrency,
             batch_size=args.batch_size,
             tick_interval=args.tick_interval,
-            log_format="json",
         )
-        for name, value in os.environ.items():
-            if name.startswith("WHEEL_") and name != "WHEEL_REDIS_URL":
-                env.setdefault(name, value)
-        api_urls = []
-        apis = []
-        for i in range(args.apis):
-            port = free_port()
-            apis.append(
-                group.role(f"api{i}", ["api", "--port", str(port)], env)
-            )
-            api_urls.append(f"http://127.0.0.1:{port}")
-        for url, proc in zip(api_urls, apis, strict=True):
-            wait_http(f"{url}/readyz", proc=proc)
-        tickers = [
-            group.role(f"ticker{i}", ["ticker"], env)
-            for i in range(args.tickers)
-        ]
-        if args.worker_gc:
-            gc_role = [
-                sys.executable,
-                str(BENCH_DIR / "gc_role.py"),
-                args.worker_gc,
-                "worker",
-            ]
-            workers = [
-                group.spawn(f"worker{i}", gc_role, env)
-                for i in range(args.workers)
-            ]
-        else:
-            workers = [
-                group.role(f"worker{i}", ["worker"], env)
-                for i in range(args.workers)
-            ]
-        wait_ready(redis, args, group)
+        service = Service(group, code, env, worker_gc=args.worker_gc)
+        for _ in range(args.apis):
+            service.start_api()
+        roles = service.start_roles(args.tickers, args.workers)
+        service.wait_beating(roles, inspect)
+        canaries = service.canaries(sink, args.canaries)
+        hook = sink.urls()
 
-        creator = Creator(args, api_urls)
-        pids = {"redis": redis_server.process.pid, "sink": sink.pid}
-        pids |= {p.name: p.pid for p in apis + tickers + workers}
-        roles = {
-            "worker": workers,
-            "ticker": tickers,
-            "api": apis,
-            "sink": [sink],
+        creator = Creator(service.api_urls, lanes=args.lanes)
+        pids = {f"redis{i}": pid for i, pid in enumerate(redis.pids)}
+        pids["sink"] = sink.proc.pid
+        procs = service.apis + service.tickers + service.workers
+        pids |= {p.name: p.pid for p in procs}
+        by_role = {
+            "worker": service.workers,
+            "ticker": service.tickers,
+            "api": service.apis,
+            "sink": [sink.proc],
         }
+        profile_out = workdir / "profile.txt"
         started = time.time()
         create_meter = CpuMeter(pids)
+        first_due = started + args.lead
         if args.burst:
-            count = args.burst
-            first_due = started + args.lead
-            if args.create == "api":
-                asyncio.run(creator.burst_api(count, first_due))
-            else:
-                due_ms = [int(first_due * 1000)] * count
-                asyncio.run(creator.store(redis_server.url, due_ms))
-            fire_window = (first_due, first_due + args.drain_timeout)
+            asyncio.run(creator.burst(hook, args.burst, first_due))
+            window_end = first_due + args.drain_timeout
         else:
-            count = int(args.rate * args.duration)
-            if args.create == "api":
-                first_due = started + args.lead
-                fire_window = (first_due, first_due + args.duration)
-                # Created while earlier timers fire: the meter and the
-                # profile cover creation and firing together.
-                meter = CpuMeter(pids)
-                if args.profile:
-                    start_profile(
-                        group,
-                        roles[args.profile][0].pid,
-                        args.duration,
-                        workdir / "profile.txt",
-                    )
-                asyncio.run(creator.rate_api(args.rate, args.duration))
-            else:
-                first_due = started + args.lead
-                step_ms = 1000.0 / args.rate
-                due_ms = [
-                    int(first_due * 1000 + i * step_ms) for i in range(count)
-                ]
-                random.Random(1).shuffle(due_ms)
-                asyncio.run(creator.store(redis_server.url, due_ms))
-                fire_window = (first_due, first_due + args.duration)
+            # Created while earlier timers fire: the meter and the
+            # profile cover creation and firing together.
+            meter = CpuMeter(pids)
+            if args.profile:
+                start_profile(
+                    group,
+                    by_role[args.profile][0].pid,
+                    args.duration,
+                    profile_out,
+                )
+            asyncio.run(
+                creator.at_rate(hook, args.rate, args.duration, int(args.lead))
+            )
+            window_end = time.time() + args.lead + args.drain_timeout
         create_s = time.time() - started
         create_cpu = create_meter.shares()
-        created = len(creator.ids)
-        live_create = bool(args.rate) and args.create == "api"
-        if time.time() > first_due and not live_create:
-            print(
-                f"warning: creation took {create_s:.1f}s, longer than the "
-                f"lead of {args.lead:g}s; raise --lead",
-                file=sys.stderr,
-            )
-        if not live_create:
+        if args.burst:
+            if time.time() > first_due:
+                print(
+                    f"warning: creation took {create_s:.1f}s, longer than "
+                    f"the lead of {args.lead:g}s; raise --lead",
+                    file=sys.stderr,
+                )
             time.sleep(max(0.0, first_due - time.time() - 0.5))
             meter = CpuMeter(pids)
             if args.profile:
-                window = (
-                    min(args.drain_timeout, 15)
-                    if args.burst
-                    else args.duration
-                )
                 start_profile(
                     group,
-                    roles[args.profile][0].pid,
-                    window,
-                    workdir / "profile.txt",
+                    by_role[args.profile][0].pid,
+                    min(args.drain_timeout, 15),
+                    profile_out,
                 )
-        # Wait for every webhook (or the drain timeout).
-        deadline = fire_window[1] + (args.drain_timeout if args.rate else 0)
-        count_url = f"http://127.0.0.1:{sink_port}/_count"
-        arrived = 0
+        wanted = len(canaries) + len(creator.ids)
         paused = not args.pause_redis_ms
-        while time.time() < deadline:
-            arrived = _get_json(count_url)["count"]
-            if arrived >= created:
+        arrived = 0
+        while time.time() < window_end:
+            arrived = sink.count()
+            if arrived >= wanted:
                 break
-            if not paused and arrived >= created // 4:
+            if not paused and arrived - len(canaries) >= wanted // 4:
                 # A Redis stall mid-burst (failover, slow disk, a busy
                 # script): every in-flight call waits at once.
-                redis.execute_command(
-                    "CLIENT", "PAUSE", str(args.pause_redis_ms), "ALL"
-                )
+                for node in redis.nodes():
+                    client = node_client(node.url)
+                    client.execute_command(
+                        "CLIENT", "PAUSE", str(args.pause_redis_ms), "ALL"
+                    )
+                    client.close()
                 paused = True
             group.check_alive()
             time.sleep(0.1)
         cpu = meter.shares()
         time.sleep(1.0)  # late duplicates
-        dump = _get_json(f"http://127.0.0.1:{sink_port}/_dump")
-        stored = records(redis, args.shards, creator.ids)
-        # Connections stay open in the roles' pools: this is how many each
-        # needed at once at most (redis-py's pools cap at 100 each).
-        redis_clients = len(redis.client_list())
-        redis.close()
-        for proc in workers + tickers:
-            group.stop(proc)
-        logs = {p.name: log_summary(p.log_path) for p in workers + tickers}
-        profile = workdir / "profile.txt"
-        profile_text = profile.read_text() if profile.exists() else None
+        dump = sink.dump()
+        views = asyncio.run(read_views(service.api_urls[0], creator.ids))
+        redis_clients = 0
+        for url in redis.node_urls:
+            client = node_client(url)
+            redis_clients += len(client.client_list())
+            client.close()
+        inspect.close()
+        service.stop_roles()
+        logs = {
+            p.name: log_summary(p.log_path)
+            for p in service.workers + service.tickers + service.apis
+        }
+        profile_text = (
+            profile_out.read_text() if profile_out.exists() else None
+        )
+    result = analyse(args, creator, create_s, dump, views)
+    result |= {
+        "cpu_firing": cpu,
+        "cpu_creating": create_cpu,
+        "logs": logs,
+        "redis_clients": redis_clients,
+        "settings": code.effective(env),
+    }
+    if profile_text:
+        result["profile"] = profile_text
+    return result
 
-    return analyse(
-        args,
-        creator,
-        create_s,
-        dump,
-        stored,
-        cpu,
-        create_cpu,
-        logs,
-        profile_text,
-        redis_clients,
-    )
+
+def node_client(url: str):
+    import redis
+
+    return redis.Redis.from_url(url)
 
 
 def analyse(
@@ -431,39 +223,19 @@ def analyse(
     creator: Creator,
     create_s: float,
     dump: dict[str, list],
-    stored: list[list],
-    cpu: dict[str, float],
-    create_cpu: dict[str, float],
-    logs: dict[str, object],
-    profile_text: str | None,
-    redis_clients: int = 0,
+    views: dict[str, dict],
 ) -> dict[str, object]:
-    due_ms = {}
-    states: collections.Counter[str] = collections.Counter()
-    for timer_id, (due, state, _attempts) in zip(
-        creator.ids, stored, strict=True
-    ):
-        states[str(state)] += 1
-        if due is not None:
-            due_ms[timer_id] = int(due)
-    first_arrival: dict[str, float] = {}
-    arrivals: collections.Counter[str] = collections.Counter()
-    for timer_id, at in zip(dump["ids"], dump["times"], strict=True):
-        arrivals[timer_id] += 1
-        if timer_id not in first_arrival:
-            first_arrival[timer_id] = at
+    first, arrivals = first_arrivals(dump)
     created = set(creator.ids)
-    delivered = created & set(first_arrival)
-    lateness_ms = [
-        first_arrival[i] * 1000 - due_ms[i] for i in delivered if i in due_ms
-    ]
-    times = [first_arrival[i] for i in delivered]
-    dues = list(due_ms.values())
+    delivered = created & set(first)
+    late = lateness_ms(views, first)
+    times = [first[i] for i in delivered]
+    dues = [v["due_ms"] for v in views.values()]
+    states = collections.Counter(v["status"] for v in views.values())
     result: dict[str, object] = {
         "mode": f"burst {args.burst}"
         if args.burst
         else f"rate {args.rate:g}/s x {args.duration:g}s",
-        "create": args.create,
         "workers": args.workers,
         "tickers": args.tickers,
         "apis": args.apis,
@@ -476,53 +248,34 @@ def analyse(
         else None,
         "delivered": len(delivered),
         "lost": len(created - delivered),
+        "unread": len(created - set(views)),
         "duplicated_ids": sum(1 for i in delivered if arrivals[i] > 1),
         "extra_arrivals": sum(arrivals[i] - 1 for i in delivered),
-        "unknown_arrivals": sum(
-            n for i, n in arrivals.items() if i not in created
-        ),
-        "early": sum(1 for v in lateness_ms if v < 0),
+        "early": sum(1 for v in late if v < 0),
         "states": dict(states),
-        "cpu_firing": cpu,
-        "cpu_creating": create_cpu,
-        "logs": logs,
-        "redis_clients": redis_clients,
     }
-    if lateness_ms:
-        result["lateness_ms"] = {
-            "min": round(min(lateness_ms), 1),
-            "p50": round(percentile(lateness_ms, 50), 1),
-            "p95": round(percentile(lateness_ms, 95), 1),
-            "p99": round(percentile(lateness_ms, 99), 1),
-            "max": round(max(lateness_ms), 1),
-        }
+    if late:
+        result["lateness_ms"] = spread(late)
         span = max(times) - min(times)
         result["webhooks_per_s"] = round(len(times) / span) if span else None
         result["makespan_s"] = round(max(times) - min(dues) / 1000, 2)
         result["first_arrival_after_due_ms"] = round(
             (min(times) - min(dues) / 1000) * 1000, 1
         )
-        worker_cpu = sum(v for k, v in cpu.items() if k.startswith("worker"))
-        if worker_cpu and result["webhooks_per_s"]:
-            # Firing window CPU shares cover the wait for the first due
-            # time too, so this underestimates webhooks per worker core.
-            result["worker_cpu"] = round(worker_cpu, 2)
-    if profile_text:
-        result["profile"] = profile_text
     return result
 
 
 def report(result: dict[str, object]) -> None:
     late = result.get("lateness_ms", {})
+    rate = result.get("webhooks_per_s")
+    per_worker = round(rate / result["workers"]) if rate else None
     print(
-        f"{result['mode']} via {result['create']}: created "
-        f"{result['created']} at {result['create_per_s']}/s "
-        f"(errors {result['create_errors'] or 0}, due span "
-        f"{result['due_span_s']}s); delivered {result['delivered']} "
-        f"lost {result['lost']} duplicated {result['duplicated_ids']} "
-        f"early {result['early']}\n"
-        f"  webhooks/s {result.get('webhooks_per_s')} "
-        f"(per worker {_per(result)}), makespan "
+        f"{result['mode']}: created {result['created']} at "
+        f"{result['create_per_s']}/s (errors {result['create_errors'] or 0}"
+        f", due span {result['due_span_s']}s); delivered "
+        f"{result['delivered']} lost {result['lost']} duplicated "
+        f"{result['duplicated_ids']} early {result['early']}\n"
+        f"  webhooks/s {rate} (per worker {per_worker}), makespan "
         f"{result.get('makespan_s')}s, lateness ms {late}\n"
         f"  cpu while firing {result['cpu_firing']}, redis clients "
         f"{result['redis_clients']}\n"
@@ -536,19 +289,13 @@ def report(result: dict[str, object]) -> None:
                 print(f"  {name} gc: {summary['gc']}")
 
 
-def _per(result: dict[str, object]) -> object:
-    rate = result.get("webhooks_per_s")
-    return round(rate / result["workers"]) if rate else None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--burst", type=int, help="timers due at one instant")
+    mode.add_argument("--burst", type=int, help="timers due at one second")
     mode.add_argument("--rate", type=float, help="timers due per second")
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--lead", type=float, help="seconds to first due")
-    parser.add_argument("--create", choices=["api", "store"], default="api")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--tickers", type=int, default=1)
     parser.add_argument("--apis", type=int, default=1)
@@ -556,8 +303,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--tick-interval", type=float)
-    parser.add_argument("--aof", action="store_true", help="Redis AOF on")
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--lanes", type=int, default=64)
+    parser.add_argument(
+        "--receivers",
+        type=int,
+        default=1,
+        help="receiver hosts (ports of the sink) the timers go to in turn",
+    )
+    parser.add_argument("--canaries", type=int, default=64)
     parser.add_argument("--drain-timeout", type=float, default=60.0)
     parser.add_argument("--keep", action="store_true", help="keep the logs")
     parser.add_argument(
@@ -575,26 +328,23 @@ def main() -> None:
     parser.add_argument(
         "--profile", choices=["worker", "ticker", "api", "sink"]
     )
+    add_common_args(parser)
     args = parser.parse_args()
+    code = Code(args.code)
     if args.lead is None:
-        if args.burst:
-            # ~10 s, or longer when creating the burst takes that long.
-            args.lead = max(10.0, args.burst / 1500)
-        elif args.create == "api":
-            args.lead = 5.0
-        else:
-            args.lead = 5.0 + args.rate * args.duration / 2000
+        # ~10 s, or longer when creating the burst takes that long.
+        args.lead = max(10.0, args.burst / 1500) if args.burst else 5.0
     span = args.lead + args.drain_timeout + (args.duration if args.rate else 0)
-    deadline_alarm(args.runs * (span + 120) + 60)
+    deadline_alarm(args.runs * (span + 180) + 60)
     results = []
     for run in range(args.runs):
         if args.keep:
             tmp = tempfile.mkdtemp(prefix="bench-fire-")
             print(f"logs kept in {tmp}")
-            result = run_once(args, Path(tmp))
+            result = run_once(args, code, Path(tmp))
         else:
             with tempfile.TemporaryDirectory(prefix="bench-fire-") as tmp:
-                result = run_once(args, Path(tmp))
+                result = run_once(args, code, Path(tmp))
         result["run"] = run + 1
         results.append(result)
         print(f"run {run + 1}/{args.runs}: ", end="")
@@ -612,6 +362,7 @@ def main() -> None:
         )
     summary["lost_total"] = sum(r["lost"] for r in results)
     summary["duplicated_total"] = sum(r["duplicated_ids"] for r in results)
+    summary["early_total"] = sum(r["early"] for r in results)
     print(f"\nmedian of {args.runs} runs: {summary}")
     profile = next((r.pop("profile") for r in results if "profile" in r), None)
     name = f"fire-{'burst' if args.burst else 'rate'}"
@@ -624,10 +375,13 @@ def main() -> None:
         name,
         {
             "machine": machine(),
-            "args": {k: v for k, v in vars(args).items()},
+            "code": code.describe(),
+            "redis": describe_redis(args),
+            "args": vars(args),
             "summary": summary,
             "runs": results,
         },
+        args.out,
     )
     print(f"saved {saved}")
 

@@ -9,6 +9,9 @@ median requests/s over ``--runs`` and the ratios to plain httpx::
 
     uv run --group bench python benchmarks/http_clients.py --runs 5
 
+``--code DIR`` runs the clients with ``DIR/.venv/bin/python`` (that
+checkout's ``wheel.webhook``; its venv needs the bench group).
+
 Clients:
   httpx          httpx.AsyncClient with its own pool (httpcore)
   httpx-aiohttp  httpx.AsyncClient over httpx_aiohttp.AiohttpTransport
@@ -25,20 +28,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from _common import (
-    cluster,
+    REPO_DIR,
+    Code,
     cpu_count,
     deadline_alarm,
     free_port,
     machine,
     median,
     pinned,
+    process_group,
     save,
     wait_port,
 )
@@ -96,7 +100,14 @@ async def _run_child(
         max_connections=inflight, max_keepalive_connections=inflight
     )
     if client == "aiohttp":
-        async with WebhookSender(TIMEOUT_S, inflight) as sender:
+        try:
+            from wheel.targets import TargetPolicy
+        except ImportError:  # before the SSRF guard
+            sender = WebhookSender(TIMEOUT_S, inflight)
+        else:
+            policy = TargetPolicy.build(True, "")
+            sender = WebhookSender(TIMEOUT_S, inflight, policy)
+        async with sender:
 
             async def send(url: str, timer_id: str) -> bool:
                 return (await sender.send(url, timer_id)).ok
@@ -163,6 +174,7 @@ def child_main(args: argparse.Namespace) -> None:
 def parent_main(args: argparse.Namespace) -> None:
     import subprocess
 
+    code = Code(args.code)
     per_child = args.warmup + args.duration + 15
     deadline_alarm(len(CLIENTS) * args.runs * per_child + 60)
     pin = cpu_count() >= 2 and not args.no_pin
@@ -171,7 +183,7 @@ def parent_main(args: argparse.Namespace) -> None:
     runs: list[dict[str, object]] = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-http-") as tmp,
-        cluster(Path(tmp)) as group,
+        process_group(Path(tmp)) as group,
     ):
         port = free_port()
         sink_args = [str(Path(__file__).with_name("sink.py")), "--port"]
@@ -186,7 +198,7 @@ def parent_main(args: argparse.Namespace) -> None:
             for client in order:
                 group.check_alive()
                 cmd = [
-                    sys.executable,
+                    str(code.python),
                     __file__,
                     "--child",
                     client,
@@ -207,6 +219,7 @@ def parent_main(args: argparse.Namespace) -> None:
                     text=True,
                     timeout=per_child,
                     check=True,
+                    cwd=code.root,
                 )
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 result["run"] = run + 1
@@ -247,11 +260,17 @@ def parent_main(args: argparse.Namespace) -> None:
         "http_clients",
         {
             "machine": machine(),
+            "code": code.describe(),
             "args": vars(args),
             "pinned": pin,
-            "summary": summary,
+            "summary": {
+                f"{client}_{key}": value
+                for client, row in summary.items()
+                for key, value in row.items()
+            },
             "runs": runs,
         },
+        args.out,
     )
     print(f"saved {path}")
 
@@ -270,6 +289,8 @@ def main() -> None:
         "--sink-uvloop", action="store_true", help="run the sink on uvloop"
     )
     parser.add_argument("--no-pin", action="store_true")
+    parser.add_argument("--code", type=Path, default=REPO_DIR)
+    parser.add_argument("--out", type=Path)
     parser.add_argument("--child", choices=CLIENTS, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

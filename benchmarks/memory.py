@@ -1,17 +1,35 @@
-"""Redis memory per pending timer.
+"""Redis memory per pending timer and per fired record kept for GET.
 
-Starts a fresh private Redis, reads ``INFO memory`` ``used_memory``,
-creates ``--timers`` timers (default 100,000) due at random times over
-``--spread-days`` days through ``wheel.store.Store`` (the code the API
-runs, without HTTP: ``asyncio.gather`` over chunks of ``--chunk``), reads
-``used_memory`` again and reports (after - before) / N, plus ``MEMORY
-USAGE`` of one timer record, one wheel slot and the slot index::
+Both figures come from a real API process of the code under test
+(``--code DIR``) and ``INFO memory`` ``used_memory`` of a fresh Redis,
+read over a connection of its own while no role is connected (each open
+connection holds buffers that ``used_memory`` counts)::
 
-    uv run python benchmarks/memory.py --runs 3
+    # 100,000 timers due uniformly over [1, 7] days
+    python benchmarks/memory.py --start-days 1 --spread-days 6 --runs 3
 
-``--spread-days`` matters: every shard has one slot key per minute that
-holds a timer, so timers spread thinly over days pay for many small slot
-keys, while timers bunched into a few minutes share them.
+    # 20,000 timers due now, fired by a ticker and a worker
+    python benchmarks/memory.py --fired --timers 20000 --runs 3
+
+Pending: the API starts, creates one warm-up timer (loading its
+scripts), stops; ``used_memory`` is read (before); the API starts again,
+creates ``--timers`` timers through ``POST /timer`` with delays uniform
+over ``--spread-days`` days from ``--start-days`` on, and stops; after -
+before over the timers is the figure.
+
+Fired: API, ticker and worker start and fire canary timers (scripts,
+streams and consumer groups now exist), all stop; before is read; the
+API creates ``--timers`` timers due in ``--lead`` seconds, a ticker and
+a worker fire them to a local receiver, every timer is read back until
+``GET`` says fired, all stop; after is read. The figure is (after -
+before - growth of the stream keys) over the timers: a fired timer's
+record as ``GET`` finds it, without the ready streams and their groups.
+
+Both print ``MEMORY USAGE`` by kind of key, whatever the key layout:
+keys are grouped by the text after their hash tag (``t:``, ``f:``,
+``m``, ``h``, ``d``, ``i`` ... in one layout, ``t:``, ``b:``, ``slots``
+in another), counted by SCAN and measured on a sample of at most
+``--sample`` keys a kind (MEMORY USAGE ... SAMPLES 0), before and after.
 """
 
 from __future__ import annotations
@@ -19,168 +37,282 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import re
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-from _common import cluster, deadline_alarm, machine, median, save
-from redis.asyncio import Redis
+from _api import Creator, read_views
+from _common import (
+    Code,
+    RedisDeployment,
+    add_common_args,
+    deadline_alarm,
+    describe_redis,
+    machine,
+    median,
+    process_group,
+    save,
+)
+from _service import Service, log_summary, service_env, start_sink
 
-from wheel.redis_client import connect
-from wheel.settings import Settings
-from wheel.store import Store
-from wheel.wheelmath import shard_of, slot_of
-
-HOOK_URL = "http://127.0.0.1:9000/hook"
-
-
-async def used_memory(redis_url: str) -> int:
-    """``used_memory`` read over a connection of its own.
-
-    The creating client's pool is closed first: each open connection
-    holds a query buffer that ``used_memory`` counts, which with a pool of
-    a thousand connections would pass for megabytes of timer data.
-    """
-    redis = Redis.from_url(redis_url)
-    try:
-        await asyncio.sleep(0.2)
-        return int((await redis.info("memory"))["used_memory"])
-    finally:
-        await redis.aclose()
+DAY_S = 86_400
+HOOK_URL = "http://127.0.0.1:9/hook"
+_DIGITS = re.compile(rb"\d+")
+_KIND = re.compile(rb"[A-Za-z_-]*:?")
 
 
-async def breakdown(redis_url: str, prefix: str) -> dict[str, int]:
-    """``MEMORY USAGE`` summed over every key, by kind of key."""
-    redis = Redis.from_url(redis_url, decode_responses=True)
-    sums = {"record": 0, "slot": 0, "slot_index": 0, "other": 0}
-    try:
-        keys = [key async for key in redis.scan_iter(count=1000)]
-        for start in range(0, len(keys), 1000):
-            batch = keys[start : start + 1000]
-            pipe = redis.pipeline(transaction=False)
-            for key in batch:
-                pipe.memory_usage(key, samples=0)
-            for key, size in zip(batch, await pipe.execute(), strict=True):
-                kind = key.split("}:", 1)[-1].split(":", 1)[0]
-                name = {"t": "record", "b": "slot", "slots": "slot_index"}
-                sums[name.get(kind, "other")] += size or 0
-    finally:
-        await redis.aclose()
-    return sums
+def key_kind(key: bytes) -> str:
+    """``t:``, ``m``, ``slots`` ...: the kind of a key, after its tag;
+    a key without a hash tag is named with its digits as ``#``."""
+    close = key.find(b"}")
+    if key.startswith(b"{") and close > 0:
+        rest = key[close + 1 :].lstrip(b":")
+        found = _KIND.match(rest)
+        return "{}" + (found.group(0) if found else b"").decode()
+    return _DIGITS.sub(b"#", key).decode(errors="replace")
 
 
-async def create(
-    redis_url: str, args: argparse.Namespace, seed: int
-) -> dict[str, object]:
-    settings = Settings(redis_url=redis_url, shards=args.shards)
-    redis = connect(settings, max_connections=args.chunk + 8)
+def used_memory(redis: RedisDeployment) -> int:
+    """``used_memory`` summed over the masters."""
+    total = 0
+    for node in redis.nodes():
+        client = _client(node.url)
+        time.sleep(0.2)
+        total += int(client.info("memory")["used_memory"])
+        client.close()
+    return total
+
+
+def _client(url: str):
+    import redis
+
+    return redis.Redis.from_url(url)
+
+
+def breakdown(redis: RedisDeployment, sample: int, seed: int) -> dict:
+    """Per kind of key: count, type, encoding and estimated bytes."""
+    kinds: dict[str, list[tuple[str, bytes]]] = {}
+    for node in redis.nodes():
+        client = _client(node.url)
+        for key in client.scan_iter(count=1000):
+            kinds.setdefault(key_kind(key), []).append((node.url, key))
+        client.close()
     rng = random.Random(seed)
-    try:
-        store = Store(redis, settings)
-        await store.sync_clock()
-        # Load the scripts before the first reading so that the script
-        # cache is not counted as timer data.
-        await store.create(HOOK_URL, 1000)
-        await redis.flushall()
-        before = await used_memory(redis_url)
-        max_delay_ms = int(args.spread_days * 86_400_000)
-        started = time.monotonic()
-        for offset in range(0, args.timers, args.chunk):
-            size = min(args.chunk, args.timers - offset)
-            timers = await asyncio.gather(
-                *(
-                    store.create(HOOK_URL, rng.randint(60_000, max_delay_ms))
-                    for _ in range(size)
-                )
-            )
-        elapsed = time.monotonic() - started
-        sample = timers[-1]
-        keys = store.keys.shard(shard_of(uuid.UUID(sample.id), args.shards))
-        slot = keys.slot(slot_of(sample.due_ms))
-    finally:
-        await redis.aclose()
-    after = await used_memory(redis_url)
-    redis = connect(settings)
-    try:
-        dbsize = await redis.dbsize()
-        result = {
-            "timers": args.timers,
-            "spread_days": args.spread_days,
-            "create_per_s": round(args.timers / elapsed),
-            "used_memory_before": before,
-            "used_memory_after": after,
-            "bytes_per_timer": round((after - before) / args.timers, 1),
-            "keys": dbsize,
-            "slot_keys": dbsize - args.timers - args.shards,
-            "record_key": keys.timer(sample.id),
-            "record_bytes": await redis.memory_usage(
-                keys.timer(sample.id), samples=0
-            ),
-            "slot_key": slot,
-            "slot_members": await redis.zcard(slot),
-            "slot_bytes": await redis.memory_usage(slot, samples=0),
-            "slot_index_bytes": await redis.memory_usage(
-                keys.slots, samples=0
-            ),
-            "slot_index_members": await redis.zcard(keys.slots),
-            "slot_index_encoding": await redis.object("encoding", keys.slots),
+    out: dict[str, dict] = {}
+    clients = {url: _client(url) for url in redis.node_urls}
+    for kind, keys in sorted(kinds.items()):
+        chosen = keys if len(keys) <= sample else rng.sample(keys, sample)
+        sizes = []
+        for url, key in chosen:
+            size = clients[url].memory_usage(key, samples=0)
+            sizes.append(size or 0)
+        url, key = chosen[0]
+        mean = sum(sizes) / len(sizes)
+        out[kind] = {
+            "keys": len(keys),
+            "type": clients[url].type(key).decode(),
+            "encoding": (clients[url].object("encoding", key) or b"").decode(),
+            "sampled": len(sizes),
+            "mean_bytes": round(mean, 1),
+            "total_bytes": round(mean * len(keys)),
         }
-    finally:
-        await redis.aclose()
-    sums = await breakdown(redis_url, settings.key_prefix)
-    result["memory_usage_per_timer"] = {
-        kind: round(total / args.timers, 1) for kind, total in sums.items()
+    for client in clients.values():
+        client.close()
+    return out
+
+
+def per_timer(before: dict, after: dict, timers: int) -> dict:
+    """Growth of each kind's estimated bytes, per timer."""
+    out = {}
+    for kind in sorted(set(before) | set(after)):
+        grown = after.get(kind, {}).get("total_bytes", 0) - before.get(
+            kind, {}
+        ).get("total_bytes", 0)
+        keys = after.get(kind, {}).get("keys", 0) - before.get(kind, {}).get(
+            "keys", 0
+        )
+        out[kind] = {
+            "bytes_per_timer": round(grown / timers, 1),
+            "new_keys": keys,
+            "type": after.get(kind, before.get(kind, {})).get("type"),
+            "encoding": after.get(kind, before.get(kind, {})).get("encoding"),
+        }
+    return out
+
+
+def stream_growth(before: dict, after: dict) -> int:
+    return sum(
+        after[k]["total_bytes"] - before.get(k, {}).get("total_bytes", 0)
+        for k in after
+        if after[k]["type"] == "stream"
+    )
+
+
+def pending_run(
+    args: argparse.Namespace, code: Code, workdir: Path, seed: int
+) -> dict[str, object]:
+    rng = random.Random(seed)
+    low = int(args.start_days * DAY_S)
+    high = int((args.start_days + args.spread_days) * DAY_S)
+    with process_group(workdir) as group:
+        redis = group.start_redis(args)
+        env = service_env(code, redis.url, args)
+        service = Service(group, code, env)
+        service.start_api()
+        asyncio.run(Creator(service.api_urls).delays(HOOK_URL, [low]))
+        service.stop_apis()
+        before = used_memory(redis)
+        kinds_before = breakdown(redis, args.sample, seed)
+        service.start_api()
+        creator = Creator(service.api_urls, lanes=args.lanes)
+        started = time.monotonic()
+        delays = (rng.randint(low, high) for _ in range(args.timers))
+        asyncio.run(creator.delays(HOOK_URL, delays))
+        elapsed = time.monotonic() - started
+        api_log = log_summary(service.apis[0].log_path)
+        service.stop_apis()
+        after = used_memory(redis)
+        kinds_after = breakdown(redis, args.sample, seed)
+    made = len(creator.ids)
+    return {
+        "timers": made,
+        "create_errors": dict(creator.errors),
+        "create_per_s": round(made / elapsed),
+        "used_memory_before": before,
+        "used_memory_after": after,
+        "bytes_per_timer": round((after - before) / made, 1),
+        "by_kind": per_timer(kinds_before, kinds_after, made),
+        "api_log": api_log,
     }
-    return result
+
+
+def fired_run(
+    args: argparse.Namespace, code: Code, workdir: Path, seed: int
+) -> dict[str, object]:
+    with process_group(workdir) as group:
+        redis = group.start_redis(args)
+        inspect = redis.client()
+        sink = start_sink(group, record=False)
+        env = service_env(code, redis.url, args)
+        service = Service(group, code, env)
+        service.start_api()
+        roles = service.start_roles(1, 1)
+        service.wait_beating(roles, inspect)
+        service.canaries(sink, args.canaries)
+        service.stop_roles()
+        service.stop_apis()
+        before = used_memory(redis)
+        kinds_before = breakdown(redis, args.sample, seed)
+        service.start_api()
+        creator = Creator(service.api_urls, lanes=args.lanes)
+        due = [max(1, int(args.lead))] * args.timers
+        asyncio.run(creator.delays(sink.url(), due))
+        fired_at_start = sink.count()
+        roles = service.start_roles(1, 1)
+        wanted = fired_at_start + len(creator.ids)
+        deadline = time.monotonic() + args.drain_timeout
+        while sink.count() < wanted and time.monotonic() < deadline:
+            group.check_alive()
+            time.sleep(0.2)
+        states: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            views = asyncio.run(read_views(service.api_urls[0], creator.ids))
+            states = {}
+            for view in views.values():
+                states[view["status"]] = states.get(view["status"], 0) + 1
+            if states.get("fired", 0) == len(creator.ids):
+                break
+            time.sleep(0.5)
+        service.stop_roles()
+        logs = {p.name: log_summary(p.log_path) for p in roles}
+        service.stop_apis()
+        inspect.close()
+        after = used_memory(redis)
+        kinds_after = breakdown(redis, args.sample, seed)
+    made = len(creator.ids)
+    streams = stream_growth(kinds_before, kinds_after)
+    return {
+        "timers": made,
+        "create_errors": dict(creator.errors),
+        "states": states,
+        "used_memory_before": before,
+        "used_memory_after": after,
+        "bytes_per_timer_raw": round((after - before) / made, 1),
+        "stream_growth_per_timer": round(streams / made, 1),
+        "bytes_per_timer": round((after - before - streams) / made, 1),
+        "by_kind": per_timer(kinds_before, kinds_after, made),
+        "logs": logs,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--timers", type=int, default=100_000)
-    parser.add_argument("--spread-days", type=float, default=3.0)
+    parser.add_argument("--fired", action="store_true")
+    parser.add_argument("--timers", type=int)
+    parser.add_argument("--start-days", type=float, default=1.0)
+    parser.add_argument("--spread-days", type=float, default=6.0)
     parser.add_argument("--shards", type=int, default=16)
-    parser.add_argument("--chunk", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--lanes", type=int, default=64)
+    parser.add_argument("--sample", type=int, default=2000)
+    parser.add_argument("--canaries", type=int, default=64)
+    parser.add_argument("--lead", type=float, default=2.0)
+    parser.add_argument("--drain-timeout", type=float, default=120.0)
+    add_common_args(parser, runs=3)
     args = parser.parse_args()
-    deadline_alarm(args.runs * 300 + 60)
+    if args.timers is None:
+        args.timers = 20_000 if args.fired else 100_000
+    code = Code(args.code)
+    deadline_alarm(args.runs * (args.timers / 500 + 240) + 60)
+    runner = fired_run if args.fired else pending_run
     results = []
     for run in range(args.runs):
-        with (
-            tempfile.TemporaryDirectory(prefix="bench-mem-") as tmp,
-            cluster(Path(tmp)) as group,
-        ):
-            redis = group.start_redis(appendonly=False)
-            result = asyncio.run(create(redis.url, args, seed=run))
+        with tempfile.TemporaryDirectory(prefix="bench-mem-") as tmp:
+            result = runner(args, code, Path(tmp), seed=run)
+        result["run"] = run + 1
         results.append(result)
+        what = (
+            "per fired record"
+            if args.fired
+            else f"per pending timer ({args.start_days:g} + "
+            f"{args.spread_days:g} days)"
+        )
         print(
-            f"run {run + 1}/{args.runs}: {result['bytes_per_timer']} B/timer "
-            f"({result['timers']} timers over {args.spread_days:g} days, "
-            f"{result['slot_keys']} slot keys, created at "
-            f"{result['create_per_s']}/s)",
+            f"run {run + 1}/{args.runs}: {result['bytes_per_timer']} B "
+            f"{what}, {result['timers']} timers",
             flush=True,
         )
     last = results[-1]
-    per_timer = median([r["bytes_per_timer"] for r in results])
-    print(
-        f"\nmedian {per_timer:.0f} bytes per pending timer (target <= 400)\n"
-        f"MEMORY USAGE {last['record_key']}: {last['record_bytes']} B\n"
-        f"MEMORY USAGE {last['slot_key']}: {last['slot_bytes']} B "
-        f"({last['slot_members']} members)\n"
-        f"MEMORY USAGE slot index: {last['slot_index_bytes']} B "
-        f"({last['slot_index_members']} members, "
-        f"{last['slot_index_encoding']})\n"
-        f"MEMORY USAGE summed by kind, per timer: "
-        f"{last['memory_usage_per_timer']}"
-    )
+    summary = {
+        "bytes_per_timer": median([r["bytes_per_timer"] for r in results]),
+    }
+    if args.fired:
+        summary["bytes_per_timer_raw"] = median(
+            [r["bytes_per_timer_raw"] for r in results]
+        )
+        summary["stream_growth_per_timer"] = median(
+            [r["stream_growth_per_timer"] for r in results]
+        )
+    else:
+        summary["create_per_s"] = median([r["create_per_s"] for r in results])
+    print(f"\nmedian {summary} (code {code.commit})")
+    print("MEMORY USAGE by kind of key (last run), bytes per timer:")
+    for kind, row in last["by_kind"].items():
+        print(
+            f"  {kind:28s} {row['bytes_per_timer']:>8} B  "
+            f"+{row['new_keys']} keys  {row['type']}/{row['encoding']}"
+        )
     path = save(
-        "memory",
+        "memory-fired" if args.fired else "memory",
         {
             "machine": machine(),
+            "code": code.describe(),
+            "redis": describe_redis(args),
             "args": vars(args),
-            "median_bytes_per_timer": per_timer,
+            "summary": summary,
             "runs": results,
         },
+        args.out,
     )
     print(f"saved {path}")
 

@@ -7,6 +7,12 @@ the default asyncio loop, against a private Redis::
 
     uv run python benchmarks/redis_calls.py --runs 5
 
+Each measurement runs in a fresh process of the code under test
+(``--code DIR``: ``DIR/.venv/bin/python``, its ``wheel/lua/get.lua`` and
+``Batcher``), against Debian's Redis 7 with ``appendfsync always`` unless
+``--redis`` / ``--appendfsync`` say otherwise (a read-only script, so
+the fsync policy hardly matters).
+
 Modes:
   evalsha  ``redis.evalsha(...)`` per call: a pooled connection each
   batcher  ``Batcher.execute("EVALSHA", ...)``: calls issued in one loop
@@ -17,36 +23,64 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from _common import cluster, deadline_alarm, machine, median, save
-from redis.asyncio import Redis
-
-from wheel.scripts import SOURCES
+from _common import (
+    REPO_DIR,
+    Code,
+    RedisDeployment,
+    deadline_alarm,
+    machine,
+    median,
+    process_group,
+    redis_binary,
+    save,
+)
 
 MODES = ("evalsha", "batcher")
-KEY = "{tw:0}:t:00000000-0000-4000-8000-000000000000"
+TAG = "{tw:0}"
+TIMER_ID = bytes(range(16))
+
+
+async def _script(redis) -> tuple[bytes | str, list]:
+    """The ``get`` script of the code under test and its keys and args,
+    with a pending record to read (both key layouts)."""
+    try:
+        from wheel.scripts import SCRIPTS
+    except ImportError:  # the layout of b6bf812 and before
+        from wheel.scripts import SOURCES
+
+        key = f"{TAG}:t:00000000-0000-4000-8000-000000000000"
+        await redis.hset(key, mapping={"due": 1, "state": "pending"})
+        return SOURCES["get"], [1, key]
+    record = TAG.encode() + b":t:" + TIMER_ID
+    await redis.hset(record, mapping={"s": 1, "d": 1})
+    return SCRIPTS["get"].source, [2, record, TAG.encode() + b":f:0", TIMER_ID]
 
 
 async def measure(url: str, mode: str, callers: int, duration_s: float):
-    redis = Redis.from_url(url, decode_responses=True, max_connections=1000)
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(url, max_connections=1000)
     try:
-        sha = await redis.script_load(SOURCES["get"])
-        await redis.hset(KEY, mapping={"due": 1, "state": "pending"})
+        source, call_args = await _script(redis)
+        sha = await redis.script_load(source)
         if mode == "batcher":
             from wheel.batcher import Batcher
 
             batcher = Batcher(redis)
 
             async def call() -> object:
-                return await batcher.execute("EVALSHA", sha, 1, KEY)
+                return await batcher.execute("EVALSHA", sha, *call_args)
 
         else:
 
             async def call() -> object:
-                return await redis.evalsha(sha, 1, KEY)
+                return await redis.evalsha(sha, *call_args)
 
         calls = 0
         deadline = 0.0
@@ -71,25 +105,68 @@ async def measure(url: str, mode: str, callers: int, duration_s: float):
         await redis.aclose()
 
 
+def child(code: Code, url: str, mode: str, args: argparse.Namespace):
+    """One measurement in a process of the code under test."""
+    done = subprocess.run(
+        [
+            str(code.python),
+            __file__,
+            "--child",
+            mode,
+            "--url",
+            url,
+            "--callers",
+            str(args.callers),
+            "--duration",
+            str(args.duration),
+        ],
+        cwd=code.root,
+        capture_output=True,
+        text=True,
+        timeout=args.duration + 60,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--callers", type=int, default=64)
+    parser.add_argument("--code", type=Path, default=REPO_DIR)
+    parser.add_argument("--redis", default="7")
+    parser.add_argument(
+        "--appendfsync",
+        choices=["always", "everysec", "no", "off"],
+        default="always",
+    )
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    deadline_alarm(args.runs * len(MODES) * (args.duration + 5) + 60)
+    if args.child:
+        rate, cpu = asyncio.run(
+            measure(args.url, args.child, args.callers, args.duration)
+        )
+        print(json.dumps({"rate": rate, "cpu": cpu}))
+        return
+    code = Code(args.code)
+    deadline_alarm(args.runs * len(MODES) * (args.duration + 30) + 60)
     rates: dict[str, list[float]] = {m: [] for m in MODES}
     runs = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp,
-        cluster(Path(tmp)) as group,
+        process_group(Path(tmp)) as group,
     ):
-        url = group.start_redis(appendonly=False).url
+        redis = RedisDeployment(
+            Path(tmp), redis_binary(args.redis), args.appendfsync
+        ).start()
+        group.redis = redis
         for run in range(args.runs):
             for mode in MODES if run % 2 == 0 else MODES[::-1]:
-                rate, cpu = asyncio.run(
-                    measure(url, mode, args.callers, args.duration)
-                )
+                got = child(code, redis.url, mode, args)
+                rate, cpu = got["rate"], got["cpu"]
                 rates[mode].append(rate)
                 runs.append({"run": run + 1, "mode": mode, "rate": rate})
                 print(
@@ -109,10 +186,16 @@ def main() -> None:
         "redis_calls",
         {
             "machine": machine(),
+            "code": code.describe(),
+            "redis": {
+                "binary": redis_binary(args.redis),
+                "appendfsync": args.appendfsync,
+            },
             "args": vars(args),
             "summary": summary,
             "runs": runs,
         },
+        args.out,
     )
     print(f"saved {path}")
 

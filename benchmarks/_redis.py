@@ -1,0 +1,120 @@
+"""The Redis of a harness: one server or a local Redis Cluster, of the
+binary and fsync policy asked for."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+DEBIAN_REDIS = "/usr/bin/redis-server"
+
+
+def redis_binary(choice: str) -> str:
+    """The redis-server of ``--redis``: 7, 6.2 or a path."""
+    if choice == "7":
+        return DEBIAN_REDIS
+    if choice in ("6", "6.2"):
+        from wheel.redis_server import find_binary
+
+        return find_binary()
+    return choice
+
+
+@dataclass
+class RedisDeployment:
+    """One Redis, or a local Redis Cluster of ``masters`` masters."""
+
+    workdir: Path
+    binary: str
+    appendfsync: str = "always"
+    masters: int = 0
+    _single: object = None
+    _cluster: object = None
+
+    def start(self) -> RedisDeployment:
+        aof = self.appendfsync != "off"
+        fsync = self.appendfsync if aof else "everysec"
+        if self.masters:
+            from wheel.embedded_cluster import EmbeddedCluster
+
+            self._cluster = EmbeddedCluster(
+                self.workdir / "cluster",
+                masters=self.masters,
+                appendonly=aof,
+                appendfsync=fsync,
+                binary=self.binary,
+            )
+            self._cluster.start()
+        else:
+            from wheel.redis_server import RedisServer
+
+            self._single = RedisServer(
+                self.workdir / "redis",
+                appendonly=aof,
+                appendfsync=fsync,
+                binary=self.binary,
+            )
+            self._single.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        """What WHEEL_REDIS_URL gets (a cluster's seed node)."""
+        if self._cluster is not None:
+            return self._cluster.seed_url
+        return self._single.url
+
+    def nodes(self) -> list:
+        """The RedisServer of every master (one for a single Redis)."""
+        if self._cluster is not None:
+            return list(self._cluster.masters())
+        return [self._single]
+
+    @property
+    def node_urls(self) -> list[str]:
+        return [node.url for node in self.nodes()]
+
+    @property
+    def pids(self) -> list[int]:
+        return [node.process.pid for node in self.nodes()]
+
+    def version(self) -> str:
+        from wheel.redis_server import binary_version
+
+        return ".".join(map(str, binary_version(self.binary)))
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "binary": self.binary,
+            "version": self.version(),
+            "appendfsync": self.appendfsync,
+            "cluster_masters": self.masters,
+        }
+
+    def client(self):
+        """A synchronous client (a cluster client for a cluster)."""
+        import redis
+
+        if self._cluster is not None:
+            return redis.RedisCluster.from_url(self.url)
+        return redis.Redis.from_url(self.url)
+
+    def stop(self) -> None:
+        if self._cluster is not None:
+            self._cluster.stop()
+            self._cluster = None
+        if self._single is not None:
+            self._single.stop()
+            self._single = None
+
+
+def describe_redis(args: argparse.Namespace) -> dict[str, object]:
+    """The Redis that ``--redis``, ``--appendfsync`` and
+    ``--cluster-masters`` select, for a result's JSON."""
+    return RedisDeployment(
+        Path("."),
+        redis_binary(args.redis),
+        args.appendfsync,
+        args.cluster_masters,
+    ).describe()

@@ -1,0 +1,104 @@
+"""Serve the API of the code under test with uvicorn or granian, with or
+without its Prometheus metrics.
+
+Run with the interpreter of the code under test, in its folder
+(``api_load.py`` does)::
+
+    DIR/.venv/bin/python benchmarks/serve_api.py --port 8000 \\
+        [--server uvicorn|granian] [--no-metrics]
+
+``uvicorn`` serves exactly as ``timer-wheel api`` does (it calls the
+CLI). ``granian`` serves ``api:app`` over ASGI in one worker process on
+uvloop (granian must be importable: in the venv or on PYTHONPATH).
+``--no-metrics`` replaces every counter and histogram of
+``wheel.metrics`` with a no-op before ``api`` is imported (the endpoints
+look them up once, when the app is built), so the hot path pays nothing
+for them; a code without ``wheel.metrics`` is served unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+class _NoOp:
+    """Stands in for a prometheus_client metric (and its children)."""
+
+    def labels(self, *args: object, **kwargs: object) -> _NoOp:
+        return self
+
+    def inc(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def dec(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def set(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def observe(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+def disable_metrics() -> list[str]:
+    """Replace the metrics of ``wheel.metrics``; the names replaced."""
+    try:
+        from prometheus_client.metrics import MetricWrapperBase
+
+        from wheel import metrics
+    except ImportError:
+        return []
+    if "api" in sys.modules:
+        raise RuntimeError("api was imported before the metrics were off")
+    replaced = []
+    for name in dir(metrics):
+        if isinstance(getattr(metrics, name), MetricWrapperBase):
+            setattr(metrics, name, _NoOp())
+            replaced.append(name)
+    return replaced
+
+
+def serve_granian(port: int) -> None:
+    from granian import Granian
+
+    from wheel import logs
+    from wheel.settings import from_env
+
+    settings = from_env()
+    logs.setup(settings.log_format, settings.log_level)
+    Granian(
+        "api:app",
+        address="127.0.0.1",
+        port=port,
+        interface="asgi",
+        workers=1,
+        loop="uvloop",
+        http="1",
+        websockets=False,
+        log_access=False,
+        backlog=2048,
+    ).serve()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--server", choices=["uvicorn", "granian"], default="uvicorn"
+    )
+    parser.add_argument("--no-metrics", action="store_true")
+    args = parser.parse_args()
+    if args.no_metrics:
+        replaced = disable_metrics()
+        print(f"serve_api: metrics off: {replaced}", file=sys.stderr)
+    if args.server == "granian":
+        serve_granian(args.port)
+        return 0
+    from wheel.cli import main as cli_main
+
+    return cli_main(["api", "--port", str(args.port)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
