@@ -18,6 +18,7 @@ import redis as sync_redis
 
 import api
 from tests.clusters import flush_cluster, running_cluster
+from tests.support import FAST_ENV, Behaviour, Procs, Receiver
 from wheel.connection import Connection
 from wheel.embedded_cluster import EmbeddedCluster
 from wheel.queue import ShardQueue
@@ -167,6 +168,33 @@ async def client(
         transport=httpx.ASGITransport(app=app), base_url="http://test"
     ) as http:
         yield http
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A receiver that answers 200 at once."""
+    hooks = Receiver()
+    hooks.start()
+    yield hooks
+    hooks.stop()
+
+
+@pytest.fixture
+def slow() -> Iterator[Receiver]:
+    """A receiver that holds every webhook for a second before 200."""
+    hooks = Receiver(Behaviour(delay_s=1.0))
+    hooks.start()
+    yield hooks
+    hooks.stop()
+
+
+@pytest.fixture
+def procs(redis_url: str, tmp_path: Path) -> Iterator[Procs]:
+    """Service processes on the session Redis, with the fast settings of
+    the end-to-end tests (loopback targets allowed); killed at the end."""
+    running = Procs({**FAST_ENV, "WHEEL_REDIS_URL": redis_url}, tmp_path)
+    yield running
+    running.stop_all()
 
 
 @pytest.fixture

@@ -25,6 +25,24 @@ from wheel.redis_server import free_port
 
 T = TypeVar("T")
 
+SHARDS = 4
+LEASE_TTL_S = 2.0
+FAST_ENV = {
+    "WHEEL_SHARDS": str(SHARDS),
+    "WHEEL_TICK_INTERVAL": "0.05",
+    "WHEEL_LEASE_TTL": str(LEASE_TTL_S),
+    "WHEEL_WEBHOOK_TIMEOUT": "2",
+    "WHEEL_RECLAIM_IDLE": "3",
+    "WHEEL_RETRY_BASE": "0.2",
+    "WHEEL_RETRY_MAX": "0.5",
+    "WHEEL_MAX_ATTEMPTS": "3",
+    "WHEEL_SHUTDOWN_GRACE": "5",
+    "WHEEL_LOG_FORMAT": "json",
+    "WHEEL_ALLOWED_TARGETS": "127.0.0.0/8",
+}
+"""Settings of the end-to-end tests: quick leases, retries and timeouts,
+and loopback receivers allowed past the SSRF guard."""
+
 TIMER_WHEEL = shutil.which("timer-wheel") or str(
     Path(sys.executable).with_name("timer-wheel")
 )

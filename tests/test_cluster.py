@@ -17,8 +17,8 @@ import pytest
 import redis as sync_redis
 
 from tests.clusters import running_cluster
-from tests.support import Procs, Receiver, wait_until
-from tests.test_e2e import FAST_ENV, create_many
+from tests.support import FAST_ENV, Procs, Receiver, wait_until
+from tests.test_e2e import create_many
 from wheel.embedded_cluster import EmbeddedCluster
 from wheel.keys import Keys
 from wheel.queue import ShardQueue
@@ -26,15 +26,6 @@ from wheel.redis_server import free_port
 from wheel.roles import connect
 from wheel.settings import Settings
 from wheel.slots import key_slot
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """A receiver that answers 200 at once."""
-    hooks = Receiver()
-    hooks.start()
-    yield hooks
-    hooks.stop()
 
 
 def per_master(cluster: EmbeddedCluster) -> dict[int, int]:

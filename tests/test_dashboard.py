@@ -23,8 +23,14 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from tests.support import Behaviour, Procs, Receiver, create_timer, wait_until
-from tests.test_e2e import FAST_ENV
+from tests.support import (
+    FAST_ENV,
+    Behaviour,
+    Procs,
+    Receiver,
+    create_timer,
+    wait_until,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

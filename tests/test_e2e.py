@@ -20,6 +20,9 @@ import pytest
 import redis as sync_redis
 
 from tests.support import (
+    FAST_ENV,
+    LEASE_TTL_S,
+    SHARDS,
     TIMER_WHEEL,
     Behaviour,
     Procs,
@@ -31,41 +34,6 @@ from tests.support import (
 from wheel import ids
 from wheel.keys import Keys
 from wheel.redis_server import RedisServer, free_port
-
-SHARDS = 4
-LEASE_TTL_S = 2.0
-
-FAST_ENV = {
-    "WHEEL_SHARDS": str(SHARDS),
-    "WHEEL_TICK_INTERVAL": "0.05",
-    "WHEEL_LEASE_TTL": str(LEASE_TTL_S),
-    "WHEEL_WEBHOOK_TIMEOUT": "2",
-    "WHEEL_RECLAIM_IDLE": "3",
-    "WHEEL_RETRY_BASE": "0.2",
-    "WHEEL_RETRY_MAX": "0.5",
-    "WHEEL_MAX_ATTEMPTS": "3",
-    "WHEEL_SHUTDOWN_GRACE": "5",
-    "WHEEL_LOG_FORMAT": "json",
-    "WHEEL_ALLOWED_TARGETS": "127.0.0.0/8",
-}
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """A receiver that answers 200 at once."""
-    hooks = Receiver()
-    hooks.start()
-    yield hooks
-    hooks.stop()
-
-
-@pytest.fixture
-def slow() -> Iterator[Receiver]:
-    """A receiver that holds every webhook for a second before 200."""
-    hooks = Receiver(Behaviour(delay_s=1.0))
-    hooks.start()
-    yield hooks
-    hooks.stop()
 
 
 @pytest.fixture

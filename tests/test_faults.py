@@ -19,6 +19,7 @@ import redis as sync_redis
 
 from tests.proxy import TcpProxy
 from tests.support import (
+    FAST_ENV,
     TIMER_WHEEL,
     Behaviour,
     Procs,
@@ -26,7 +27,7 @@ from tests.support import (
     inspector,
     wait_until,
 )
-from tests.test_e2e import FAST_ENV, KEYS, create_many, settled, status
+from tests.test_e2e import KEYS, create_many, settled, status
 from wheel.redis_server import RedisServer
 
 
@@ -334,15 +335,6 @@ def base_direct(procs: Procs) -> str:
     if not hasattr(procs, "_base"):
         procs._base = procs.api()  # type: ignore[attr-defined]
     return procs._base  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """A receiver that answers 200 at once."""
-    hooks = Receiver()
-    hooks.start()
-    yield hooks
-    hooks.stop()
 
 
 def test_timer_wheel_processes_log_quietly_during_an_outage(

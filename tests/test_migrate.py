@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 import redis as sync_redis
 
-from tests.support import TIMER_WHEEL, Procs, Receiver, wait_until
-from tests.test_e2e import FAST_ENV, status
+from tests.support import FAST_ENV, TIMER_WHEEL, Procs, Receiver, wait_until
+from tests.test_e2e import status
 
 OLD_SHARDS = 16
 
@@ -65,15 +63,6 @@ def write_old_failed(client: sync_redis.Redis, url: str, now_ms: int) -> str:
         },
     )
     return str(timer_id)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """A receiver that answers 200 at once."""
-    hooks = Receiver()
-    hooks.start()
-    yield hooks
-    hooks.stop()
 
 
 def test_migration_carries_old_timers_over(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,17 +23,16 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.support import TIMER_WHEEL, Behaviour, Procs, Receiver, wait_until
-from tests.test_e2e import FAST_ENV, status
+from tests.support import (
+    FAST_ENV,
+    TIMER_WHEEL,
+    Behaviour,
+    Procs,
+    Receiver,
+    wait_until,
+)
+from tests.test_e2e import status
 from wheel.redis_server import free_port
-
-
-@pytest.fixture
-def procs(redis_url: str, tmp_path: Path) -> Iterator[Procs]:
-    """Service processes on the test Redis."""
-    running = Procs({**FAST_ENV, "WHEEL_REDIS_URL": redis_url}, tmp_path)
-    yield running
-    running.stop_all()
 
 
 def metric(text: str, name: str, **labels: str) -> float:

@@ -12,7 +12,7 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -20,8 +20,15 @@ import pytest
 import standardwebhooks
 
 import api
-from tests.support import Behaviour, Procs, Receiver, inspector, wait_until
-from tests.test_e2e import FAST_ENV, settled, status
+from tests.support import (
+    FAST_ENV,
+    Behaviour,
+    Procs,
+    Receiver,
+    inspector,
+    wait_until,
+)
+from tests.test_e2e import settled, status
 from wheel.connection import Connection
 from wheel.settings import Settings
 
@@ -221,23 +228,6 @@ async def test_cancel_unknown_or_malformed_is_404(
     reply = await client.delete(f"/timer/{timer_id}")
     assert reply.status_code == 404
     assert reply.headers["content-type"] == "application/problem+json"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """A receiver that answers 200 at once."""
-    hooks = Receiver()
-    hooks.start()
-    yield hooks
-    hooks.stop()
-
-
-@pytest.fixture
-def procs(redis_url: str, tmp_path: Path) -> Iterator[Procs]:
-    """Service processes on the test Redis (loopback targets allowed)."""
-    running = Procs({**FAST_ENV, "WHEEL_REDIS_URL": redis_url}, tmp_path)
-    yield running
-    running.stop_all()
 
 
 def test_cancel_racing_the_firing_is_never_both(

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.storm import MIN_FAULTS, Storm
-from tests.support import Procs, Receiver
-from tests.test_e2e import FAST_ENV
+from tests.support import FAST_ENV, Procs, Receiver
 
 STORM_ENV = {
     **FAST_ENV,
@@ -18,15 +14,6 @@ STORM_ENV = {
     "WHEEL_RECLAIM_IDLE": "8",
     "WHEEL_HEARTBEAT_TTL": "3",
 }
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    """A receiver that answers 200 at once."""
-    hooks = Receiver()
-    hooks.start()
-    yield hooks
-    hooks.stop()
 
 
 def test_fault_storm_loses_nothing(
