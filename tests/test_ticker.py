@@ -280,3 +280,20 @@ async def test_advance_reports_a_lost_lease(
 
 async def _true_after(queue: ShardQueue, moment_ms: int) -> bool:
     return await redis_now_ms(queue) > moment_ms
+
+
+async def test_a_host_clock_behind_redis_is_corrected_each_beat(
+    queue: ShardQueue, settings: Settings, raw: sync_redis.Redis
+) -> None:
+    """A ticker whose clock estimate is 30 s behind Redis would think
+    nothing is due; its beat reads every node's TIME, so the due timers
+    move at the next tick."""
+    created = await queue.create(URL, 0)
+    for shard in queue.keys.all_shards():
+        queue.clocks.observe(shard.shard, await redis_now_ms(queue) - 30_000)
+    one = ticker(queue, settings, "t1")
+    await one.beat()
+    await one.tick()
+    assert stream_ids(raw, queue.shard_of(created.timer_id)) == [
+        created.timer_id
+    ]

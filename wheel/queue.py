@@ -159,23 +159,26 @@ class Idempotency:
 
 
 class ShardClocks:
-    """Redis' time per shard, estimated from the times scripts return.
+    """Redis' time per shard, estimated from the times Redis returns.
 
     Each shard lives on one node, so this is the clock of the node that
-    holds the shard. Before any reply the host's clock stands in: the
-    scripts never trust the estimate, it only names bucket keys.
+    holds the shard, kept as an offset from this host's monotonic clock
+    (a step of the host's wall clock does not move it). Before any reply
+    the host's wall clock stands in: the scripts never trust the
+    estimate, it names bucket keys and tells the ticker when to look.
     """
 
     def __init__(self, shards: int) -> None:
-        self._offset_ms = [0] * shards
+        start = int((time.time() - time.monotonic()) * 1000)
+        self._offset_ms = [start] * shards
 
     def observe(self, shard: int, redis_ms: int) -> None:
         """Record a time the shard's node reported."""
-        self._offset_ms[shard] = redis_ms - int(time.time() * 1000)
+        self._offset_ms[shard] = redis_ms - int(time.monotonic() * 1000)
 
     def now_ms(self, shard: int) -> int:
         """The estimated Redis time of ``shard``'s node, epoch ms."""
-        return int(time.time() * 1000) + self._offset_ms[shard]
+        return int(time.monotonic() * 1000) + self._offset_ms[shard]
 
 
 class ShardQueue:
@@ -311,6 +314,31 @@ class ShardQueue:
         return Code(_text(reply[1])), STATE_OF_CODE.get(letter)
 
     # -- the ticker -------------------------------------------------------
+
+    async def sync_clocks(self) -> None:
+        """Learn every node's clock (``TIME``), for the shards it holds.
+
+        The ticker does this each beat: it decides from its estimate
+        whether a bucket is due, so an estimate behind Redis' clock (a
+        host clock that is late) would never call the script that
+        corrects it.
+        """
+        await self.connection.start()
+        by_node: dict[str, list[ShardKeys]] = {}
+        for shard in self.keys.all_shards():
+            node = self.connection.node_of(shard.index)
+            by_node.setdefault(node, []).append(shard)
+        groups = list(by_node.values())
+        replies = await asyncio.gather(
+            *(
+                self.connection.call(group[0].index, "TIME", deadline_s=1.0)
+                for group in groups
+            )
+        )
+        for group, (seconds, micros) in zip(groups, replies, strict=True):
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+            for shard in group:
+                self.clocks.observe(shard.shard, now_ms)
 
     async def peek(
         self, shard: ShardKeys, count: int, deadline_s: float = 1.0

@@ -71,6 +71,10 @@ class Ticker:
     async def beat(self) -> None:
         """Register as alive, then take, keep or release leases."""
         live = await self.registry.beat(ROLE, self.name, self._lease_ttl_ms)
+        try:
+            await self.queue.sync_clocks()
+        except Exception as exc:
+            self._errors.note("clock", exc)
         wanted = rendezvous.assign(self.name, live, self.settings.shards)
         keys = self.queue.keys
         taking = sorted(wanted)
