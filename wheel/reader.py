@@ -32,8 +32,10 @@ from wheel.settings import Settings
 
 log = logging.getLogger("wheel.reader")
 
-SWEEP_CHUNK = 16
-"""Shards one reclaim round asks about at once."""
+RECLAIM_COUNT = 32
+"""Most entries one XAUTOCLAIM takes over (and slots it reserves)."""
+MAX_ROUNDS = 1000
+"""Most XAUTOCLAIM calls on one shard in one sweep."""
 
 
 class Reader:
@@ -174,17 +176,23 @@ class Reclaimer:
         return min(self.settings.reclaim_idle / 4, 30.0)
 
     async def sweep(self) -> float:
-        """One pass over every shard; seconds until the next."""
-        shards = self.queue.keys.all_shards()
-        for start in range(0, len(shards), SWEEP_CHUNK):
-            chunk = shards[start : start + SWEEP_CHUNK]
-            await asyncio.gather(*(self._shard(shard) for shard in chunk))
+        """One pass over every shard; seconds until the next.
+
+        Shards are swept one at a time, each with the slots that are free
+        at that moment (at most :data:`RECLAIM_COUNT`): the sweep never
+        queues for capacity ahead of the reader, and never holds many
+        slots idle while it waits for Redis (that stalled reading for a
+        round trip per shard, every sweep).
+        """
+        for shard in self.queue.keys.all_shards():
+            await self._shard(shard)
         return self.interval_s
 
     async def _shard(self, shard: ShardKeys) -> None:
-        batch = self.settings.batch_size
-        while True:
-            slots = await self.capacity.take(batch)
+        for _ in range(MAX_ROUNDS):
+            slots = self.capacity.take_now(RECLAIM_COUNT)
+            if not slots:
+                return  # busy: the next sweep comes back to it
             cursor = self._cursors.get(shard.shard, b"0-0")
             try:
                 cursor, entries = await self.queue.reclaim(
