@@ -39,6 +39,8 @@ from wheel.validation import InvalidRequest, parse_timer_request
 from wheel.wheelmath import ceil_seconds
 
 READY_TIMEOUT_S = 2.0
+SCOPE = "timer_wheel.scope"
+"""Where the wrapper leaves the caller's token scope in the ASGI scope."""
 REFUSALS_KEPT = 10_000
 
 log = logging.getLogger("wheel.api")
@@ -73,7 +75,7 @@ class Api:
     ) -> Endpoint:
         """``fn`` behind the token check (when ``guarded``), with its
         errors answered as problems and its duration counted in the
-        per-route histogram. The caller's scope is ``request.state.scope``.
+        per-route histogram. The caller's scope is ``request.scope[SCOPE]``.
         """
         histograms: dict[int, Any] = {}
         observe_for = metrics.REQUEST_DURATION.labels
@@ -82,7 +84,7 @@ class Api:
             started = time.perf_counter()
             try:
                 if guarded:
-                    request.state.scope = self.tokens.scope(request)
+                    request.scope[SCOPE] = self.tokens.scope(request)
                 response = await fn(request)
             except ProblemError as exc:
                 response = problem_response(exc.problem, exc.headers)
@@ -146,7 +148,7 @@ class Api:
 
     async def create_timer(self, request: Request) -> Response:
         """``POST /timer``."""
-        scope: str = request.state.scope
+        scope: str = request.scope[SCOPE]
         self._ready_for_timers()
         key = idempotency_key(request)
         body = await read_body(request)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from wheel.buckets import Bucket, Level
+from wheel.buckets import Bucket
 from wheel.slots import spread_tags
 
 GROUP = b"workers"
@@ -53,7 +53,11 @@ class ShardKeys:
 
     def minute(self, number: int) -> bytes:
         """Sorted set: the minute bucket ``number``."""
-        return self.bucket(Bucket(Level.MINUTE, number))
+        return self._base + b":m%d" % number
+
+    def level_bucket(self, level: str, number: int) -> bytes:
+        """A bucket by level letter and number (the hot path's form)."""
+        return self._base + b":" + level.encode() + b"%d" % number
 
     @property
     def index(self) -> bytes:

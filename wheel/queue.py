@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from wheel import ids
-from wheel.buckets import Bucket, Level, minute_of, place
+from wheel.buckets import (
+    MINUTE_MS,
+    Bucket,
+    Level,
+    minute_of,
+    place_numbers,
+)
 from wheel.connection import Connection, StoreFull
 from wheel.keys import GROUP, Keys, ShardKeys
 from wheel.scripts import SCRIPTS
@@ -204,17 +210,13 @@ class ShardQueue:
         self, shard: ShardKeys, due_ms: int
     ) -> tuple[list[bytes], list[Any]]:
         """Keys and arguments naming where a timer due then may go."""
-        now_ms = self.clocks.now_ms(shard.shard)
-        minute = minute_of(due_ms)
-        coarse = place(due_ms, now_ms)
-        if coarse.level is Level.MINUTE:
-            coarse_key = shard.bucket(minute)
-        else:
-            coarse_key = shard.bucket(coarse)
-        return (
-            [shard.bucket(minute), coarse_key],
-            [minute.number, coarse.level.value, coarse.number],
+        minute = due_ms // MINUTE_MS
+        level, number = place_numbers(due_ms, self.clocks.now_ms(shard.shard))
+        minute_key = shard.minute(minute)
+        coarse_key = (
+            minute_key if level == "m" else shard.level_bucket(level, number)
         )
+        return [minute_key, coarse_key], [minute, level, number]
 
     # -- the API ----------------------------------------------------------
 
