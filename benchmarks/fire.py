@@ -218,6 +218,19 @@ def node_client(url: str):
     return redis.Redis.from_url(url)
 
 
+def late_windows(
+    views: dict[str, dict], first: dict[str, float], over_ms: float = 50
+) -> dict[str, int]:
+    """Arrivals later than ``over_ms``, by the second (from the first due
+    time) they were due in: tells steady lateness from stalls."""
+    start = min(v["due_ms"] for v in views.values()) / 1000
+    windows: collections.Counter[str] = collections.Counter()
+    for i, view in views.items():
+        if i in first and first[i] * 1000 - view["due_ms"] > over_ms:
+            windows[f"{view['due_ms'] / 1000 - start:.1f}"] += 1
+    return dict(sorted(windows.items(), key=lambda kv: float(kv[0])))
+
+
 def analyse(
     args: argparse.Namespace,
     creator: Creator,
@@ -256,6 +269,7 @@ def analyse(
     }
     if late:
         result["lateness_ms"] = spread(late)
+        result["late_windows"] = late_windows(views, first)
         span = max(times) - min(times)
         result["webhooks_per_s"] = round(len(times) / span) if span else None
         result["makespan_s"] = round(max(times) - min(dues) / 1000, 2)

@@ -297,3 +297,25 @@ async def test_a_host_clock_behind_redis_is_corrected_each_beat(
     assert stream_ids(raw, queue.shard_of(created.timer_id)) == [
         created.timer_id
     ]
+
+
+async def test_after_moving_a_bucket_the_tick_waits_for_its_next_timer(
+    queue: ShardQueue, settings: Settings
+) -> None:
+    """One shard, a timer due now and one 300 ms later in the same
+    minute bucket: after moving the first, the tick says to come back
+    within about 300 ms, not after the tick interval (the peek before
+    the move could not know the second)."""
+    settings = settings.replace(shards=1, tick_interval=5.0)
+    queue = ShardQueue(queue.connection, settings)
+    one = ticker(queue, settings, "t1")
+    await one.beat()
+    first = await queue.create(URL, 0)
+    second = await queue.create(URL, 300)
+    assert (
+        buckets.minute_of(first.due_ms) == buckets.minute_of(second.due_ms)
+        or second.due_ms % buckets.MINUTE_MS < 300
+    )
+    wait_s = await one.tick()
+    assert one.moved_total == 1
+    assert 0 < wait_s <= 0.35

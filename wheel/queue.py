@@ -79,12 +79,14 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Advanced:
-    """Reply of ``advance``: ids moved; more due ids left behind."""
+    """Reply of ``advance``: ids moved; more due ids left behind; the
+    earliest due time left in the buckets (None when they are empty)."""
 
     code: Code
     moved: int
     more: bool
     now_ms: int
+    next_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,8 +385,13 @@ class ShardQueue:
         )
         now_ms = _int(reply[0])
         self.clocks.observe(shard.shard, now_ms)
+        next_ms = _int(reply[4])
         return Advanced(
-            Code(_text(reply[1])), _int(reply[2]), bool(_int(reply[3])), now_ms
+            Code(_text(reply[1])),
+            _int(reply[2]),
+            bool(_int(reply[3])),
+            now_ms,
+            next_ms if next_ms >= 0 else None,
         )
 
     async def cascade(

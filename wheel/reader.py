@@ -184,8 +184,13 @@ class Reclaimer:
         slots idle while it waits for Redis (that stalled reading for a
         round trip per shard, every sweep).
         """
+        started = time.monotonic()
         for shard in self.queue.keys.all_shards():
             await self._shard(shard)
+        log.debug(
+            "reclaim sweep",
+            extra={"took_s": round(time.monotonic() - started, 3)},
+        )
         return self.interval_s
 
     async def _shard(self, shard: ShardKeys) -> None:

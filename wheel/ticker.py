@@ -146,9 +146,11 @@ class Ticker:
             if due:
                 work.append(self._work(shard, due))
         if work:
-            again = await asyncio.gather(*work)
-            if any(again):
-                wait_s = 0.0
+            for again, ahead_ms in await asyncio.gather(*work):
+                if again:
+                    wait_s = 0.0
+                elif ahead_ms is not None:
+                    wait_s = min(wait_s, max(ahead_ms / 1000, MIN_SLEEP_S))
         if self._rung:
             # One message for every shard that got entries this tick.
             rung, self._rung = self._rung, []
@@ -169,8 +171,11 @@ class Ticker:
         later = [score for _, score in peek if score > now_ms]
         return due, (min(later) if later else None)
 
-    async def _work(self, shard: ShardKeys, due: list[Bucket]) -> bool:
-        """Advance and cascade one shard's due buckets; True if more is due."""
+    async def _work(
+        self, shard: ShardKeys, due: list[Bucket]
+    ) -> tuple[bool, int | None]:
+        """Advance and cascade one shard's due buckets: whether more is due
+        now, and the earliest due time left in the advanced buckets."""
         minutes = [b.number for b in due if b.level is Level.MINUTE]
         coarse = [b for b in due if b.level is not Level.MINUTE]
         again = False
@@ -180,13 +185,13 @@ class Ticker:
                     shard, self.name, bucket, CASCADE_LIMIT
                 )
                 if cascaded.code is Code.NOT_OURS:
-                    return self._lost(shard)
+                    return self._lost(shard), None
                 self.cascaded_total += cascaded.moved
                 again = again or cascaded.left > 0 or cascaded.moved > 0
             if minutes:
                 advanced = await self.queue.advance(shard, self.name, minutes)
                 if advanced.code is Code.NOT_OURS:
-                    return self._lost(shard)
+                    return self._lost(shard), None
                 if advanced.code is Code.FULL:
                     # The workers are behind: leave the timers on the
                     # wheel, in order, until the stream drains.
@@ -194,16 +199,18 @@ class Ticker:
                         time.monotonic() + FULL_PAUSE_S
                     )
                     self._rung.append(shard)
-                    return False
+                    return False, None
                 if advanced.moved:
                     self.moved_total += advanced.moved
                     metrics.TIMERS_MOVED.inc(advanced.moved)
                     self._rung.append(shard)
                 again = again or advanced.more
+                if advanced.next_ms is not None:
+                    return again, advanced.next_ms - advanced.now_ms
         except Exception as exc:
             self._errors.note(f"shard {shard.shard}", exc)
-            return False
-        return again
+            return False, None
+        return again, None
 
     def _lost(self, shard: ShardKeys) -> bool:
         log.warning(

@@ -24,13 +24,16 @@
 -- ARGV[4] most entries the ready stream may hold
 -- ARGV[5..] the minute number of each bucket, aligned with KEYS[4..]
 --
--- Returns {now_ms, code, moved, more}: code C_DONE, C_NOT_OURS (the lease
--- is another's: nothing moved) or C_FULL (the ready stream is at its
--- bound); more is 1 when due ids were left behind by the limit.
+-- Returns {now_ms, code, moved, more, next_ms}: code C_DONE, C_NOT_OURS
+-- (the lease is another's: nothing moved) or C_FULL (the ready stream is
+-- at its bound); more is 1 when due ids were left behind by the limit;
+-- next_ms is the earliest due time left in the given buckets, -1 if none
+-- (the ticker sleeps until then: a peek taken before the move cannot
+-- know it).
 
 local now = now_ms()
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-    return {now, C_NOT_OURS, 0, 0}
+    return {now, C_NOT_OURS, 0, 0, -1}
 end
 local stream = redis.call('EXISTS', KEYS[3]) == 1
 local room = tonumber(ARGV[4])
@@ -38,11 +41,12 @@ if stream then
     room = room - redis.call('XLEN', KEYS[3])
 end
 if room <= 0 then
-    return {now, C_FULL, 0, 1}
+    return {now, C_FULL, 0, 1, -1}
 end
 local limit = math.min(tonumber(ARGV[3]), room)
 local moved = 0
 local more = 0
+local next_due = -1
 
 for i = 4, #KEYS do
     local bucket = KEYS[i]
@@ -68,6 +72,9 @@ for i = 4, #KEYS do
         moved = moved + n
     end
     local first = redis.call('ZRANGE', bucket, 0, 0, 'WITHSCORES')
+    if first[2] and (next_due < 0 or tonumber(first[2]) < next_due) then
+        next_due = tonumber(first[2])
+    end
     if not first[2] then
         redis.call('ZREM', KEYS[2], member)
     elseif n > 0 then
@@ -77,4 +84,4 @@ for i = 4, #KEYS do
         end
     end
 end
-return {now, C_DONE, moved, more}
+return {now, C_DONE, moved, more, next_due}
