@@ -62,9 +62,14 @@ class Reader:
         self.read_total = 0
 
     def own(self, shards: frozenset[int]) -> None:
-        """Set the shards to read; new ones are read at once."""
+        """Set the shards to read; new ones are read at once, lost ones
+        no more (a shard kept hot by full reads would otherwise be read
+        here and by its new owner for as long as its backlog lasts)."""
         gained = shards - self.owned
         self.owned = shards
+        for shard in list(self._hot):
+            if shard not in shards:
+                del self._hot[shard]
         self.ring(sorted(gained))
 
     @property
@@ -142,7 +147,7 @@ class Reader:
                 self._errors.note("read", entries)
                 continue
             self.capacity.give(count - len(entries))
-            if len(entries) == count:
+            if len(entries) == count and shard.shard in self.owned:
                 self._hot[shard.shard] = None
             read += len(entries)
             dispatches.append(self.firer.dispatch(shard, entries))
