@@ -445,3 +445,30 @@ def save(name: str, data: dict[str, object], out: Path | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=2, default=str) + "\n")
     return out
+
+
+def save_report(
+    name: str,
+    args: argparse.Namespace,
+    code: Code,
+    summary: dict[str, object],
+    runs: object,
+    **extra: object,
+) -> Path:
+    """Save a harness' results in the common shape (machine, code,
+    Redis, arguments, ``extra``, summary, runs) and say where."""
+    path = save(
+        name,
+        {
+            "machine": machine(),
+            "code": code.describe(),
+            "redis": describe_redis(args),
+            "args": vars(args),
+            **extra,
+            "summary": summary,
+            "runs": runs,
+        },
+        args.out,
+    )
+    print(f"saved {path}")
+    return path

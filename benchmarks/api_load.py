@@ -51,14 +51,12 @@ from _common import (
     add_common_args,
     cpu_count,
     deadline_alarm,
-    describe_redis,
     free_port,
-    machine,
     median,
     pin_pid,
     pinned,
     process_group,
-    save,
+    save_report,
     wait_http,
 )
 from _service import log_summary, service_env
@@ -429,21 +427,15 @@ def main() -> None:
         f"best {summary['get_best_rps']:>7}/s  per API core "
         f"{summary['get_per_api_core_median']:>7}/s (target >= 14000)"
     )
-    path = save(
+    save_report(
         "api_load",
-        {
-            "machine": machine(),
-            "code": code.describe(),
-            "redis": describe_redis(args),
-            "args": vars(args),
-            "settings": code.effective(env),
-            "summary": summary,
-            "api_log": api_log,
-            "runs": runs,
-        },
-        args.out,
+        args,
+        code,
+        summary,
+        runs,
+        settings=code.effective(env),
+        api_log=api_log,
     )
-    print(f"saved {path}")
     if profile_path:
         print(f"profile (py-spy raw) in {profile_path}:")
         subprocess.run(

@@ -43,11 +43,9 @@ from _common import (
     CpuMeter,
     add_common_args,
     deadline_alarm,
-    describe_redis,
-    machine,
     median,
     process_group,
-    save,
+    save_report,
     spread,
 )
 from _service import Service, log_summary, service_env, start_sink
@@ -249,19 +247,7 @@ def main() -> None:
     summary["lost_total"] = sum(r["lost"] for r in results)
     summary["duplicated_total"] = sum(r["duplicated"] for r in results)
     print(f"\nmedian of {args.runs} runs: {summary} (target drain <= 240 s)")
-    path = save(
-        "catchup",
-        {
-            "machine": machine(),
-            "code": code.describe(),
-            "redis": describe_redis(args),
-            "args": vars(args),
-            "summary": summary,
-            "runs": results,
-        },
-        args.out,
-    )
-    print(f"saved {path}")
+    save_report("catchup", args, code, summary, results)
 
 
 if __name__ == "__main__":

@@ -33,11 +33,9 @@ from _common import (
     CpuMeter,
     add_common_args,
     deadline_alarm,
-    describe_redis,
-    machine,
     median,
     process_group,
-    save,
+    save_report,
     spread,
 )
 from _service import Service, log_summary, service_env, start_sink
@@ -176,19 +174,7 @@ def main() -> None:
         [r["slow_max_in_flight"] for r in results]
     )
     print(f"\nmedian of {args.runs} runs: {summary} (target max <= 1000 ms)")
-    path = save(
-        "fairness",
-        {
-            "machine": machine(),
-            "code": code.describe(),
-            "redis": describe_redis(args),
-            "args": vars(args),
-            "summary": summary,
-            "runs": results,
-        },
-        args.out,
-    )
-    print(f"saved {path}")
+    save_report("fairness", args, code, summary, results)
 
 
 if __name__ == "__main__":

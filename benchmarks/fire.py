@@ -56,11 +56,9 @@ from _common import (
     Group,
     add_common_args,
     deadline_alarm,
-    describe_redis,
-    machine,
     median,
     process_group,
-    save,
+    save_report,
     spread,
 )
 from _service import Service, log_summary, service_env, start_sink
@@ -385,19 +383,7 @@ def main() -> None:
         path.parent.mkdir(exist_ok=True)
         path.write_text(profile)
         print(f"py-spy profile of {args.profile}: {path}")
-    saved = save(
-        name,
-        {
-            "machine": machine(),
-            "code": code.describe(),
-            "redis": describe_redis(args),
-            "args": vars(args),
-            "summary": summary,
-            "runs": results,
-        },
-        args.out,
-    )
-    print(f"saved {saved}")
+    save_report(name, args, code, summary, results)
 
 
 if __name__ == "__main__":

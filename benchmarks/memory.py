@@ -48,11 +48,9 @@ from _common import (
     RedisDeployment,
     add_common_args,
     deadline_alarm,
-    describe_redis,
-    machine,
     median,
     process_group,
-    save,
+    save_report,
 )
 from _service import Service, log_summary, service_env, start_sink
 
@@ -302,19 +300,13 @@ def main() -> None:
             f"  {kind:28s} {row['bytes_per_timer']:>8} B  "
             f"+{row['new_keys']} keys  {row['type']}/{row['encoding']}"
         )
-    path = save(
+    save_report(
         "memory-fired" if args.fired else "memory",
-        {
-            "machine": machine(),
-            "code": code.describe(),
-            "redis": describe_redis(args),
-            "args": vars(args),
-            "summary": summary,
-            "runs": results,
-        },
-        args.out,
+        args,
+        code,
+        summary,
+        results,
     )
-    print(f"saved {path}")
 
 
 if __name__ == "__main__":
