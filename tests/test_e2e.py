@@ -414,6 +414,59 @@ def test_dev_keeps_pending_timers_across_a_restart(
         procs.stop_all()
 
 
+def test_dev_lets_webhooks_reach_loopback_unless_told_otherwise(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """`dev` serves its own machine: with no target setting at all a
+    timer for a receiver on 127.0.0.1 is accepted and fires; with
+    WHEEL_ALLOW_PRIVATE_TARGETS=0 the guard is on, as in every other
+    role, and the same create is refused."""
+    plain = {k: v for k, v in FAST_ENV.items() if k != "WHEEL_ALLOWED_TARGETS"}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+
+    def start_dev(
+        env: dict[str, str],
+    ) -> tuple[Procs, subprocess.Popen[bytes]]:
+        procs = Procs(env, tmp_path)
+        process = procs.start(
+            "dev", "--port", str(port), "--data-dir", str(tmp_path / "d")
+        )
+
+        def up() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(procs.output(process))
+            try:
+                return httpx.get(f"{base}/readyz", timeout=1).is_success
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, what="dev to answer")
+        return procs, process
+
+    procs, dev = start_dev(plain)
+    try:
+        with httpx.Client(base_url=base) as client:
+            timer_id = str(create_timer(client, receiver.url)["id"])
+        wait_until(
+            lambda: receiver.ids() == {timer_id: 1},
+            what="the webhook to the loopback receiver",
+        )
+        assert procs.terminate(dev) == 0
+    finally:
+        procs.stop_all()
+    procs, dev = start_dev({**plain, "WHEEL_ALLOW_PRIVATE_TARGETS": "0"})
+    try:
+        answer = httpx.post(
+            f"{base}/timer", json={"seconds": 0, "url": receiver.url}
+        )
+        assert answer.status_code == 422
+        assert "loopback" in answer.json()["detail"]
+        assert procs.terminate(dev) == 0
+    finally:
+        procs.stop_all()
+
+
 def test_worker_sigterm_finishes_in_flight_webhooks(
     procs: Procs, slow: Receiver, sync_client: sync_redis.Redis
 ) -> None:

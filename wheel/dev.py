@@ -8,6 +8,11 @@ stops the roles first (in-flight webhooks finish) and Redis last. If the
 embedded Redis dies, ``dev`` starts it again on the same folder; if it
 cannot, ``dev`` stops with one line saying why. The Redis URL is written
 to ``<data dir>/redis.url`` for ``timer-wheel check --data-dir``.
+
+``dev`` serves its own machine, whose receivers are on loopback or a
+private network: unless ``WHEEL_ALLOW_PRIVATE_TARGETS`` is set either
+way, it lets webhooks reach private addresses (every other role keeps
+the SSRF guard on by default).
 """
 
 from __future__ import annotations
@@ -85,6 +90,14 @@ def read_url(data_dir: Path) -> str | None:
         return None
 
 
+def dev_settings(settings: Settings, private_set: bool) -> Settings:
+    """The settings ``dev`` runs with: private targets allowed unless
+    ``WHEEL_ALLOW_PRIVATE_TARGETS`` was set (``private_set``)."""
+    if private_set:
+        return settings
+    return settings.replace(allow_private_targets=True)
+
+
 def run(
     settings: Settings,
     private_set: bool,
@@ -94,7 +107,11 @@ def run(
     redis_port: int = 0,
     cluster: bool = False,
 ) -> int:
-    """Run ``dev`` until Ctrl-C or SIGTERM; the exit code."""
+    """Run ``dev`` until Ctrl-C or SIGTERM; the exit code.
+
+    ``private_set``: whether ``WHEEL_ALLOW_PRIVATE_TARGETS`` was given.
+    """
+    settings = dev_settings(settings, private_set)
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     lock = (data_dir / "dev.lock").open("w")
@@ -116,7 +133,12 @@ def run(
     (data_dir / URL_FILE).write_text(redis.url + "\n")
     log.info(
         "embedded redis started",
-        extra={"redis": redis.url, "cluster": cluster, "data": str(data_dir)},
+        extra={
+            "redis": redis.url,
+            "cluster": cluster,
+            "data": str(data_dir),
+            "private_targets": settings.allow_private_targets,
+        },
     )
     print(
         f"timer-wheel dev: API on http://{host}:{port} (Redis {redis.url}"
