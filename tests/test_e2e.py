@@ -33,6 +33,7 @@ from tests.support import (
 )
 from wheel import ids
 from wheel.keys import Keys
+from wheel.lifecycle import SAME_INTERRUPT_S
 from wheel.redis_server import RedisServer, free_port
 
 
@@ -584,6 +585,36 @@ def test_dev_ctrl_c_stops_cleanly_and_fires_nothing_twice(
         assert sorted(slow.ids().values()) == [1] * 5
         os.killpg(dev.pid, signal.SIGINT)
         assert dev.wait(30) == 0
+    finally:
+        procs.stop_all()
+
+
+def test_dev_ctrl_c_delivered_twice_still_stops_gracefully(
+    tmp_path: Path, slow: Receiver
+) -> None:
+    """`make dev` runs dev under `uv run`, which forwards the Ctrl-C that
+    the terminal also sent dev itself: two SIGINTs back to back are one
+    interrupt, so the webhooks in flight still finish and dev exits 0."""
+    procs = Procs(FAST_ENV, tmp_path)
+    port = free_port()
+    try:
+        dev = start_dev_in_terminal(procs, port, tmp_path / "data")
+        create_many([f"http://127.0.0.1:{port}"], slow.url, [0] * 3)
+        wait_until(lambda: len(slow.arrivals) == 3, what="3 in flight")
+        os.killpg(dev.pid, signal.SIGINT)
+        # The forwarded copy comes once the first is handled (two at the
+        # same instant would merge into one pending signal).
+        wait_until(
+            lambda: "stop signal" in procs.output(dev),
+            timeout_s=SAME_INTERRUPT_S,
+            interval_s=0.01,
+            what="the first SIGINT handled",
+        )
+        os.kill(dev.pid, signal.SIGINT)
+        assert dev.wait(30) == 0
+        output = procs.output(dev)
+        assert "exiting now" not in output
+        assert "stop already under way" in output
     finally:
         procs.stop_all()
 

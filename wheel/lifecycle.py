@@ -55,23 +55,36 @@ def process_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
+SAME_INTERRUPT_S = 0.5
+"""SIGINTs this close to the first are one Ctrl-C delivered twice."""
+
+
 def install_stop_signals(stop: asyncio.Event) -> None:
-    """Set ``stop`` on SIGTERM or SIGINT; a second SIGINT exits at once.
+    """Set ``stop`` on SIGTERM or SIGINT; a second Ctrl-C exits at once.
 
     A repeated SIGTERM is ignored: supervisors and wrappers (``uv run``,
     say) may each forward one, and the graceful stop is already under way.
+    A SIGINT within :data:`SAME_INTERRUPT_S` of the first is the same
+    Ctrl-C: the terminal sends it to the whole process group and a
+    wrapper such as ``uv run`` forwards it again.
     """
     loop = asyncio.get_running_loop()
+    first_at: list[float] = []
 
     def on_signal(signum: int) -> None:
         name = signal.Signals(signum).name
         if stop.is_set():
-            if signum == signal.SIGINT:
+            if (
+                signum == signal.SIGINT
+                and first_at
+                and time.monotonic() - first_at[0] > SAME_INTERRUPT_S
+            ):
                 log.warning("second interrupt: exiting now")
                 os._exit(1)
             log.info("stop already under way", extra={"signal": name})
             return
         log.info("stop signal", extra={"signal": name})
+        first_at.append(time.monotonic())
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
