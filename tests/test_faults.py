@@ -8,6 +8,7 @@ a proxy that drops a reply); the service runs as its real processes.
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -117,6 +118,51 @@ def test_slow_receivers_never_early_never_twice_at_once(
             assert second - first >= 0.5 + 0.5 - 0.05
             assert third - second >= 0.5 + 1.0 - 0.05
         assert hooks.overlaps == []
+    finally:
+        hooks.stop()
+
+
+def test_a_stopped_worker_reads_its_answers_and_sends_nothing_twice(
+    procs_on: list[Procs], tmp_path: Path, redis_url: str
+) -> None:
+    """A worker SIGSTOPped with webhooks in flight, for longer than the
+    webhook timeout (its machine paused, say): the receiver answers
+    meanwhile, and on SIGCONT the worker reads those answers instead of
+    timing the attempts out and retrying them: every timer fired once,
+    at its first attempt."""
+    hooks = Receiver(Behaviour(delay_s=0.3))
+    hooks.start()
+    try:
+        procs = service(
+            procs_on,
+            tmp_path,
+            redis_url,
+            WHEEL_WEBHOOK_TIMEOUT="1",
+            WHEEL_RECLAIM_IDLE="10",
+        )
+        base = procs.api()
+        procs.role("ticker")
+        worker = procs.role("worker")
+        timer_ids = create_many([base], hooks.url, [0] * 20)
+        wait_until(
+            lambda: len(hooks.arrivals) == 20, what="20 webhooks in flight"
+        )
+        worker.send_signal(signal.SIGSTOP)
+        try:
+            # Past the timeout, well inside the claim's hold.
+            time.sleep(2.5)
+        finally:
+            worker.send_signal(signal.SIGCONT)
+        wait_until(
+            lambda: all(status(base, t) == "fired" for t in timer_ids),
+            what="every timer recorded as fired",
+        )
+        assert {hooks.ids()[t] for t in timer_ids} == {1}
+        with httpx.Client(base_url=base) as client:
+            attempts = {
+                client.get(f"/timer/{t}").json()["attempts"] for t in timer_ids
+            }
+        assert attempts == {1}
     finally:
         hooks.stop()
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiohttp import web
@@ -305,3 +308,50 @@ async def test_connection_refused_is_retryable() -> None:
 def test_host_key(url: str, key: str) -> None:
     """One key per destination: case, default port and userinfo aside."""
     assert host_key(url) == key
+
+
+class _AnswersLate(BaseHTTPRequestHandler):
+    """Says it got the request, then answers 200 a moment later."""
+
+    arrived: threading.Event
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).arrived.set()
+        time.sleep(0.05)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+async def test_an_answer_waiting_after_a_stall_is_read_not_timed_out() -> None:
+    """The worker's loop stalls past the timeout (as in a stopped
+    process or a paused machine) while the receiver answers: the answer
+    is read and the attempt succeeds. Timing it out would retry a
+    webhook the receiver already took: a duplicate."""
+    arrived = threading.Event()
+    handler = type("Handler", (_AnswersLate,), {"arrived": arrived})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    try:
+        async with WebhookSender(0.3, 10, TargetPolicy.open()) as sender:
+            sending = asyncio.create_task(sender.send(url, TIMER_ID))
+            for _ in range(400):
+                if arrived.is_set():
+                    break
+                await asyncio.sleep(0.005)
+            assert arrived.is_set()
+            # The stall: the loop does not run while the answer comes.
+            time.sleep(1.0)  # noqa: ASYNC251 (the stall under test)
+            delivery = await sending
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert delivery.ok, delivery
+    assert delivery.status == 200

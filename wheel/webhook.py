@@ -8,6 +8,7 @@ bottleneck.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Self
 
@@ -27,6 +28,51 @@ MAX_RESULT_CHARS = 500
 MAX_CACHED_HOSTS = 10_000
 
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+STALL_S = 0.25
+"""A webhook's deadline that fires this late means the event loop was not
+running (the process was stopped, its machine paused, a call blocked):
+the receiver's answer may be sitting unread in the socket."""
+GRACE_S = 0.5
+"""How long such a webhook gets to read that answer before it times out."""
+MAX_GRACES = 3
+
+
+class _Deadline:
+    """Expires ``timeout`` ``after_s`` from now, unless the loop stalled.
+
+    A timer that runs after a stall runs before the loop reads the
+    sockets that became readable meanwhile, so a plain timeout would
+    fail a webhook the receiver had already answered, and its retry
+    would deliver it twice. A deadline that fires more than
+    :data:`STALL_S` late gives the request :data:`GRACE_S` more, a few
+    times at most, and then expires it.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        timeout: asyncio.Timeout,
+        after_s: float,
+    ) -> None:
+        self._loop = loop
+        self._timeout = timeout
+        self._graces = 0
+        self._at = loop.time() + after_s
+        self._handle = loop.call_at(self._at, self._check)
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        if now - self._at > STALL_S and self._graces < MAX_GRACES:
+            self._graces += 1
+            self._at = now + GRACE_S
+            self._handle = self._loop.call_at(self._at, self._check)
+            return
+        self._timeout.reschedule(now)
+
+    def cancel(self) -> None:
+        """The request ended first."""
+        self._handle.cancel()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +127,11 @@ class WebhookSender:
         policy: TargetPolicy,
         signer: Signer | None = None,
     ) -> None:
+        # The total is enforced by ``_Deadline``, which forgives a stall.
         self.timeout = aiohttp.ClientTimeout(
-            total=timeout_s, connect=min(timeout_s, MAX_CONNECT_S)
+            total=None, connect=min(timeout_s, MAX_CONNECT_S)
         )
+        self.timeout_s = timeout_s
         self.concurrency = concurrency
         self.policy = policy
         self.signer = signer
@@ -159,13 +207,23 @@ class WebhookSender:
             headers = self.signer.headers(timer_id, body)
             headers["Idempotency-Key"] = timer_id
         try:
-            async with session.post(
-                target, data=body, headers=headers, allow_redirects=False
-            ) as response:
-                # Read a bounded amount so the connection can be reused;
-                # anything longer is dropped with the connection.
-                await response.content.read(MAX_RESPONSE_BYTES)
-                status = response.status
+            async with asyncio.timeout(None) as timeout:
+                deadline = _Deadline(
+                    asyncio.get_running_loop(), timeout, self.timeout_s
+                )
+                try:
+                    async with session.post(
+                        target,
+                        data=body,
+                        headers=headers,
+                        allow_redirects=False,
+                    ) as response:
+                        # Read a bounded amount so the connection can be
+                        # reused; anything longer is dropped with it.
+                        await response.content.read(MAX_RESPONSE_BYTES)
+                        status = response.status
+                finally:
+                    deadline.cancel()
         except TimeoutError:
             return Delivery(False, self._timeout_result)
         except aiohttp.ClientConnectorError as exc:
