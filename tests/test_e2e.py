@@ -423,30 +423,11 @@ def test_dev_lets_webhooks_reach_loopback_unless_told_otherwise(
     WHEEL_ALLOW_PRIVATE_TARGETS=0 the guard is on, as in every other
     role, and the same create is refused."""
     plain = {k: v for k, v in FAST_ENV.items() if k != "WHEEL_ALLOWED_TARGETS"}
-    port = free_port()
+    port, data_dir = free_port(), tmp_path / "d"
     base = f"http://127.0.0.1:{port}"
-
-    def start_dev(
-        env: dict[str, str],
-    ) -> tuple[Procs, subprocess.Popen[bytes]]:
-        procs = Procs(env, tmp_path)
-        process = procs.start(
-            "dev", "--port", str(port), "--data-dir", str(tmp_path / "d")
-        )
-
-        def up() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(procs.output(process))
-            try:
-                return httpx.get(f"{base}/readyz", timeout=1).is_success
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, what="dev to answer")
-        return procs, process
-
-    procs, dev = start_dev(plain)
+    procs = Procs(plain, tmp_path)
     try:
+        dev = start_dev_in_terminal(procs, port, data_dir)
         with httpx.Client(base_url=base) as client:
             timer_id = str(create_timer(client, receiver.url)["id"])
         wait_until(
@@ -456,8 +437,9 @@ def test_dev_lets_webhooks_reach_loopback_unless_told_otherwise(
         assert procs.terminate(dev) == 0
     finally:
         procs.stop_all()
-    procs, dev = start_dev({**plain, "WHEEL_ALLOW_PRIVATE_TARGETS": "0"})
+    procs = Procs({**plain, "WHEEL_ALLOW_PRIVATE_TARGETS": "0"}, tmp_path)
     try:
+        dev = start_dev_in_terminal(procs, port, data_dir)
         answer = httpx.post(
             f"{base}/timer", json={"seconds": 0, "url": receiver.url}
         )
