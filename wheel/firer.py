@@ -142,10 +142,9 @@ class Firer:
         if self.hosts.try_take(host):
             self._spawn(lambda: self._fire(shard, entry, claim, host, sent_at))
             return
-        queue = self._waiting.setdefault(host, collections.deque())
         if self.hosts.worth_waiting(host):
             waiter = _Waiter(shard, entry, claim, sent_at)
-            queue.append(waiter)
+            self._waiting.setdefault(host, collections.deque()).append(waiter)
             waiter.timer = asyncio.get_running_loop().call_later(
                 LOCAL_WAIT_S, self._waited_too_long, host, waiter
             )
@@ -175,9 +174,12 @@ class Firer:
 
     def _waited_too_long(self, host: str, waiter: _Waiter) -> None:
         queue = self._waiting.get(host)
-        if queue is None or waiter not in queue:
+        if queue is None:
             return
-        queue.remove(waiter)
+        try:
+            queue.remove(waiter)
+        except ValueError:  # started meanwhile
+            return
         if not queue:
             del self._waiting[host]
         self._spawn(
