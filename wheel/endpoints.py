@@ -129,7 +129,10 @@ class Api:
         """The guard's verdict on ``url``, remembered per scheme and
         authority: the verdict depends on nothing after them (the path
         starts at the first ``/``, ``?`` or ``#``), and parsing a URL is
-        a good share of a create."""
+        a good share of a create. Unlike ``webhook.host_key`` the key
+        does not stop at ``\\``: ``urlsplit`` keeps it in the authority,
+        so ``http://a.com\\@127.0.0.1/`` must not share ``http://a.com``'s
+        verdict."""
         scheme, sep, rest = url.partition("://")
         end = len(rest)
         for stop in "/?#":
