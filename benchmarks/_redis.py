@@ -15,7 +15,7 @@ def redis_binary(choice: str) -> str:
     if choice == "7":
         return DEBIAN_REDIS
     if choice in ("6", "6.2"):
-        from wheel.redis_server import find_binary
+        from wheel.embedded.server import find_binary
 
         return find_binary()
     return choice
@@ -36,7 +36,7 @@ class RedisDeployment:
         aof = self.appendfsync != "off"
         fsync = self.appendfsync if aof else "everysec"
         if self.masters:
-            from wheel.embedded_cluster import EmbeddedCluster
+            from wheel.embedded.cluster import EmbeddedCluster
 
             self._cluster = EmbeddedCluster(
                 self.workdir / "cluster",
@@ -47,7 +47,7 @@ class RedisDeployment:
             )
             self._cluster.start()
         else:
-            from wheel.redis_server import RedisServer
+            from wheel.embedded.server import RedisServer
 
             self._single = RedisServer(
                 self.workdir / "redis",
@@ -80,7 +80,7 @@ class RedisDeployment:
         return [node.process.pid for node in self.nodes()]
 
     def version(self) -> str:
-        from wheel.redis_server import binary_version
+        from wheel.embedded.server import binary_version
 
         return ".".join(map(str, binary_version(self.binary)))
 

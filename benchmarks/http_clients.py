@@ -1,21 +1,22 @@
 """Webhook client throughput: httpx, httpx over aiohttp, and aiohttp.
 
 Each client POSTs webhooks (the body, headers and response handling of
-``wheel.webhook``) to a local aiohttp sink that runs in its own process,
-keeping ``--inflight`` requests in flight for ``--duration`` seconds. Every
-(client, run) is a fresh child process; the order of the clients rotates
-from run to run so that a noisy neighbour does not favour one. Prints the
-median requests/s over ``--runs`` and the ratios to plain httpx::
+``wheel.webhooks.sender``) to a local aiohttp sink that runs in its own
+process, keeping ``--inflight`` requests in flight for ``--duration``
+seconds. Every (client, run) is a fresh child process; the order of the
+clients rotates from run to run so that a noisy neighbour does not
+favour one. Prints the median requests/s over ``--runs`` and the ratios
+to plain httpx::
 
     uv run --group bench python benchmarks/http_clients.py --runs 5
 
 ``--code DIR`` runs the clients with ``DIR/.venv/bin/python`` (that
-checkout's ``wheel.webhook``; its venv needs the bench group).
+checkout's ``wheel.webhooks.sender``; its venv needs the bench group).
 
 Clients:
   httpx          httpx.AsyncClient with its own pool (httpcore)
   httpx-aiohttp  httpx.AsyncClient over httpx_aiohttp.AiohttpTransport
-  aiohttp        wheel.webhook.WebhookSender itself (aiohttp directly)
+  aiohttp        wheel.webhooks.sender.WebhookSender itself (aiohttp)
 
 The clients use the default asyncio event loop, like ``timer-wheel
 worker`` does; ``--uvloop`` runs them on uvloop instead. With two or more
@@ -87,8 +88,10 @@ async def _run_child(
 ) -> dict[str, object]:
     import httpx
 
-    from wheel.models import Webhook, encoder
-    from wheel.webhook import USER_AGENT, WebhookSender
+    try:
+        from wheel.webhooks.sender import USER_AGENT, WebhookSender
+    except ImportError:  # the flat layout, before wheel/webhooks/
+        from wheel.webhook import USER_AGENT, WebhookSender
 
     def headers(timer_id: str) -> dict[str, str]:
         return {
@@ -101,7 +104,10 @@ async def _run_child(
     )
     if client == "aiohttp":
         try:
-            from wheel.targets import TargetPolicy
+            try:
+                from wheel.webhooks.guard import TargetPolicy
+            except ImportError:  # the flat layout
+                from wheel.targets import TargetPolicy
         except ImportError:  # before the SSRF guard
             sender = WebhookSender(TIMEOUT_S, inflight)
         else:
@@ -130,7 +136,7 @@ async def _run_child(
                 try:
                     response = await http.post(
                         url,
-                        content=encoder.encode(Webhook(timer_id)),
+                        content=b'{"id":"%s"}' % timer_id.encode(),
                         headers=headers(timer_id),
                         follow_redirects=False,
                     )

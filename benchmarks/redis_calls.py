@@ -50,9 +50,12 @@ async def _script(redis) -> tuple[bytes | str, list]:
     """The ``get`` script of the code under test and its keys and args,
     with a pending record to read (both key layouts)."""
     try:
-        from wheel.scripts import SCRIPTS
-    except ImportError:  # the layout of b6bf812 and before
-        from wheel.scripts import SOURCES
+        from wheel.storage.scripts import SCRIPTS
+    except ImportError:  # the flat layout, before wheel/storage/
+        try:
+            from wheel.scripts import SCRIPTS
+        except ImportError:  # the layout of b6bf812 and before
+            from wheel.scripts import SOURCES
 
         key = f"{TAG}:t:00000000-0000-4000-8000-000000000000"
         await redis.hset(key, mapping={"due": 1, "state": "pending"})
@@ -70,7 +73,10 @@ async def measure(url: str, mode: str, callers: int, duration_s: float):
         source, call_args = await _script(redis)
         sha = await redis.script_load(source)
         if mode == "batcher":
-            from wheel.batcher import Batcher
+            try:
+                from wheel.storage.batcher import Batcher
+            except ImportError:  # the flat layout
+                from wheel.batcher import Batcher
 
             batcher = Batcher(redis)
 

@@ -11,9 +11,9 @@ Run with the interpreter of the code under test, in its folder
 CLI). ``granian`` serves ``api:app`` over ASGI in one worker process on
 uvloop (granian must be importable: in the venv or on PYTHONPATH).
 ``--no-metrics`` replaces every counter and histogram of
-``wheel.metrics`` with a no-op before ``api`` is imported (the endpoints
-look them up once, when the app is built), so the hot path pays nothing
-for them; a code without ``wheel.metrics`` is served unchanged.
+``wheel.runtime.metrics`` with a no-op before ``api`` is imported (the
+endpoints look them up once, when the app is built), so the hot path pays
+nothing for them; a code without ``wheel.runtime.metrics`` is served unchanged.
 """
 
 from __future__ import annotations
@@ -42,11 +42,14 @@ class _NoOp:
 
 
 def disable_metrics() -> list[str]:
-    """Replace the metrics of ``wheel.metrics``; the names replaced."""
+    """Replace the metrics of ``wheel.runtime.metrics``; the names replaced."""
     try:
         from prometheus_client.metrics import MetricWrapperBase
 
-        from wheel import metrics
+        try:
+            from wheel.runtime import metrics
+        except ImportError:  # the flat layout, before wheel/runtime/
+            from wheel import metrics  # type: ignore[no-redef]
     except ImportError:
         return []
     if "api" in sys.modules:
@@ -62,7 +65,10 @@ def disable_metrics() -> list[str]:
 def serve_granian(port: int) -> None:
     from granian import Granian
 
-    from wheel import logs
+    try:
+        from wheel.runtime import logs
+    except ImportError:  # the flat layout
+        from wheel import logs  # type: ignore[no-redef]
     from wheel.settings import from_env
 
     settings = from_env()

@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from wheel.embedded_cluster import EmbeddedCluster
+from wheel.embedded.cluster import EmbeddedCluster
 
 FLUSH_WAIT_MS = 5000
 

@@ -16,16 +16,16 @@ import httpx
 import pytest
 import redis as sync_redis
 
-import api
 from tests.clusters import flush_cluster, running_cluster
 from tests.support import FAST_ENV, Behaviour, Procs, Receiver
-from wheel.connection import Connection
-from wheel.embedded_cluster import EmbeddedCluster
-from wheel.queue import ShardQueue
-from wheel.redis_server import RedisServer, binary_version, find_binary
-from wheel.registry import Registry
-from wheel.roles import connect
+from wheel.api import app as api_app
+from wheel.embedded.cluster import EmbeddedCluster
+from wheel.embedded.server import RedisServer, binary_version, find_binary
+from wheel.runtime.lifecycle import client_name
 from wheel.settings import Settings
+from wheel.storage.connection import Connection, connect
+from wheel.storage.registry import Registry
+from wheel.storage.shards import ShardQueue
 
 DEBIAN_REDIS = "/usr/bin/redis-server"
 IN_CI = bool(os.environ.get("CI"))
@@ -140,7 +140,7 @@ def raw(redis_url: str) -> Iterator[sync_redis.Redis]:
 @pytest.fixture
 async def connection(settings: Settings) -> AsyncIterator[Connection]:
     """The production connection layer on the test server."""
-    conn = connect(settings, "test")
+    conn = connect(settings, client_name("test"))
     yield conn
     await conn.aclose()
 
@@ -162,7 +162,7 @@ async def client(
     settings: Settings, connection: Connection
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client calling the API app (on the test Redis) in process."""
-    app = api.create_app(settings, connection)
+    app = api_app.create_app(settings, connection)
     await app.state.api.check_identity()
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://test"

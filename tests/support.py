@@ -21,7 +21,7 @@ import httpx
 import redis as sync_redis
 from aiohttp import web
 
-from wheel.redis_server import free_port
+from wheel.embedded.server import free_port
 
 T = TypeVar("T")
 

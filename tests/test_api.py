@@ -14,12 +14,14 @@ import pytest
 import redis as sync_redis
 from starlette.applications import Starlette
 
-import api
-from wheel import ids
-from wheel.keys import Keys
-from wheel.redis_server import free_port
-from wheel.roles import connect
+from wheel.api import app as api_app
+from wheel.core import ids
+from wheel.core.delays import rfc3339
+from wheel.embedded.server import free_port
+from wheel.runtime.lifecycle import client_name
 from wheel.settings import Settings
+from wheel.storage.connection import connect
+from wheel.storage.keys import Keys
 
 URL = "http://example.com/hook"
 POLL_DEADLINE_S = 10.0
@@ -229,9 +231,9 @@ async def down_app(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Starlette]:
     """An app (owning its client) whose Redis is a closed port."""
-    monkeypatch.setattr(api, "IDENTITY_WAIT_S", 0.2)
+    monkeypatch.setattr(api_app, "IDENTITY_WAIT_S", 0.2)
     closed = settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0")
-    app = api.create_app(closed)
+    app = api_app.create_app(closed)
     # The lifespan closes the client the app built for itself.
     async with app.router.lifespan_context(app):
         yield app
@@ -256,10 +258,10 @@ async def test_create_and_read_without_redis_are_503(
 
 async def test_two_apps_share_one_redis(settings: Settings) -> None:
     """Timers created through one API process are read through another."""
-    first_redis = connect(settings, "first")
-    second_redis = connect(settings, "second")
-    first_app = api.create_app(settings, first_redis)
-    second_app = api.create_app(settings, second_redis)
+    first_redis = connect(settings, client_name("first"))
+    second_redis = connect(settings, client_name("second"))
+    first_app = api_app.create_app(settings, first_redis)
+    second_app = api_app.create_app(settings, second_redis)
     await first_app.state.api.check_identity()
     await second_app.state.api.check_identity()
     try:
@@ -314,7 +316,7 @@ async def test_due_at_is_rfc3339_utc_with_ms(
 )
 def test_rfc3339(epoch_ms_value: int, text: str) -> None:
     """Epoch ms format as RFC 3339 UTC with exact milliseconds."""
-    assert api.rfc3339(epoch_ms_value) == text
+    assert rfc3339(epoch_ms_value) == text
 
 
 async def test_create_answers_503_when_replicas_do_not_confirm(
@@ -323,8 +325,8 @@ async def test_create_answers_503_when_replicas_do_not_confirm(
     """With WHEEL_REPLICA_ACKS=1 and no replica, a create answers 503 and
     says the write was not confirmed."""
     acked = settings.replace(replica_acks=1, replica_ack_timeout=0.1)
-    connection = connect(acked, "acks")
-    app = api.create_app(acked, connection)
+    connection = connect(acked, client_name("acks"))
+    app = api_app.create_app(acked, connection)
     await app.state.api.check_identity()
     try:
         async with http_client(app) as http:

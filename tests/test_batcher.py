@@ -13,9 +13,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from tests.proxy import TcpProxy
-from wheel.batcher import MAX_BATCH, NotReplicated
-from wheel.connection import Connection, Limits, Link
-from wheel.redis_server import RedisServer
+from wheel.embedded.server import RedisServer
+from wheel.storage.batcher import MAX_BATCH
+from wheel.storage.connection import Connection
+from wheel.storage.errors import NotReplicated
+from wheel.storage.node import Limits, Node
 
 
 @pytest.fixture
@@ -26,7 +28,7 @@ def raw(any_redis_url: str) -> Iterator[sync_redis.Redis]:
     client.close()
 
 
-def node(url: str, limits: Limits | None = None) -> Link:
+def node(url: str, limits: Limits | None = None) -> Node:
     """The one node of a single Redis, built as production builds it."""
     connection = Connection(url, "tw:test-batcher", limits)
     (link,) = connection.primaries()
@@ -34,7 +36,7 @@ def node(url: str, limits: Limits | None = None) -> Link:
 
 
 @pytest.fixture
-async def link(any_redis_url: str) -> AsyncIterator[Link]:
+async def link(any_redis_url: str) -> AsyncIterator[Node]:
     """The production pool and batcher of the server under test."""
     link = node(any_redis_url)
     yield link
@@ -69,7 +71,7 @@ def calls(raw: sync_redis.Redis, command: str) -> int:
 
 
 async def test_commands_of_one_loop_turn_share_one_pipeline(
-    link: Link, raw: sync_redis.Redis, monkeypatch: pytest.MonkeyPatch
+    link: Node, raw: sync_redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Commands queued in one loop turn share one pipeline."""
     pipelines = Pipelines(link.batcher, monkeypatch)
@@ -89,7 +91,7 @@ async def test_commands_of_one_loop_turn_share_one_pipeline(
 
 
 async def test_errors_reach_only_their_own_command(
-    link: Link, raw: sync_redis.Redis
+    link: Node, raw: sync_redis.Redis
 ) -> None:
     """A failing command fails alone; its neighbours get their replies."""
     raw.set("text", "x")
@@ -107,7 +109,7 @@ async def test_errors_reach_only_their_own_command(
 
 
 async def test_long_queue_is_split_into_bounded_pipelines(
-    link: Link, monkeypatch: pytest.MonkeyPatch
+    link: Node, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A queue longer than MAX_BATCH leaves in bounded pipelines."""
     pipelines = Pipelines(link.batcher, monkeypatch)
@@ -155,7 +157,7 @@ async def test_connection_error_fails_every_command_of_its_pipeline(
 
 
 async def test_pipelines_in_flight_stay_bounded_while_redis_pauses(
-    link: Link, raw: sync_redis.Redis, monkeypatch: pytest.MonkeyPatch
+    link: Node, raw: sync_redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """During CLIENT PAUSE no more than max_in_flight pipelines are sent."""
     pipelines = Pipelines(link.batcher, monkeypatch)

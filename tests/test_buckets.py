@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from wheel import buckets, scripts
-from wheel.buckets import (
+from wheel.core import buckets
+from wheel.core.buckets import (
     DAY_LEAD_MS,
     DAY_MS,
     HOUR_LEAD_MS,
@@ -22,6 +22,7 @@ from wheel.buckets import (
     parse_member,
     place,
 )
+from wheel.storage import scripts
 
 DAY = 20_000
 """An epoch day (2024-10-04) the tables are built around."""

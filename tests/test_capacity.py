@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from wheel.capacity import Capacity
+from wheel.engine.capacity import Capacity
 
 
 async def _settle() -> None:

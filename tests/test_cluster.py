@@ -19,13 +19,14 @@ import redis as sync_redis
 from tests.clusters import running_cluster
 from tests.support import FAST_ENV, Procs, Receiver, wait_until
 from tests.test_e2e import create_many
-from wheel.embedded_cluster import EmbeddedCluster
-from wheel.keys import Keys
-from wheel.queue import ShardQueue
-from wheel.redis_server import free_port
-from wheel.roles import connect
+from wheel.embedded.cluster import EmbeddedCluster
+from wheel.embedded.server import free_port
+from wheel.runtime.lifecycle import client_name
 from wheel.settings import Settings
-from wheel.slots import key_slot
+from wheel.storage.connection import connect
+from wheel.storage.keys import Keys
+from wheel.storage.shards import ShardQueue
+from wheel.storage.slots import key_slot
 
 
 def per_master(cluster: EmbeddedCluster) -> dict[int, int]:
@@ -44,7 +45,7 @@ async def test_shards_spread_evenly_over_masters(
     """48 shards on 3 masters: each holds within 25% of the mean of the
     service's keys, and every shard's keys live in one slot."""
     settings = Settings(redis_url=cluster_url, shards=48)
-    connection = connect(settings, "spread")
+    connection = connect(settings, client_name("spread"))
     queue = ShardQueue(connection, settings)
     try:
         created = await asyncio.gather(

@@ -20,20 +20,21 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.conftest import redis7_binary
 from tests.proxy import TcpProxy
-from wheel.connection import Connection, RedisUnavailable
-from wheel.queue import ShardQueue
-from wheel.redis_server import RedisServer, find_binary
-from wheel.roles import limits
-from wheel.scripts import SCRIPTS
+from wheel.core.states import Code
+from wheel.embedded.server import RedisServer, find_binary
 from wheel.settings import Settings
-from wheel.states import Code
+from wheel.storage.connection import Connection
+from wheel.storage.errors import RedisUnavailable
+from wheel.storage.node import Limits
+from wheel.storage.scripts import SCRIPTS
+from wheel.storage.shards import ShardQueue
 
 URL = "http://127.0.0.1:9/hook"
 
 
 def production(settings: Settings, name: str = "tw:test") -> Connection:
     """A connection as the roles build it (pool, limits, retries)."""
-    return Connection(settings.redis_url, name, limits(settings))
+    return Connection(settings.redis_url, name, Limits.from_settings(settings))
 
 
 async def until(
@@ -188,7 +189,7 @@ async def test_calls_during_an_outage_wait_and_succeed(
     """Calls wait out an outage, logged once going down and once back."""
     connection, _ = on_server
     await connection.call(b"n", "SET", b"n", 0)
-    caplog.set_level(logging.INFO, logger="wheel.connection")
+    caplog.set_level(logging.INFO, logger="wheel.storage.connection")
     await asyncio.to_thread(server.stop)
 
     calls = [
@@ -205,7 +206,7 @@ async def test_calls_during_an_outage_wait_and_succeed(
     replies = await asyncio.gather(*calls)
 
     assert sorted(replies) == list(range(1, 51))
-    lines = [r for r in caplog.records if r.name == "wheel.connection"]
+    lines = [r for r in caplog.records if r.name == "wheel.storage.connection"]
     down = [r for r in lines if r.getMessage() == "Redis unreachable"]
     back = [r for r in lines if r.getMessage() == "Redis back"]
     assert (len(down), len(back)) == (1, 1)

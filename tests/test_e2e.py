@@ -31,10 +31,10 @@ from tests.support import (
     inspector,
     wait_until,
 )
-from wheel import ids
-from wheel.keys import Keys
-from wheel.lifecycle import SAME_INTERRUPT_S
-from wheel.redis_server import RedisServer, free_port
+from wheel.core import ids
+from wheel.embedded.server import RedisServer, free_port
+from wheel.runtime.lifecycle import SAME_INTERRUPT_S
+from wheel.storage.keys import Keys
 
 
 @pytest.fixture

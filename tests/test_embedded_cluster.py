@@ -14,7 +14,7 @@ from redis.crc import key_slot
 
 from tests.clusters import flush_cluster, running_cluster
 from tests.support import wait_until
-from wheel.embedded_cluster import (
+from wheel.embedded.cluster import (
     BUS_PORT_OFFSET,
     CLUSTER_SLOTS,
     EmbeddedCluster,
@@ -22,7 +22,7 @@ from wheel.embedded_cluster import (
     conf_port,
     slot_ranges,
 )
-from wheel.redis_server import RedisServer, RedisServerError, find_binary
+from wheel.embedded.server import RedisServer, RedisServerError, find_binary
 
 DEBIAN_REDIS = "/usr/bin/redis-server"
 FAILOVER_S = 20.0

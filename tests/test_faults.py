@@ -29,7 +29,7 @@ from tests.support import (
     wait_until,
 )
 from tests.test_e2e import KEYS, create_many, settled, status
-from wheel.redis_server import RedisServer
+from wheel.embedded.server import RedisServer
 
 
 @pytest.fixture

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from wheel.capacity import Capacity
-from wheel.firer import Firer
-from wheel.hosts import LOCAL_WAIT_S, HostLimiter
-from wheel.keys import Keys
-from wheel.queue import Claim, Entry, ShardQueue
+from wheel.core.states import Code, Outcome, Verdict
+from wheel.engine.capacity import Capacity
+from wheel.engine.firer import Firer
 from wheel.settings import Settings
-from wheel.states import Code, Outcome, Verdict
-from wheel.webhook import WebhookSender, host_key
+from wheel.storage.keys import Keys
+from wheel.storage.shards import Claim, Entry, ShardQueue
+from wheel.webhooks.host_limits import LOCAL_WAIT_S, HostLimiter
+from wheel.webhooks.sender import WebhookSender, host_key
 
 URL = "http://receiver.example/hook"
 

@@ -11,14 +11,15 @@ import redis as sync_redis
 from redis.exceptions import OutOfMemoryError
 
 from tests.conftest import redis7_binary
-from wheel.connection import Connection, StoreFull
-from wheel.keys import ShardKeys
-from wheel.queue import Attempt, Created, Idempotency, ShardQueue
-from wheel.redis_server import RedisServer, find_binary
-from wheel.registry import Registry
-from wheel.roles import connect
+from wheel.core.states import Code, Outcome, TimerState, Verdict
+from wheel.embedded.server import RedisServer, find_binary
+from wheel.runtime.lifecycle import client_name
 from wheel.settings import Settings
-from wheel.states import Code, Outcome, TimerState, Verdict
+from wheel.storage.connection import Connection, connect
+from wheel.storage.errors import StoreFull
+from wheel.storage.keys import ShardKeys
+from wheel.storage.registry import Registry
+from wheel.storage.shards import Attempt, Created, Idempotency, ShardQueue
 
 URL = "http://127.0.0.1:9/hook"
 MAXMEMORY = 4 * 1024 * 1024
@@ -112,7 +113,7 @@ async def full(small_server: RedisServer) -> AsyncIterator[Full]:
     raw.flushall()
     raw.script_flush()
     settings = Settings(redis_url=small_server.url, shards=SHARDS)
-    connection = connect(settings, "test")
+    connection = connect(settings, client_name("test"))
     queue = ShardQueue(connection, settings)
     yield Full(raw, connection, queue, Registry(connection, settings), [])
     await connection.aclose()

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from wheel.ids import (
+from wheel.core.ids import (
     HOUR_MS,
     IdSource,
     finished_hour,

@@ -14,7 +14,7 @@ def test_import_wheel_is_this_project(project_root: Path) -> None:
     """``import wheel`` gives this project's package from project_root."""
     package_file = Path(wheel.__file__).resolve()
     assert package_file == project_root / "wheel" / "__init__.py"
-    assert (package_file.parent / "wheelmath.py").is_file()
+    assert (package_file.parent / "core" / "delays.py").is_file()
 
 
 def test_pypa_wheel_distribution_is_not_installed() -> None:

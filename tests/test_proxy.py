@@ -13,7 +13,7 @@ from redis.retry import Retry
 
 from tests.proxy import TcpProxy
 from tests.support import wait_until
-from wheel.redis_server import RedisServer
+from wheel.embedded.server import RedisServer
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any, cast
 
-from wheel.capacity import Capacity
-from wheel.firer import Firer
-from wheel.keys import Keys, ShardKeys
-from wheel.queue import ShardQueue
-from wheel.reader import Reader
+from wheel.engine.capacity import Capacity
+from wheel.engine.firer import Firer
+from wheel.engine.reader import Reader
 from wheel.settings import Settings
+from wheel.storage.keys import Keys, ShardKeys
+from wheel.storage.shards import ShardQueue
 
 SHARDS = 4
 

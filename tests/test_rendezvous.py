@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from wheel import rendezvous
-from wheel.rendezvous import assign
+from wheel.core import rendezvous
+from wheel.core.rendezvous import assign
 
 
 def _members(count: int) -> list[str]:

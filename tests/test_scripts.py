@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable, Iterator
 import pytest
 import redis as sync_redis
 
-from wheel import ids
-from wheel.buckets import (
+from wheel.core import ids
+from wheel.core.buckets import (
     DAY_MS,
     HOUR_MS,
     MINUTE_MS,
@@ -22,8 +22,11 @@ from wheel.buckets import (
     minute_of,
     place,
 )
-from wheel.keys import GROUP, ShardKeys
-from wheel.queue import (
+from wheel.core.states import Code, Outcome, TimerState, Verdict
+from wheel.settings import Settings
+from wheel.storage.keys import GROUP, ShardKeys
+from wheel.storage.registry import Registry
+from wheel.storage.shards import (
     IDEMPOTENCY_TTL_MS,
     Advanced,
     Attempt,
@@ -33,9 +36,6 @@ from wheel.queue import (
     Idempotency,
     ShardQueue,
 )
-from wheel.registry import Registry
-from wheel.settings import Settings
-from wheel.states import Code, Outcome, TimerState, Verdict
 
 URL = "http://127.0.0.1:9/hook"
 TOKEN = "ticker-a"

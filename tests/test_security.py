@@ -19,7 +19,6 @@ import httpx
 import pytest
 import standardwebhooks
 
-import api
 from tests.support import (
     FAST_ENV,
     Behaviour,
@@ -29,8 +28,9 @@ from tests.support import (
     wait_until,
 )
 from tests.test_e2e import settled, status
-from wheel.connection import Connection
+from wheel.api import app as api_app
 from wheel.settings import Settings
+from wheel.storage.connection import Connection
 
 URL = "https://hooks.example.com/timer"
 SECRET_A = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwEa2wfWAjAXAs"
@@ -41,7 +41,7 @@ async def app_client(
     settings: Settings, connection: Connection
 ) -> httpx.AsyncClient:
     """An in-process client of an API with ``settings``."""
-    app = api.create_app(settings, connection)
+    app = api_app.create_app(settings, connection)
     await app.state.api.check_identity()
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://test"

@@ -5,17 +5,17 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from wheel.models import Webhook as Body
-from wheel.models import encoder
-from wheel.signing import Signer
+from wheel.webhooks.sender import Webhook as Body
+from wheel.webhooks.signing import Signer
 
 CURRENT = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 PREVIOUS = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 TIMER_ID = "0b7c5f5e-2b1e-4a8e-9d36-2f0c8a1b9e11"
-BODY = encoder.encode(Body(TIMER_ID))
+BODY = msgspec.json.encode(Body(TIMER_ID))
 
 
 def signer(value: str) -> Signer:

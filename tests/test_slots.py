@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from redis.crc import key_slot as redis_key_slot
 
-from wheel.slots import SLOTS, key_slot, range_of, spread_tags
+from wheel.storage.slots import SLOTS, key_slot, range_of, spread_tags
 
 SPREAD_COUNTS = [*range(1, 65), 256, 1024, 16384]
 

@@ -8,8 +8,7 @@ from importlib import resources
 
 import pytest
 
-from wheel import scripts
-from wheel.states import (
+from wheel.core.states import (
     LUA_NAMES,
     STATE_OF_CODE,
     Code,
@@ -19,8 +18,9 @@ from wheel.states import (
     lua_prelude,
     state_code,
 )
+from wheel.storage import scripts
 
-LUA_DIR = resources.files("wheel") / "lua"
+LUA_DIR = resources.files("wheel.storage") / "lua"
 LUA_FILES = sorted(p.name for p in LUA_DIR.iterdir() if p.name.endswith("lua"))
 SHARED_NAME = re.compile(r"\b([SVOC]_[A-Z][A-Z0-9_]*)\b")
 LOCAL_LINE = re.compile(r"local ([A-Z]_[A-Z_]+) = '([a-z_]+)'")

@@ -8,14 +8,14 @@ from collections import Counter
 import redis as sync_redis
 
 from tests.support import poll
-from wheel import buckets
-from wheel.buckets import Bucket, Level
-from wheel.keys import ShardKeys
-from wheel.queue import ShardQueue
-from wheel.registry import Registry
+from wheel.core import buckets
+from wheel.core.buckets import Bucket, Level
+from wheel.core.states import Code
+from wheel.engine.ticker import ROLE, Ticker
 from wheel.settings import Settings
-from wheel.states import Code
-from wheel.ticker import ROLE, Ticker
+from wheel.storage.keys import ShardKeys
+from wheel.storage.registry import Registry
+from wheel.storage.shards import ShardQueue
 
 URL = "http://127.0.0.1:9/hook"
 

@@ -11,18 +11,19 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-import api
-from wheel import ids
-from wheel.keys import Keys
-from wheel.roles import connect
-from wheel.settings import Settings
-from wheel.validation import (
+from wheel.api import app as api_app
+from wheel.api.validation import (
     MAX_URL_LENGTH,
     InvalidRequest,
     TimerInput,
     check_url,
     parse_timer_request,
 )
+from wheel.core import ids
+from wheel.runtime.lifecycle import client_name
+from wheel.settings import Settings
+from wheel.storage.connection import connect
+from wheel.storage.keys import Keys
 
 URL = "http://example.com/hook"
 YEAR_S = 365 * 86400
@@ -410,8 +411,8 @@ async def test_small_max_delay_bound_is_inclusive(
 ) -> None:
     """With max_delay 90 s a 90 s timer is fine and 91 s is refused."""
     small = settings.replace(max_delay=90)
-    connection = connect(small, "test")
-    app = api.create_app(small, connection)
+    connection = connect(small, client_name("test"))
+    app = api_app.create_app(small, connection)
     await app.state.api.check_identity()
     await raw.flushall()
     transport = httpx.ASGITransport(app=app)

@@ -14,18 +14,19 @@ import redis as sync_redis
 from aiohttp import web
 
 from tests.support import poll
-from wheel import ids, metrics
-from wheel.connection import Connection
-from wheel.keys import GROUP, Keys
-from wheel.queue import ShardQueue
-from wheel.registry import Registry
-from wheel.roles import connect
+from wheel.core import ids
+from wheel.core.states import TimerState
+from wheel.engine.ticker import Ticker
+from wheel.engine.worker import Worker
+from wheel.runtime import metrics
+from wheel.runtime.lifecycle import client_name
 from wheel.settings import Settings
-from wheel.states import TimerState
-from wheel.targets import TargetPolicy
-from wheel.ticker import Ticker
-from wheel.webhook import WebhookSender
-from wheel.worker import Worker
+from wheel.storage.connection import Connection, connect
+from wheel.storage.keys import GROUP, Keys
+from wheel.storage.registry import Registry
+from wheel.storage.shards import ShardQueue
+from wheel.webhooks.guard import TargetPolicy
+from wheel.webhooks.sender import WebhookSender
 
 LOOPBACK = TargetPolicy.build(False, "127.0.0.0/8")
 
@@ -358,7 +359,7 @@ async def test_slow_host_does_not_hold_up_others(
 async def running_roles(settings: Settings) -> AsyncIterator[ShardQueue]:
     """A ticker and a worker running their loops until the block ends."""
     stop = asyncio.Event()
-    connection = connect(settings, "roles")
+    connection = connect(settings, client_name("roles"))
     queue = ShardQueue(connection, settings)
     registry = Registry(connection, settings)
     try:
@@ -474,7 +475,7 @@ async def test_run_loops_fire_and_stop_cleanly(
 
 def queue_of(settings: Settings) -> ShardQueue:
     """A queue on a fresh connection (closed by the event loop's end)."""
-    return ShardQueue(connect(settings, "look"), settings)
+    return ShardQueue(connect(settings, client_name("look")), settings)
 
 
 async def test_worker_connections_do_not_grow_with_shards(

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wheel import __version__, lifecycle, logs
+from wheel import __version__
+from wheel.runtime import lifecycle, logs
 from wheel.settings import Settings, SettingsError, env_name, from_env
 
-log = logging.getLogger("wheel.cli")
+log = logging.getLogger(__name__)
 
 ROLES_WITH_HEARTBEAT = ("ticker", "worker")
 
@@ -170,15 +171,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "api":
         return _api(args, settings)
     if command == "check":
-        return _check(args, settings)
+        from wheel.commands import check
+
+        return check.main(settings, args)
     if command == "migrate":
-        return asyncio.run(_migrate(settings))
+        from wheel.commands import migrate
+
+        return asyncio.run(migrate.main(settings))
     if command == "dead-letters":
-        from wheel import dead_letters
+        from wheel.commands import dead_letters
 
         return asyncio.run(dead_letters.main(settings, args))
     if command == "receiver":
-        from wheel import receiver
+        from wheel.commands import receiver
 
         receiver.serve(args.host, args.port)
         return 0
@@ -201,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif command == "run":
             lifecycle.run(roles.run_all(settings, args.host, args.port))
         elif command == "dev":
-            from wheel import dev
+            from wheel.commands import dev
 
             return dev.run(
                 settings,
@@ -231,7 +236,7 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
             "workers": args.workers,
         },
     )
-    from wheel.http_protocol import ProblemHttpToolsProtocol
+    from wheel.api.http_protocol import ProblemHttpToolsProtocol
 
     own_dir = None
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -261,70 +266,6 @@ def _serve_api(
         log_config=None,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
     )
-
-
-async def _migrate(settings: Settings) -> int:
-    from wheel import migrate
-    from wheel.queue import ShardQueue
-    from wheel.registry import Registry
-    from wheel.roles import connect
-
-    connection = connect(settings, "migrate")
-    queue = ShardQueue(connection, settings)
-    try:
-        await connection.start()
-        if not await migrate.pending_migration(queue):
-            print("nothing to migrate", file=sys.stderr)
-            return 0
-        counts = await migrate.migrate(queue)
-        await Registry(connection, settings).check_identity()
-    finally:
-        await connection.aclose()
-    print(
-        "migrated: {pending} pending, {finished} finished, "
-        "{dead_letters} dead letters ({skipped} unreadable records "
-        "skipped)".format(**counts)
-    )
-    return 0
-
-
-def _check(args: argparse.Namespace, settings: Settings) -> int:
-    from wheel import health
-
-    if args.role == "api":
-        alive = health.api_alive(args.url)
-    else:
-        if args.data_dir is not None:
-            from wheel.dev import read_url
-
-            url = read_url(args.data_dir)
-            if url is None:
-                print(
-                    f"{args.role}: no 'timer-wheel dev' runs on "
-                    f"{args.data_dir}",
-                    file=sys.stderr,
-                )
-                return 1
-            settings = settings.replace(redis_url=url)
-        try:
-            alive = asyncio.run(_probe(settings, args.role))
-        except Exception as exc:
-            print(f"{args.role}: cannot ask Redis: {exc}", file=sys.stderr)
-            return 1
-    print(f"{args.role}: {'alive' if alive else 'not alive'}")
-    return 0 if alive else 1
-
-
-async def _probe(settings: Settings, role: str) -> bool:
-    from wheel import health
-    from wheel.registry import Registry
-    from wheel.roles import connect
-
-    connection = connect(settings, "check")
-    try:
-        return await health.role_alive(Registry(connection, settings), role)
-    finally:
-        await connection.aclose()
 
 
 if __name__ == "__main__":

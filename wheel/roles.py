@@ -1,4 +1,5 @@
-"""Running the roles: each one alone, or all in one process."""
+"""The composition root: builds each role from its parts and runs it,
+alone or all in one process."""
 
 from __future__ import annotations
 
@@ -10,37 +11,25 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from wheel import metrics_server
-from wheel.connection import Connection, Limits
-from wheel.http_protocol import ProblemHttpToolsProtocol
-from wheel.lifecycle import install_stop_signals, process_name, supervise
-from wheel.queue import ShardQueue
-from wheel.registry import IdentityError, Registry
+from wheel.api.app import create_app
+from wheel.api.http_protocol import ProblemHttpToolsProtocol
+from wheel.engine.ticker import Ticker
+from wheel.engine.worker import Worker
+from wheel.runtime import metrics_server
+from wheel.runtime.lifecycle import (
+    client_name,
+    install_stop_signals,
+    supervise,
+)
 from wheel.settings import Settings, SettingsError
-from wheel.signing import Signer
-from wheel.targets import TargetPolicy
-from wheel.ticker import Ticker
-from wheel.webhook import WebhookSender
-from wheel.worker import Worker
+from wheel.storage.connection import Connection, connect
+from wheel.storage.registry import IdentityError, Registry
+from wheel.storage.shards import ShardQueue
+from wheel.webhooks.guard import TargetPolicy
+from wheel.webhooks.sender import WebhookSender
+from wheel.webhooks.signing import Signer
 
-log = logging.getLogger("wheel.roles")
-
-
-def limits(settings: Settings) -> Limits:
-    """Per-node connection bounds: a few pipelines, a few spare."""
-    return Limits(
-        pool_size=8,
-        in_flight=4,
-        replica_acks=settings.replica_acks,
-        ack_timeout_ms=int(settings.replica_ack_timeout * 1000),
-    )
-
-
-def connect(settings: Settings, role: str) -> Connection:
-    """The connection of one process; its connections are named after
-    the role and the process, so ``CLIENT LIST`` tells who holds what."""
-    name = f"tw:{role}:{process_name()}"
-    return Connection(settings.redis_url, name, limits(settings))
+log = logging.getLogger(__name__)
 
 
 def sender(settings: Settings) -> WebhookSender:
@@ -85,7 +74,7 @@ async def shared(
     Raises:
         IdentityError: the settings disagree with the deployment.
     """
-    connection = connect(settings, role)
+    connection = connect(settings, client_name(role))
     registry = Registry(connection, settings)
     checked = asyncio.Event()
     refused: list[IdentityError] = []
@@ -160,8 +149,6 @@ async def run_all(
 
     The API serves ``/metrics`` for all three roles.
     """
-    from api import create_app
-
     if stop is None:
         stop = asyncio.Event()
         install_stop_signals(stop)

@@ -1,0 +1,1 @@
+"""The HTTP side: endpoints, wire types, the OpenAPI document, pages."""

@@ -1,0 +1,88 @@
+"""Responses of the HTTP API: JSON bodies and RFC 9457 problems."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from wheel.api.models import FieldError, Problem, TimerView, encoder
+from wheel.api.service import Timer
+from wheel.core.delays import ceil_seconds, rfc3339
+from wheel.core.states import TimerState
+
+
+class ProblemError(Exception):
+    """A client error to answer as ``application/problem+json``."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.problem = Problem(title, status, detail, errors=errors or [])
+        self.headers = headers
+
+
+def json_response(body: object, status: int = 200, **headers: str) -> Response:
+    """A JSON response encoded by msgspec."""
+    return Response(
+        encoder.encode(body),
+        status_code=status,
+        media_type="application/json",
+        headers=headers or None,
+    )
+
+
+def problem_response(
+    problem: Problem, headers: dict[str, str] | None = None
+) -> Response:
+    """An RFC 9457 problem response."""
+    return Response(
+        encoder.encode(problem),
+        status_code=problem.status,
+        media_type="application/problem+json",
+        headers=headers,
+    )
+
+
+def unavailable(detail: str) -> Response:
+    """A 503 problem that asks the client to retry in a second."""
+    return problem_response(
+        Problem("Service Unavailable", 503, detail),
+        headers={"Retry-After": "1"},
+    )
+
+
+def view(timer: Timer) -> TimerView:
+    """The ``GET /timer/{id}`` body of a timer."""
+    finished = timer.finished_ms
+    state = timer.status
+    # A cancelled timer will never fire: nothing is left of it.
+    left_ms = 0 if state is TimerState.CANCELLED else timer.left_ms
+    return TimerView(
+        timer.id,
+        ceil_seconds(left_ms),
+        state.value,
+        rfc3339(timer.due_ms),
+        timer.attempts,
+        next_attempt_at=(
+            rfc3339(timer.next_ms)
+            if timer.next_ms and state is TimerState.PENDING
+            else None
+        ),
+        fired_at=(
+            rfc3339(finished)
+            if finished and state is TimerState.FIRED
+            else None
+        ),
+        finished_at=(
+            rfc3339(finished)
+            if finished and state in (TimerState.FAILED, TimerState.CANCELLED)
+            else None
+        ),
+        last_status=timer.last_status,
+        last_error=timer.last_error,
+    )

@@ -1,0 +1,262 @@
+"""The route table: every documented endpoint once, from which both the
+router and the OpenAPI document are built."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from wheel.api.models import (
+    DeadLetters,
+    Problem,
+    Stats,
+    Status,
+    TimerCreated,
+    TimerRequest,
+    TimerView,
+)
+from wheel.api.openapi import Operation, Param, document
+from wheel.api.operators import MAX_DEAD_LETTERS
+from wheel.api.request_parts import MAX_IDEMPOTENCY_KEY
+from wheel.api.timers import Api, Endpoint
+
+
+def operations(api: Api) -> list[tuple[Operation, Endpoint]]:
+    """Every documented route and its endpoint: the one table the
+    router and the OpenAPI document are built from."""
+    operators = api.operators
+    timer_id = Param("timer_id", "path", {"type": "string"}, "The timer's id.")
+    key = Param(
+        "Idempotency-Key",
+        "header",
+        {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY},
+        "Repeats with the same key and body return the same timer "
+        "for 24 h; another body with it is refused (422).",
+        required=False,
+    )
+    unavailable_ = (Problem, "Redis did not answer (retry later)")
+    bad = (Problem, "the body or a header is malformed")
+    missing = (Problem, "no timer with this id (or a malformed id)")
+
+    def op(path: str, method: str, summary: str, **kw: Any) -> Operation:
+        return Operation(path, method, summary, **kw)
+
+    return [
+        (
+            op(
+                "/timer",
+                "POST",
+                "Create a timer",
+                body=TimerRequest,
+                headers=(key,),
+                guarded=True,
+                responses={
+                    201: (TimerCreated, "created"),
+                    200: (TimerCreated, "a repeat of a keyed create"),
+                    400: bad,
+                    413: (Problem, "the body is over 64 KiB"),
+                    422: (Problem, "a field breaks a rule"),
+                    503: unavailable_,
+                    507: (Problem, "Redis is full; nothing created"),
+                },
+            ),
+            api.create_timer,
+        ),
+        (
+            op(
+                "/timer/{timer_id}",
+                "GET",
+                "Read a timer",
+                params=(timer_id,),
+                guarded=True,
+                responses={
+                    200: (TimerView, "the timer"),
+                    404: missing,
+                    503: unavailable_,
+                },
+            ),
+            api.read_timer,
+        ),
+        (
+            op(
+                "/timer/{timer_id}",
+                "DELETE",
+                "Cancel a pending timer",
+                params=(timer_id,),
+                guarded=True,
+                responses={
+                    204: (None, "cancelled: it will never fire"),
+                    404: missing,
+                    409: (Problem, "firing, fired or failed already"),
+                    503: unavailable_,
+                },
+            ),
+            api.cancel_timer,
+        ),
+        (
+            op(
+                "/timer/{timer_id}/retry",
+                "POST",
+                "Retry a failed timer now, with fresh attempts",
+                params=(timer_id,),
+                guarded=True,
+                tag="operators",
+                responses={
+                    202: (TimerCreated, "scheduled now"),
+                    404: missing,
+                    409: (Problem, "the timer is not failed"),
+                    503: unavailable_,
+                },
+            ),
+            operators.retry,
+        ),
+        (
+            op(
+                "/dead-letters",
+                "GET",
+                "List failed timers, newest first",
+                params=(
+                    Param(
+                        "limit",
+                        "query",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_DEAD_LETTERS,
+                            "default": 50,
+                        },
+                        "Most dead letters to list.",
+                        required=False,
+                    ),
+                ),
+                guarded=True,
+                tag="operators",
+                responses={
+                    200: (DeadLetters, "the dead letters"),
+                    422: (Problem, "a bad limit"),
+                    503: unavailable_,
+                },
+            ),
+            operators.dead_letters,
+        ),
+        (
+            op(
+                "/stats",
+                "GET",
+                "The fleet at a glance (the dashboard's figures)",
+                guarded=True,
+                tag="operators",
+                responses={
+                    200: (Stats, "the figures"),
+                    503: unavailable_,
+                },
+            ),
+            operators.stats,
+        ),
+        (
+            op(
+                "/healthz",
+                "GET",
+                "Liveness: the process runs",
+                tag="health",
+                responses={200: (Status, "alive")},
+            ),
+            api.healthz,
+        ),
+        (
+            op(
+                "/readyz",
+                "GET",
+                "Readiness: every Redis primary answers",
+                tag="health",
+                responses={
+                    200: (Status, "ready"),
+                    503: (Problem, "Redis unreachable, or not checked"),
+                },
+            ),
+            api.readyz,
+        ),
+        (
+            op(
+                "/metrics",
+                "GET",
+                "Prometheus metrics (text format)",
+                tag="operators",
+                responses={200: (None, "the metrics")},
+            ),
+            operators.metrics,
+        ),
+        (
+            op(
+                "/openapi.json",
+                "GET",
+                "This document",
+                tag="operators",
+                responses={200: (None, "the OpenAPI document")},
+            ),
+            api.openapi,
+        ),
+        (
+            op(
+                "/docs",
+                "GET",
+                "The API's documentation page",
+                tag="operators",
+                responses={200: (None, "an HTML page")},
+            ),
+            operators.docs,
+        ),
+        (
+            op(
+                "/dashboard",
+                "GET",
+                "The operators' dashboard",
+                tag="operators",
+                responses={200: (None, "an HTML page")},
+            ),
+            operators.dashboard,
+        ),
+    ]
+
+
+def routes(api: Api) -> list[Route | Mount]:
+    """Every route of the API, and the static files."""
+    table = operations(api)
+    api.document = document([spec for spec, _ in table], api.tokens.enabled)
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for spec, fn in table:
+        by_path.setdefault(spec.path, {})[spec.method] = api.endpoint(
+            spec.path, spec.method, fn, spec.guarded
+        )
+    api.hot = {
+        "POST": by_path["/timer"]["POST"],
+        "GET": by_path["/timer/{timer_id}"]["GET"],
+    }
+    routes: list[Route | Mount] = [
+        Route(path, _dispatch(methods), methods=list(methods))
+        for path, methods in by_path.items()
+    ]
+    static = resources.files("wheel.api") / "static"
+    routes.append(
+        Mount(
+            "/static",
+            StaticFiles(directory=str(static), check_dir=False),
+            name="static",
+        )
+    )
+    return routes
+
+
+def _dispatch(methods: dict[str, Endpoint]) -> Endpoint:
+    if len(methods) == 1:
+        return next(iter(methods.values()))
+
+    async def by_method(request: Request) -> Response:
+        return await methods[request.method](request)
+
+    return by_method

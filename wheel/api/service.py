@@ -1,0 +1,139 @@
+"""What the API needs from storage: create, read and cancel timers."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from wheel.core import ids
+from wheel.core.states import Code, TimerState
+from wheel.storage.shards import Idempotency, Record, ShardQueue
+
+
+class IdempotencyMismatch(Exception):
+    """An ``Idempotency-Key`` reused with a different request."""
+
+
+class CancelRefused(Exception):
+    """The timer is firing or finished; it cannot be cancelled."""
+
+    def __init__(self, state: TimerState) -> None:
+        super().__init__(f"the timer is {state.value}")
+        self.state = state
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A timer as the API reports it."""
+
+    id: str
+    due_ms: int
+    now_ms: int
+    status: TimerState
+    attempts: int = 0
+    next_ms: int | None = None
+    finished_ms: int | None = None
+    result: str = ""
+
+    @property
+    def left_ms(self) -> int:
+        """Milliseconds until due; 0 once due."""
+        return max(0, self.due_ms - self.now_ms)
+
+    @property
+    def last_status(self) -> int | None:
+        """The HTTP status of the last attempt, when it got an answer."""
+        return int(self.result) if self.result.isdigit() else None
+
+    @property
+    def last_error(self) -> str | None:
+        """The error of the last attempt, when it got no 2xx answer."""
+        if not self.result or self.status is TimerState.FIRED:
+            return None
+        if self.result.isdigit():
+            return f"HTTP {self.result}"
+        return self.result
+
+
+def idempotency(
+    key: str, scope: str, url: str, parts: tuple[int, int, int]
+) -> Idempotency:
+    """The digests of an ``Idempotency-Key`` and its request.
+
+    ``scope`` separates the keys of API tokens (empty without tokens);
+    the fingerprint covers the url and the three delay parts exactly as
+    sent, so the same key with another request is told apart.
+    """
+    key_digest = hashlib.sha256(
+        scope.encode() + b"\0" + key.encode()
+    ).digest()[:16]
+    fingerprint = hashlib.sha256(
+        b"%d\0%d\0%d\0" % parts + url.encode()
+    ).digest()[:16]
+    return Idempotency(key_digest, fingerprint)
+
+
+def _timer(timer_id: bytes, record: Record) -> Timer:
+    return Timer(
+        ids.to_text(timer_id),
+        record.due_ms,
+        record.now_ms,
+        record.state,
+        record.attempts,
+        record.next_ms,
+        record.finished_ms,
+        record.result,
+    )
+
+
+class TimerService:
+    """Creates, reads and cancels timers for the API; one script call each."""
+
+    def __init__(self, queue: ShardQueue) -> None:
+        self.queue = queue
+
+    async def create(
+        self, url: str, delay_ms: int, key: Idempotency | None = None
+    ) -> tuple[Timer, bool]:
+        """A new timer due ``delay_ms`` from Redis' now; and whether it
+        is a repeat of an earlier request with the same idempotency key.
+
+        Raises:
+            IdempotencyMismatch: the key was used for another request.
+        """
+        created = await self.queue.create(url, delay_ms, key)
+        if created.code is Code.MISMATCH:
+            raise IdempotencyMismatch(ids.to_text(created.timer_id))
+        if created.code is Code.CONFLICT:
+            raise RuntimeError("timer id collision")
+        timer = Timer(
+            ids.to_text(created.timer_id),
+            created.due_ms,
+            created.now_ms,
+            TimerState.PENDING,
+        )
+        return timer, key is not None and created.code is Code.EXISTS
+
+    async def get(self, text_id: str) -> Timer | None:
+        """The timer ``text_id``, or None when unknown, expired or bad."""
+        timer_id = ids.parse(text_id)
+        if timer_id is None:
+            return None
+        record = await self.queue.get(timer_id)
+        return None if record is None else _timer(timer_id, record)
+
+    async def cancel(self, text_id: str) -> bool:
+        """Cancel a pending timer; False when there is no such timer.
+
+        Raises:
+            CancelRefused: the timer is firing, fired or failed.
+        """
+        timer_id = ids.parse(text_id)
+        if timer_id is None:
+            return False
+        code, state = await self.queue.cancel(timer_id)
+        if code is Code.NOT_FOUND:
+            return False
+        if code is Code.CONFLICT:
+            raise CancelRefused(state or TimerState.FIRING)
+        return True

@@ -1,0 +1,1 @@
+"""Subcommands that are not long-running roles."""

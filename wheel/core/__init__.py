@@ -1,0 +1,1 @@
+"""Pure vocabulary and arithmetic of the wheel: no I/O."""

@@ -1,0 +1,1 @@
+"""Private redis-server processes, for dev and the tests only."""

@@ -1,0 +1,1 @@
+"""The background roles: ticker and worker."""

@@ -1,0 +1,378 @@
+"""Firer: claims ready entries, sends their webhooks, records outcomes.
+
+Every entry handed to :meth:`Firer.dispatch` already holds one permit of
+the worker's :class:`~wheel.engine.capacity.Capacity`; the permit is given back
+when the entry needs no webhook or its webhook is done. A completion is
+kept until it is written: it is retried with backoff for as long as the
+claim holds (after that another worker may take the entry over), and
+while any completion waits the reader takes no new work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from wheel.core import ids
+from wheel.core.delays import backoff_s, outcome_of
+from wheel.core.states import Code, Outcome, Verdict
+from wheel.engine.capacity import Capacity
+from wheel.runtime import metrics
+from wheel.runtime.lifecycle import ErrorLog
+from wheel.settings import Settings
+from wheel.storage.errors import NotReplicated, RedisUnavailable, StoreFull
+from wheel.storage.keys import ShardKeys
+from wheel.storage.minute_stats import MinuteCounters
+from wheel.storage.shards import Attempt, Claim, Entry, ShardQueue
+from wheel.webhooks.host_limits import LOCAL_WAIT_S, HostLimiter
+from wheel.webhooks.sender import Delivery, WebhookSender, host_key
+
+log = logging.getLogger(__name__)
+
+CLAIM_MARGIN_S = 2.0
+"""A completion gives up this long before its claim lapses."""
+COMPLETE_CALL_S = 5.0
+"""Deadline of one completion call (it is retried until the claim ends)."""
+COMPLETE_BACKOFF_S = 0.02
+COMPLETE_BACKOFF_MAX_S = 1.0
+"""First and longest pause between two tries of a completion."""
+
+
+@dataclass(eq=False)
+class _Waiter:
+    """A claimed timer waiting (with its permit) for a permit of its host."""
+
+    shard: ShardKeys
+    entry: Entry
+    claim: Claim
+    sent_at: float
+    timer: asyncio.TimerHandle | None = None
+
+
+class Firer:
+    """Claims, fires and completes the entries a reader hands over."""
+
+    def __init__(
+        self,
+        queue: ShardQueue,
+        sender: WebhookSender,
+        capacity: Capacity,
+        settings: Settings,
+        consumer: str,
+        rng: random.Random | None = None,
+        minutes: MinuteCounters | None = None,
+    ) -> None:
+        self.queue = queue
+        self.sender = sender
+        self.capacity = capacity
+        self.settings = settings
+        self.consumer = consumer
+        self.rng = rng or random.Random()
+        self.minutes = minutes
+        self.hosts = HostLimiter(
+            min(settings.host_concurrency, settings.worker_concurrency)
+        )
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._waiting: dict[str, collections.deque[_Waiter]] = {}
+        self.writing = 0
+        """Completions retrying a write; the reader pauses while > 0."""
+        self.written = asyncio.Event()
+        self.written.set()
+        self.counts = {
+            "fired": 0,
+            "retried": 0,
+            "failed": 0,
+            "deferred": 0,
+            "stale": 0,
+            "abandoned": 0,
+        }
+        self._hold_s = settings.reclaim_idle
+        self._errors = ErrorLog(log)
+
+    def _spawn(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        task = asyncio.ensure_future(work())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def dispatch(self, shard: ShardKeys, entries: list[Entry]) -> None:
+        """Claim ``entries`` (each holding a permit) and start their webhooks.
+
+        Never raises: a claim that cannot be made gives the permits back
+        and leaves the entries pending, to be read again by a reclaim.
+        """
+        if not entries:
+            return
+        sent_at = time.monotonic()
+        try:
+            claims = await self.queue.claim(shard, self.consumer, entries)
+        except Exception as exc:
+            self.capacity.give(len(entries))
+            self._errors.note("claim", exc)
+            return
+        unused = 0
+        for entry, claim in zip(entries, claims, strict=True):
+            if claim.verdict is Verdict.FIRE:
+                self._start(shard, entry, claim, sent_at)
+                continue
+            unused += 1
+            if claim.verdict is Verdict.DEAD:
+                self._count("failed", "fail")
+            elif claim.verdict is Verdict.BUSY:
+                self._recheck_later(shard, entry, claim.wait_ms)
+            elif claim.verdict is Verdict.EARLY:
+                self._spawn(functools.partial(self._requeue, shard, entry))
+        if unused:
+            self.capacity.give(unused)
+
+    def _start(
+        self, shard: ShardKeys, entry: Entry, claim: Claim, sent_at: float
+    ) -> None:
+        host = host_key(claim.url)
+        if claim.attempt == 1:
+            late_ms = max(
+                0, self.queue.clocks.now_ms(shard.shard) - claim.due_ms
+            )
+            metrics.FIRE_LATENESS.observe(late_ms / 1000)
+            if self.minutes:
+                self.minutes.late(late_ms)
+        if self.hosts.try_take(host):
+            self._spawn(lambda: self._fire(shard, entry, claim, host, sent_at))
+            return
+        if self.hosts.worth_waiting(host):
+            waiter = _Waiter(shard, entry, claim, sent_at)
+            self._waiting.setdefault(host, collections.deque()).append(waiter)
+            waiter.timer = asyncio.get_running_loop().call_later(
+                LOCAL_WAIT_S, self._waited_too_long, host, waiter
+            )
+            return
+        self._spawn(lambda: self._defer(shard, entry, claim, host, sent_at))
+
+    def _next_waiter(self, host: str) -> None:
+        """A permit of ``host`` freed: start the oldest timer waiting."""
+        queue = self._waiting.get(host)
+        if not queue:
+            return
+        if self.hosts.try_take(host):
+            waiter = queue.popleft()
+            if waiter.timer is not None:
+                waiter.timer.cancel()
+            self._spawn(
+                lambda: self._fire(
+                    waiter.shard,
+                    waiter.entry,
+                    waiter.claim,
+                    host,
+                    waiter.sent_at,
+                )
+            )
+        if not queue:
+            del self._waiting[host]
+
+    def _waited_too_long(self, host: str, waiter: _Waiter) -> None:
+        queue = self._waiting.get(host)
+        if queue is None:
+            return
+        try:
+            queue.remove(waiter)
+        except ValueError:  # started meanwhile
+            return
+        if not queue:
+            del self._waiting[host]
+        self._spawn(
+            lambda: self._defer(
+                waiter.shard, waiter.entry, waiter.claim, host, waiter.sent_at
+            )
+        )
+
+    def _recheck_later(
+        self, shard: ShardKeys, entry: Entry, wait_ms: int
+    ) -> None:
+        # Another worker's claim is in flight; this worker now owns the
+        # entry (it reclaimed it), so it looks again when that claim lapses.
+        async def recheck() -> None:
+            await asyncio.sleep(wait_ms / 1000)
+            await self.capacity.take(1)
+            await self.dispatch(shard, [entry])
+
+        self._spawn(recheck)
+
+    async def _requeue(self, shard: ShardKeys, entry: Entry) -> None:
+        try:
+            await self.queue.requeue(shard, entry)
+        except Exception as exc:
+            self._errors.note("requeue", exc)
+
+    async def _fire(
+        self,
+        shard: ShardKeys,
+        entry: Entry,
+        claim: Claim,
+        host: str,
+        sent_at: float,
+    ) -> None:
+        started = time.monotonic()
+        delivery: Delivery | None = None
+        try:
+            delivery = await self.sender.send(
+                claim.url, ids.to_text(entry.timer_id)
+            )
+        finally:
+            took_s = time.monotonic() - started
+            self.hosts.give(host, took_s)
+            self._next_waiter(host)
+            metrics.WEBHOOK_DURATION.observe(took_s)
+            if delivery is None:
+                # Cancelled at shutdown: the entry stays pending.
+                self.capacity.give(1)
+        try:
+            await self._finish(shard, entry, claim, delivery, sent_at)
+        finally:
+            self.capacity.give(1)
+
+    async def _finish(
+        self,
+        shard: ShardKeys,
+        entry: Entry,
+        claim: Claim,
+        delivery: Delivery,
+        sent_at: float,
+    ) -> None:
+        if delivery.final:
+            outcome, delay_ms = Outcome.FAIL, 0
+        else:
+            outcome, delay_ms = outcome_of(
+                delivery.ok,
+                claim.attempt,
+                self.settings.max_attempts,
+                self.settings.retry_base,
+                self.settings.retry_max,
+                self.rng,
+            )
+        result = str(delivery.status) if delivery.status else delivery.result
+        attempt = Attempt(entry, claim.attempt, outcome, result, delay_ms)
+        code = await self._write(shard, attempt, sent_at)
+        if code is None:
+            return
+        if code is Code.STALE:
+            self.counts["stale"] += 1
+            log.warning(
+                "stale completion ignored",
+                extra={"id": ids.to_text(entry.timer_id)},
+            )
+            return
+        key = {"ok": "fired", "retry": "retried", "fail": "failed"}[outcome]
+        self._count(key, outcome.value)
+        if outcome is not Outcome.OK:
+            log.info(
+                "webhook failed",
+                extra={
+                    "id": ids.to_text(entry.timer_id),
+                    "attempt": claim.attempt,
+                    "result": delivery.result,
+                    "outcome": outcome.value,
+                },
+            )
+
+    async def _defer(
+        self,
+        shard: ShardKeys,
+        entry: Entry,
+        claim: Claim,
+        host: str,
+        sent_at: float,
+    ) -> None:
+        delay_ms = int(self.hosts.defer_s(host) * 1000)
+        attempt = Attempt(
+            entry, claim.attempt, Outcome.DEFER, "deferred", delay_ms
+        )
+        try:
+            code = await self._write(shard, attempt, sent_at)
+        finally:
+            self.capacity.give(1)
+        if code is Code.DONE:
+            self.counts["deferred"] += 1
+            metrics.DEFERRED.inc()
+            if self.minutes:
+                self.minutes.add("deferred")
+
+    def _count(self, key: str, outcome: str) -> None:
+        self.counts[key] += 1
+        metrics.WEBHOOK_ATTEMPTS.labels(outcome).inc()
+        if self.minutes:
+            self.minutes.add(key)
+
+    async def _write(
+        self, shard: ShardKeys, attempt: Attempt, sent_at: float
+    ) -> Code | None:
+        """Complete ``attempt``, retrying until written or the claim ends.
+
+        Returns None when the claim lapsed first (the entry will be
+        reclaimed; a webhook that was sent may then be sent again).
+        """
+        give_up_at = sent_at + self._hold_s - CLAIM_MARGIN_S
+        tries = 0
+        waiting = False
+        try:
+            while True:
+                left_s = give_up_at - time.monotonic()
+                try:
+                    return await self.queue.complete(
+                        shard,
+                        self.consumer,
+                        attempt,
+                        deadline_s=max(0.1, min(COMPLETE_CALL_S, left_s)),
+                    )
+                except (RedisUnavailable, NotReplicated, StoreFull) as exc:
+                    if not waiting:
+                        waiting = True
+                        self._writing(+1)
+                    pause = backoff_s(
+                        tries,
+                        COMPLETE_BACKOFF_S,
+                        COMPLETE_BACKOFF_MAX_S,
+                        self.rng,
+                    )
+                    tries += 1
+                    if time.monotonic() + pause >= give_up_at:
+                        self.counts["abandoned"] += 1
+                        log.warning(
+                            "completion abandoned: the claim lapsed",
+                            extra={
+                                "id": ids.to_text(attempt.entry.timer_id),
+                                "outcome": attempt.outcome.value,
+                                "error": str(exc),
+                            },
+                        )
+                        return None
+                    await asyncio.sleep(pause)
+        finally:
+            if waiting:
+                self._writing(-1)
+
+    def _writing(self, change: int) -> None:
+        self.writing += change
+        if self.writing:
+            self.written.clear()
+        else:
+            self.written.set()
+
+    async def wait_idle(self, timeout_s: float | None) -> bool:
+        """Wait for in-flight work, and work it starts (a timer that
+        waited for its host); False when some was left."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self.tasks or self._waiting:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            if not self.tasks:
+                await asyncio.sleep(min(0.05, left or 0.05))
+                continue
+            await asyncio.wait(set(self.tasks), timeout=left)
+        return True

@@ -1,0 +1,265 @@
+"""Ticker: holds shard leases and moves due timers toward the workers.
+
+Live tickers register in a heartbeat set and share the shards by
+rendezvous hashing (a joining or leaving ticker moves about ``1/T`` of
+them); each takes the leases of its share, renews them every third of
+the lease TTL and releases the ones it should no longer hold. The lease
+only saves work: every move is one atomic script, so two tickers on one
+shard never lose or duplicate a timer.
+
+Each tick peeks at the earliest index members of every held shard (one
+plain ``ZRANGE`` each, batched) and calls a script only where something
+is due: ``advance`` for minute buckets whose earliest timer is due,
+``cascade`` for hour and day buckets whose cascade time has come. A shard
+with nothing due costs no script call. Shards that got entries ring the
+workers' doorbell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+from wheel.core import rendezvous
+from wheel.core.buckets import Bucket, Level
+from wheel.core.states import Code
+from wheel.runtime import metrics
+from wheel.runtime.lifecycle import ErrorLog, process_name, supervise
+from wheel.settings import Settings
+from wheel.storage.doorbell import ring
+from wheel.storage.keys import ShardKeys
+from wheel.storage.registry import Registry
+from wheel.storage.shards import ShardQueue
+
+log = logging.getLogger(__name__)
+
+ROLE = "ticker"
+PEEK = 8
+"""Index members one tick looks at per shard."""
+MIN_SLEEP_S = 0.002
+FULL_PAUSE_S = 0.05
+"""How long a shard whose ready stream is full is left alone."""
+CASCADE_LIMIT = 2000
+"""Most members one cascade call moves."""
+
+
+class Ticker:
+    """Moves due timers of the shards it leases into their ready streams."""
+
+    def __init__(
+        self,
+        queue: ShardQueue,
+        registry: Registry,
+        settings: Settings,
+        name: str | None = None,
+    ) -> None:
+        self.queue = queue
+        self.registry = registry
+        self.settings = settings
+        self.name = name or process_name()
+        self.held: set[int] = set()
+        self.moved_total = 0
+        self.cascaded_total = 0
+        self._lease_ttl_ms = int(settings.lease_ttl * 1000)
+        self._beat_every_s = settings.lease_ttl / 3
+        self._next_beat_at = 0.0
+        self._paused_until: dict[int, float] = {}
+        self._errors = ErrorLog(log)
+        self._rung: list[ShardKeys] = []
+
+    async def beat(self) -> None:
+        """Register as alive, then take, keep or release leases."""
+        live = await self.registry.beat(ROLE, self.name, self._lease_ttl_ms)
+        try:
+            await self.queue.sync_clocks()
+        except Exception as exc:
+            self._errors.note("clock", exc)
+        wanted = rendezvous.assign(self.name, live, self.settings.shards)
+        keys = self.queue.keys
+        taking = sorted(wanted)
+        released, acquired = await asyncio.gather(
+            asyncio.gather(
+                *(
+                    self.queue.release(keys.shard(k), self.name)
+                    for k in sorted(self.held - wanted)
+                ),
+                return_exceptions=True,
+            ),
+            asyncio.gather(
+                *(
+                    self.queue.acquire(
+                        keys.shard(k), self.name, self._lease_ttl_ms
+                    )
+                    for k in taking
+                ),
+                return_exceptions=True,
+            ),
+        )
+        held = {
+            k for k, ok in zip(taking, acquired, strict=True) if ok is True
+        }
+        failed = [
+            r for r in (*released, *acquired) if isinstance(r, Exception)
+        ]
+        if failed:
+            self._errors.note("lease", failed[0])
+        if held != self.held:
+            log.info(
+                "leases changed",
+                extra={
+                    "ticker": self.name,
+                    "held": len(held),
+                    "gained": len(held - self.held),
+                    "lost": len(self.held - held),
+                    "live_tickers": len(live),
+                },
+            )
+        self.held = held
+
+    async def tick(self) -> float:
+        """Move what is due in every held shard; seconds until worth again."""
+        now = time.monotonic()
+        shards = [
+            self.queue.keys.shard(k)
+            for k in sorted(self.held)
+            if self._paused_until.get(k, 0.0) <= now
+        ]
+        if not shards:
+            return self.settings.tick_interval
+        peeks = await asyncio.gather(
+            *(self.queue.peek(shard, PEEK) for shard in shards),
+            return_exceptions=True,
+        )
+        wait_s = self.settings.tick_interval
+        work = []
+        for shard, peek in zip(shards, peeks, strict=True):
+            if isinstance(peek, BaseException):
+                self._errors.note("peek", peek)
+                continue
+            due, next_ms = self._due(shard, peek)
+            if next_ms is not None:
+                ahead_s = (
+                    next_ms - self.queue.clocks.now_ms(shard.shard)
+                ) / 1e3
+                wait_s = min(wait_s, max(ahead_s, MIN_SLEEP_S))
+            if due:
+                work.append(self._work(shard, due))
+        if work:
+            for again, ahead_ms in await asyncio.gather(*work):
+                if again:
+                    wait_s = 0.0
+                elif ahead_ms is not None:
+                    wait_s = min(wait_s, max(ahead_ms / 1000, MIN_SLEEP_S))
+        if self._rung:
+            # One message for every shard that got entries this tick.
+            rung, self._rung = self._rung, []
+            try:
+                await ring(self.queue.connection, self.queue.keys, rung)
+            except Exception as exc:
+                self._errors.note("doorbell", exc)
+        if any(until > now for until in self._paused_until.values()):
+            wait_s = min(wait_s, FULL_PAUSE_S)
+        return wait_s
+
+    def _due(
+        self, shard: ShardKeys, peek: Sequence[tuple[Bucket, int]]
+    ) -> tuple[list[Bucket], int | None]:
+        """The due buckets of a peek, and the earliest score not yet due."""
+        now_ms = self.queue.clocks.now_ms(shard.shard)
+        due = [bucket for bucket, score in peek if score <= now_ms]
+        later = [score for _, score in peek if score > now_ms]
+        return due, (min(later) if later else None)
+
+    async def _work(
+        self, shard: ShardKeys, due: list[Bucket]
+    ) -> tuple[bool, int | None]:
+        """Advance and cascade one shard's due buckets: whether more is due
+        now, and the earliest due time left in the advanced buckets."""
+        minutes = [b.number for b in due if b.level is Level.MINUTE]
+        coarse = [b for b in due if b.level is not Level.MINUTE]
+        again = False
+        try:
+            for bucket in coarse:
+                cascaded = await self.queue.cascade(
+                    shard, self.name, bucket, CASCADE_LIMIT
+                )
+                if cascaded.code is Code.NOT_OURS:
+                    return self._lost(shard), None
+                self.cascaded_total += cascaded.moved
+                again = again or cascaded.left > 0 or cascaded.moved > 0
+            if minutes:
+                advanced = await self.queue.advance(shard, self.name, minutes)
+                if advanced.code is Code.NOT_OURS:
+                    return self._lost(shard), None
+                if advanced.code is Code.FULL:
+                    # The workers are behind: leave the timers on the
+                    # wheel, in order, until the stream drains.
+                    self._paused_until[shard.shard] = (
+                        time.monotonic() + FULL_PAUSE_S
+                    )
+                    self._rung.append(shard)
+                    return False, None
+                if advanced.moved:
+                    self.moved_total += advanced.moved
+                    metrics.TIMERS_MOVED.inc(advanced.moved)
+                    self._rung.append(shard)
+                again = again or advanced.more
+                if advanced.next_ms is not None:
+                    return again, advanced.next_ms - advanced.now_ms
+        except Exception as exc:
+            self._errors.note(f"shard {shard.shard}", exc)
+            return False, None
+        return again, None
+
+    def _lost(self, shard: ShardKeys) -> bool:
+        log.warning(
+            "lease lost", extra={"ticker": self.name, "shard": shard.shard}
+        )
+        self.held.discard(shard.shard)
+        return False
+
+    async def step(self) -> float:
+        """One beat (when due) and one tick; seconds to wait after."""
+        now = time.monotonic()
+        if now >= self._next_beat_at:
+            await self.beat()
+            self._next_beat_at = now + self._beat_every_s
+        wait_s = await self.tick()
+        return min(wait_s, max(0.0, self._next_beat_at - time.monotonic()))
+
+    async def release_all(self) -> None:
+        """Give up every lease and leave the registry at once."""
+        keys = self.queue.keys
+        await asyncio.gather(
+            *(
+                self.queue.release(keys.shard(k), self.name)
+                for k in sorted(self.held)
+            ),
+            self.registry.leave(ROLE, self.name),
+        )
+        self.held = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tick until ``stop`` is set, then release every lease."""
+        log.info("ticker started", extra={"ticker": self.name})
+        try:
+            await supervise("ticker", self.step, stop)
+        finally:
+            released = len(self.held)
+            try:
+                await asyncio.shield(self.release_all())
+            except Exception as exc:
+                log.warning(
+                    "could not release leases", extra={"error": str(exc)}
+                )
+            log.info(
+                "ticker stopped",
+                extra={
+                    "ticker": self.name,
+                    "released": released,
+                    "moved": self.moved_total,
+                    "cascaded": self.cascaded_total,
+                },
+            )

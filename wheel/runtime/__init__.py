@@ -1,0 +1,1 @@
+"""Plumbing every process shares: signals, logs, metrics."""

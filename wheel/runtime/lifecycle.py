@@ -1,0 +1,177 @@
+"""Process lifecycle: stop signals, process names and supervised loops."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from wheel.storage.errors import RedisUnavailable
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY_S = 1.0
+REPEAT_INTERVAL_S = 30.0
+GC_THRESHOLD = 50_000
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run a role's coroutine on uvloop (asyncio's loop without it).
+
+    The cyclic garbage collector is tuned first (:func:`tune_gc`): a busy
+    role allocates
+    many short-lived objects, and the default threshold ran about a
+    thousand collections per 20,000 webhooks (about 9% of a worker's CPU,
+    see benchmarks/README.md). Objects alive at start-up are frozen out of
+    collection altogether.
+    """
+    tune_gc()
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
+
+
+def tune_gc() -> None:
+    """Fewer cyclic collections, none over objects alive at start-up."""
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
+
+
+def process_name() -> str:
+    """A name unique to this process: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def client_name(role: str) -> str:
+    """The name a process of ``role`` gives its Redis connections, so
+    ``CLIENT LIST`` tells who holds what."""
+    return f"tw:{role}:{process_name()}"
+
+
+SAME_INTERRUPT_S = 0.5
+"""SIGINTs this close to the first are one Ctrl-C delivered twice."""
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """Set ``stop`` on SIGTERM or SIGINT; a second Ctrl-C exits at once.
+
+    A repeated SIGTERM is ignored: supervisors and wrappers (``uv run``,
+    say) may each forward one, and the graceful stop is already under way.
+    A SIGINT within :data:`SAME_INTERRUPT_S` of the first is the same
+    Ctrl-C: the terminal sends it to the whole process group and a
+    wrapper such as ``uv run`` forwards it again.
+    """
+    loop = asyncio.get_running_loop()
+    first_at: list[float] = []
+
+    def on_signal(signum: int) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            if (
+                signum == signal.SIGINT
+                and first_at
+                and time.monotonic() - first_at[0] > SAME_INTERRUPT_S
+            ):
+                log.warning("second interrupt: exiting now")
+                os._exit(1)
+            log.info("stop already under way", extra={"signal": name})
+            return
+        log.info("stop signal", extra={"signal": name})
+        first_at.append(time.monotonic())
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to ``seconds``; True when ``stop`` was set meanwhile."""
+    if seconds <= 0:
+        return stop.is_set()
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+EXPECTED: tuple[type[BaseException], ...] = (
+    RedisUnavailable,
+    RedisError,
+    OSError,
+)
+"""Errors of an outage: logged in one line, never with a traceback."""
+
+
+class ErrorLog:
+    """Logs errors quietly: one line per place and kind per interval.
+
+    The first error of a kind at a place is logged at once; repeats within
+    :data:`REPEAT_INTERVAL_S` are counted and reported in one line when
+    the interval has passed. Errors of an outage (Redis unreachable) get
+    no traceback: the connection layer logs the outage itself.
+    """
+
+    def __init__(
+        self, logger: logging.Logger, interval_s: float = 0.0
+    ) -> None:
+        self.log = logger
+        self.interval_s = interval_s or REPEAT_INTERVAL_S
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def note(self, where: str, exc: BaseException) -> None:
+        """Report ``exc``, raised at ``where``, unless it is a repeat."""
+        kind = type(exc).__name__
+        now = time.monotonic()
+        since, repeats = self._seen.get((where, kind), (0.0, -1))
+        if repeats >= 0 and now - since < self.interval_s:
+            self._seen[(where, kind)] = (since, repeats + 1)
+            return
+        self._seen[(where, kind)] = (now, 0)
+        extra: dict[str, object] = {
+            "where": where,
+            "error": f"{kind}: {exc}"[:300],
+        }
+        if repeats > 0:
+            extra["repeats"] = repeats
+        if isinstance(exc, EXPECTED):
+            self.log.warning("step failed", extra=extra)
+        else:
+            self.log.error("step failed", extra=extra, exc_info=exc)
+
+
+async def supervise(
+    name: str,
+    step: Callable[[], Awaitable[float]],
+    stop: asyncio.Event,
+    errors: ErrorLog | None = None,
+) -> None:
+    """Run ``step`` until ``stop``; it returns how long to wait next.
+
+    An error in a step is logged (quietly, see :class:`ErrorLog`) and the
+    loop goes on after a pause, so one bad timer or a Redis outage never
+    ends a background loop, nor floods the log.
+    """
+    errors = errors or ErrorLog(log)
+    while not stop.is_set():
+        try:
+            wait_s = await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            errors.note(name, exc)
+            wait_s = RESTART_DELAY_S
+        await sleep_or_stop(stop, wait_s)

@@ -1,0 +1,1 @@
+"""Redis: the only code that spells a key or a command."""

@@ -1,0 +1,172 @@
+"""What the scripts and commands of a shard answer, as typed values.
+
+Every reply is decoded here into a small frozen dataclass; nothing above
+the storage layer sees a raw Redis reply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from wheel.core.buckets import Bucket, Level
+from wheel.core.states import (
+    STATE_OF_CODE,
+    Code,
+    TimerState,
+    Verdict,
+)
+
+
+def as_int(value: Any) -> int:
+    """An integer reply (or bulk string holding one)."""
+    return int(value)
+
+
+def as_text(value: Any) -> str:
+    """A bulk string reply as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """Reply of ``create``."""
+
+    code: Code
+    timer_id: bytes
+    due_ms: int
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A timer as ``get`` reads it (from its record or finished record)."""
+
+    state: TimerState
+    due_ms: int
+    attempts: int
+    now_ms: int
+    next_ms: int | None = None
+    finished_ms: int | None = None
+    result: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Advanced:
+    """Reply of ``advance``: ids moved; more due ids left behind; the
+    earliest due time left in the buckets (None when they are empty)."""
+
+    code: Code
+    moved: int
+    more: bool
+    now_ms: int
+    next_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cascaded:
+    """Reply of ``cascade``: members moved and still in the bucket."""
+
+    code: Code
+    moved: int
+    left: int
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One ready-stream entry: its stream id, timer id and schedule."""
+
+    entry_id: bytes
+    timer_id: bytes
+    sched_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The claim script's verdict on one entry."""
+
+    verdict: Verdict
+    url: str = ""
+    attempt: int = 0
+    due_ms: int = 0
+    wait_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A timer that failed, as its shard's dead-letter stream keeps it."""
+
+    entry_id: bytes
+    timer_id: bytes
+    url: str
+    attempts: int
+    error: str
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Survey:
+    """Figures of one shard; ``earliest_due_ms`` of a timer due or on its
+    way (None when the shard has nothing in minute buckets or streams)."""
+
+    unfinished: int
+    ready: int
+    in_flight: int
+    earliest_due_ms: int | None
+    dead_letters: int
+
+
+def bucket_of(member: bytes) -> Bucket:
+    """The bucket an index member names (``m29000000``)."""
+    text = member.decode()
+    return Bucket(Level(text[0]), int(text[1:]))
+
+
+def entry_of(item: list[Any]) -> Entry:
+    """A ready-stream entry from its ``XRANGE``/``XREADGROUP`` item."""
+    entry_id, fields = item[0], item[1]
+    values = dict(zip(fields[::2], fields[1::2], strict=True))
+    return Entry(entry_id, values[b"i"], int(values[b"s"]))
+
+
+def dead_letter_of(item: list[Any]) -> DeadLetter:
+    """A dead letter from its stream item."""
+    entry_id, fields = item[0], item[1]
+    values = dict(zip(fields[::2], fields[1::2], strict=True))
+    return DeadLetter(
+        entry_id,
+        values[b"i"],
+        as_text(values.get(b"u", b"")),
+        int(values[b"a"]),
+        as_text(values[b"e"]),
+        int(values[b"t"]),
+    )
+
+
+def claim_of(item: list[Any]) -> Claim:
+    """One verdict of the claim script's reply."""
+    verdict = Verdict(as_text(item[0]))
+    if verdict is Verdict.FIRE:
+        return Claim(
+            verdict, as_text(item[1]), as_int(item[2]), due_ms=as_int(item[3])
+        )
+    if verdict is Verdict.BUSY:
+        return Claim(verdict, wait_ms=as_int(item[1]))
+    if verdict is Verdict.EARLY:
+        return Claim(verdict, due_ms=as_int(item[1]))
+    return Claim(verdict)
+
+
+def unpack_finished(packed: str, now_ms: int) -> Record:
+    """A finished record from its packed form ``<s><attempts>,due,+ms,r``."""
+    head, due, delta, result = packed.split(",", 3)
+    due_ms = int(due)
+    return Record(
+        STATE_OF_CODE[head[0]],
+        due_ms,
+        int(head[1:]),
+        now_ms,
+        finished_ms=due_ms + int(delta),
+        result=result,
+    )

@@ -1,0 +1,546 @@
+"""ShardQueue: the life-cycle commands of a shard, by the role that calls
+them.
+
+The life of a timer is the set of ways its shard's keys change, and each
+is a method here: ``create``, ``get``, ``cancel`` (the API);
+``peek``, ``advance``, ``cascade`` and the lease (the ticker); ``read``,
+``claim``, ``complete``, ``requeue``, ``reclaim`` (the worker); ``retry``
+of a dead letter (operators). Each reply is decoded by
+:mod:`wheel.storage.replies`; callers never spell a command. A reader
+finds every write to a shard here and in ``lua/``; operator reads are in
+:mod:`wheel.storage.inspect`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wheel.core import ids
+from wheel.core.buckets import MINUTE_MS, Bucket, minute_of, place_numbers
+from wheel.core.states import STATE_OF_CODE, Code, Outcome, TimerState
+from wheel.settings import Settings
+from wheel.storage.clocks import ShardClocks
+from wheel.storage.connection import Connection
+from wheel.storage.errors import StoreFull
+from wheel.storage.keys import GROUP, Keys, ShardKeys
+from wheel.storage.replies import (
+    Advanced,
+    Cascaded,
+    Claim,
+    Created,
+    DeadLetter,
+    Entry,
+    Record,
+    as_int,
+    as_text,
+    bucket_of,
+    claim_of,
+    entry_of,
+    unpack_finished,
+)
+from wheel.storage.scripts import SCRIPTS
+
+DEAD_LETTER_MAXLEN = 10_000
+"""Approximate cap on each shard's dead-letter stream."""
+IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
+"""How long an ``Idempotency-Key`` keeps mapping to its timer."""
+RESULT_CHARS = 200
+"""Most characters of an attempt's error kept in a record."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What a finished webhook attempt reports to ``complete``."""
+
+    entry: Entry
+    attempt: int
+    outcome: Outcome
+    result: str
+    delay_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """A create's ``Idempotency-Key``: its digest and the request's."""
+
+    key_digest: bytes
+    fingerprint: bytes
+
+    def shard(self, shards: int) -> int:
+        """The shard of the key's record and of the timer it creates."""
+        return int.from_bytes(self.key_digest[:8], "big") % shards
+
+
+class ShardQueue:
+    """The shards of one deployment, through one :class:`Connection`."""
+
+    def __init__(self, connection: Connection, settings: Settings) -> None:
+        self.connection = connection
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix, settings.shards)
+        self.clocks = ShardClocks(settings.shards)
+        self.ids = ids.IdSource()
+        self._retention_ms = int(settings.retention * 1000)
+        self._hold_ms = int(settings.reclaim_idle * 1000)
+
+    def shard_of(self, timer_id: bytes) -> ShardKeys:
+        """The keys of the shard that owns ``timer_id``."""
+        return self.keys.shard(ids.shard_of(timer_id, self.settings.shards))
+
+    def finished_key(self, shard: ShardKeys, timer_id: bytes) -> bytes:
+        """The finished hash that holds (or will hold) ``timer_id``."""
+        return shard.finished(ids.finished_hour(timer_id))
+
+    def _placement(
+        self, shard: ShardKeys, due_ms: int
+    ) -> tuple[list[bytes], list[Any]]:
+        """Keys and arguments naming where a timer due then may go."""
+        minute = due_ms // MINUTE_MS
+        level, number = place_numbers(due_ms, self.clocks.now_ms(shard.shard))
+        minute_key = shard.minute(minute)
+        coarse_key = (
+            minute_key if level == "m" else shard.level_bucket(level, number)
+        )
+        return [minute_key, coarse_key], [minute, level, number]
+
+    # -- the API ----------------------------------------------------------
+
+    async def create(
+        self,
+        url: str,
+        delay_ms: int,
+        idempotency: Idempotency | None = None,
+        timer_id: bytes | None = None,
+    ) -> Created:
+        """Store a new timer due ``delay_ms`` from Redis' now.
+
+        The id is chosen here, before the call, so the connection layer
+        may send the call again after a lost reply: the script finds its
+        own record and answers as created. Waits for replicas when
+        ``replica_acks`` is set.
+        """
+        shards = self.settings.shards
+        if idempotency is None:
+            guess_ms = self.clocks.now_ms(0) + delay_ms
+            timer_id = timer_id or self.ids.new(guess_ms)
+            shard = self.shard_of(timer_id)
+            idem_key, fingerprint = shard.timer(timer_id), b""
+        else:
+            k = idempotency.shard(shards)
+            guess_ms = self.clocks.now_ms(k) + delay_ms
+            timer_id = timer_id or self.ids.new(guess_ms, shards, k)
+            shard = self.keys.shard(k)
+            idem_key = shard.idempotency(idempotency.key_digest)
+            fingerprint = idempotency.fingerprint
+        place_keys, place_args = self._placement(
+            shard, self.clocks.now_ms(shard.shard) + delay_ms
+        )
+        reply = await self.connection.script(
+            SCRIPTS["create"],
+            [
+                shard.timer(timer_id),
+                shard.index,
+                *place_keys,
+                idem_key,
+                self.finished_key(shard, timer_id),
+                shard.count,
+            ],
+            [
+                timer_id,
+                url,
+                delay_ms,
+                *place_args,
+                fingerprint,
+                IDEMPOTENCY_TTL_MS,
+            ],
+            ack=True,
+        )
+        now_ms = as_int(reply[0])
+        self.clocks.observe(shard.shard, now_ms)
+        return Created(
+            Code(as_text(reply[1])), reply[3], as_int(reply[2]), now_ms
+        )
+
+    async def get(self, timer_id: bytes) -> Record | None:
+        """The timer ``timer_id``, or None when unknown or expired."""
+        shard = self.shard_of(timer_id)
+        reply = await self.connection.script(
+            SCRIPTS["get"],
+            [shard.timer(timer_id), self.finished_key(shard, timer_id)],
+            [timer_id],
+        )
+        now_ms = as_int(reply[0])
+        self.clocks.observe(shard.shard, now_ms)
+        if len(reply) == 1:
+            return None
+        if reply[1] == b"r":
+            _, _, state, due, attempts, next_ms, result = reply
+            return Record(
+                STATE_OF_CODE[as_text(state)],
+                as_int(due),
+                as_int(attempts),
+                now_ms,
+                next_ms=as_int(next_ms) if next_ms else None,
+                result=as_text(result),
+            )
+        return unpack_finished(as_text(reply[2]), now_ms)
+
+    async def cancel(self, timer_id: bytes) -> tuple[Code, TimerState | None]:
+        """Cancel a pending timer; the code and the state it was found in."""
+        shard = self.shard_of(timer_id)
+        reply = await self.connection.script(
+            SCRIPTS["cancel"],
+            [
+                shard.timer(timer_id),
+                self.finished_key(shard, timer_id),
+                shard.count,
+            ],
+            [timer_id, self._retention_ms],
+            ack=True,
+        )
+        self.clocks.observe(shard.shard, as_int(reply[0]))
+        letter = as_text(reply[2])
+        return Code(as_text(reply[1])), STATE_OF_CODE.get(letter)
+
+    # -- the ticker -------------------------------------------------------
+
+    async def sync_clocks(self) -> None:
+        """Learn every node's clock (``TIME``), for the shards it holds.
+
+        The ticker does this each beat: it decides from its estimate
+        whether a bucket is due, so an estimate behind Redis' clock (a
+        host clock that is late) would never call the script that
+        corrects it.
+        """
+        await self.connection.start()
+        by_node: dict[str, list[ShardKeys]] = {}
+        for shard in self.keys.all_shards():
+            node = self.connection.node_of(shard.index)
+            by_node.setdefault(node, []).append(shard)
+        groups = list(by_node.values())
+        replies = await asyncio.gather(
+            *(
+                self.connection.call(group[0].index, "TIME", deadline_s=1.0)
+                for group in groups
+            )
+        )
+        for group, (seconds, micros) in zip(groups, replies, strict=True):
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+            for shard in group:
+                self.clocks.observe(shard.shard, now_ms)
+
+    async def peek(
+        self, shard: ShardKeys, count: int, deadline_s: float = 1.0
+    ) -> list[tuple[Bucket, int]]:
+        """The ``count`` earliest index members with their scores."""
+        reply = await self.connection.call(
+            shard.index,
+            "ZRANGE",
+            shard.index,
+            0,
+            count - 1,
+            "WITHSCORES",
+            deadline_s=deadline_s,
+        )
+        return [
+            (bucket_of(reply[i]), int(float(reply[i + 1])))
+            for i in range(0, len(reply), 2)
+        ]
+
+    async def advance(
+        self, shard: ShardKeys, token: str, minutes: Sequence[int]
+    ) -> Advanced:
+        """Move due ids of the given minute buckets to the ready stream."""
+        reply = await self.connection.script(
+            SCRIPTS["advance"],
+            [
+                shard.lease,
+                shard.index,
+                shard.ready,
+                *(shard.minute(m) for m in minutes),
+            ],
+            [
+                token,
+                GROUP,
+                self.settings.batch_size,
+                self.settings.ready_max,
+                *minutes,
+            ],
+            deadline_s=1.0,
+        )
+        now_ms = as_int(reply[0])
+        self.clocks.observe(shard.shard, now_ms)
+        next_ms = as_int(reply[4])
+        return Advanced(
+            Code(as_text(reply[1])),
+            as_int(reply[2]),
+            bool(as_int(reply[3])),
+            now_ms,
+            next_ms if next_ms >= 0 else None,
+        )
+
+    async def cascade(
+        self, shard: ShardKeys, token: str, bucket: Bucket, limit: int
+    ) -> Cascaded:
+        """Move members of a coarse bucket into its children."""
+        children = bucket.children()
+        reply = await self.connection.script(
+            SCRIPTS["cascade"],
+            [
+                shard.lease,
+                shard.index,
+                shard.bucket(bucket),
+                *(shard.bucket(child) for child in children),
+            ],
+            [
+                token,
+                limit,
+                bucket.level.value,
+                bucket.number,
+                children[0].number,
+            ],
+            deadline_s=1.0,
+        )
+        now_ms = as_int(reply[0])
+        self.clocks.observe(shard.shard, now_ms)
+        return Cascaded(
+            Code(as_text(reply[1])), as_int(reply[2]), as_int(reply[3]), now_ms
+        )
+
+    async def acquire(self, shard: ShardKeys, token: str, ttl_ms: int) -> bool:
+        """Take or extend the shard's lease; whether it is held now."""
+        reply = await self.connection.script(
+            SCRIPTS["acquire"], [shard.lease], [token, ttl_ms], deadline_s=1.0
+        )
+        return bool(as_int(reply[1]))
+
+    async def release(self, shard: ShardKeys, token: str) -> bool:
+        """Drop the shard's lease if ``token`` holds it."""
+        reply = await self.connection.script(
+            SCRIPTS["release"], [shard.lease], [token], deadline_s=1.0
+        )
+        return bool(as_int(reply[1]))
+
+    async def lease_owner(self, shard: ShardKeys) -> str | None:
+        """Who holds the shard's lease (for tools and metrics)."""
+        owner = await self.connection.call(shard.lease, "GET", shard.lease)
+        return None if owner is None else as_text(owner)
+
+    # -- the worker -------------------------------------------------------
+
+    async def ensure_group(self, shard: ShardKeys) -> None:
+        """Create the consumer group, from id 0, if it is missing.
+
+        A full Redis refuses it; the ticker creates it as it first writes
+        the stream (advance.lua), so that is not an error.
+        """
+        try:
+            await self.connection.call(
+                shard.ready,
+                "XGROUP",
+                "CREATE",
+                shard.ready,
+                GROUP,
+                "0",
+                "MKSTREAM",
+            )
+        except StoreFull:
+            return
+        except Exception as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read(
+        self, shard: ShardKeys, consumer: str, count: int
+    ) -> list[Entry]:
+        """Take up to ``count`` new entries for ``consumer`` (no blocking)."""
+        try:
+            reply = await self.connection.call(
+                shard.ready,
+                "XREADGROUP",
+                "GROUP",
+                GROUP,
+                consumer,
+                "COUNT",
+                count,
+                "STREAMS",
+                shard.ready,
+                ">",
+                deadline_s=1.0,
+            )
+        except Exception as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # A flushed Redis, or one restarted without persistence.
+            await self.ensure_group(shard)
+            return []
+        if not reply:
+            return []
+        return [entry_of(entry) for entry in reply[0][1] if entry[1]]
+
+    async def claim(
+        self, shard: ShardKeys, consumer: str, entries: Sequence[Entry]
+    ) -> list[Claim]:
+        """Claim entries for firing; one verdict each, in order."""
+        keys: list[bytes] = [shard.ready, shard.dead, shard.count]
+        args: list[Any] = [
+            GROUP,
+            consumer,
+            self.settings.max_attempts,
+            self._hold_ms,
+            self._retention_ms,
+            DEAD_LETTER_MAXLEN,
+        ]
+        for entry in entries:
+            keys += [
+                shard.timer(entry.timer_id),
+                self.finished_key(shard, entry.timer_id),
+            ]
+            args += [entry.entry_id, entry.timer_id, entry.sched_ms]
+        reply = await self.connection.script(
+            SCRIPTS["claim"], keys, args, deadline_s=2.0
+        )
+        self.clocks.observe(shard.shard, as_int(reply[0]))
+        return [claim_of(item) for item in reply[1:]]
+
+    async def complete(
+        self,
+        shard: ShardKeys,
+        consumer: str,
+        attempt: Attempt,
+        deadline_s: float,
+    ) -> Code:
+        """Record an attempt's outcome and ack its entry (retry: wheel)."""
+        timer_id = attempt.entry.timer_id
+        if attempt.outcome in (Outcome.RETRY, Outcome.DEFER):
+            place_keys, place_args = self._placement(
+                shard, self.clocks.now_ms(shard.shard) + attempt.delay_ms
+            )
+        else:
+            # Nothing goes back on the wheel: no bucket to name.
+            place_keys, place_args = [shard.index, shard.index], _NO_PLACE
+        reply = await self.connection.script(
+            SCRIPTS["complete"],
+            [
+                shard.ready,
+                shard.timer(timer_id),
+                self.finished_key(shard, timer_id),
+                shard.dead,
+                shard.index,
+                *place_keys,
+                shard.count,
+            ],
+            [
+                GROUP,
+                attempt.entry.entry_id,
+                consumer,
+                attempt.attempt,
+                attempt.outcome.value,
+                attempt.result[:RESULT_CHARS],
+                timer_id,
+                attempt.delay_ms,
+                *place_args,
+                self._retention_ms,
+                DEAD_LETTER_MAXLEN,
+            ],
+            ack=True,
+            deadline_s=deadline_s,
+        )
+        self.clocks.observe(shard.shard, as_int(reply[0]))
+        return Code(as_text(reply[1]))
+
+    async def requeue(self, shard: ShardKeys, entry: Entry) -> Code:
+        """Put an entry that is not yet due back on the wheel."""
+        place_keys, place_args = self._placement(shard, entry.sched_ms)
+        reply = await self.connection.script(
+            SCRIPTS["requeue"],
+            [
+                shard.ready,
+                shard.timer(entry.timer_id),
+                shard.index,
+                *place_keys,
+            ],
+            [
+                GROUP,
+                entry.entry_id,
+                entry.timer_id,
+                entry.sched_ms,
+                *place_args,
+            ],
+        )
+        return Code(as_text(reply[1]))
+
+    async def reclaim(
+        self, shard: ShardKeys, consumer: str, cursor: bytes, count: int
+    ) -> tuple[bytes, list[Entry]]:
+        """Take over entries idle past the claim hold (``XAUTOCLAIM``).
+
+        Returns the cursor to continue from (``0-0`` once the stream is
+        swept) and the entries. Entries deleted from the stream while
+        pending are acked here, on Redis 6.2 as on 7 (which drops them
+        itself). 6.2 names them only with ``JUSTID`` (its full reply has
+        a bare nil in their place), so the ids are taken first and read
+        after, in one more round trip only when there are any.
+        """
+        reply = await self.connection.call(
+            shard.ready,
+            "XAUTOCLAIM",
+            shard.ready,
+            GROUP,
+            consumer,
+            self._hold_ms,
+            cursor,
+            "COUNT",
+            count,
+            "JUSTID",
+            deadline_s=2.0,
+        )
+        taken: list[bytes] = reply[1]
+        found = await asyncio.gather(
+            *(
+                self.connection.call(
+                    shard.ready, "XRANGE", shard.ready, entry_id, entry_id
+                )
+                for entry_id in taken
+            )
+        )
+        entries, gone = [], []
+        for entry_id, items in zip(taken, found, strict=True):
+            if items and items[0][1]:
+                entries.append(entry_of(items[0]))
+            else:
+                gone.append(entry_id)
+        if gone:
+            await self.connection.call(
+                shard.ready, "XACK", shard.ready, GROUP, *gone
+            )
+        return reply[0], entries
+
+    # -- operators ----------------------------------------------------------
+
+    async def retry(
+        self, timer_id: bytes, letter: DeadLetter
+    ) -> tuple[Code, TimerState | None]:
+        """Schedule a failed timer now with a fresh attempt budget."""
+        shard = self.shard_of(timer_id)
+        minute = minute_of(self.clocks.now_ms(shard.shard))
+        reply = await self.connection.script(
+            SCRIPTS["retry"],
+            [
+                shard.timer(timer_id),
+                self.finished_key(shard, timer_id),
+                shard.index,
+                shard.bucket(minute),
+                shard.dead,
+                shard.count,
+            ],
+            [timer_id, letter.url, letter.entry_id, minute.number],
+            ack=True,
+        )
+        return Code(as_text(reply[1])), STATE_OF_CODE.get(as_text(reply[2]))
+
+
+_NO_PLACE: list[Any] = [0, "m", 0]

@@ -1,0 +1,1 @@
+"""What leaves the building: webhooks, their guard and signatures."""

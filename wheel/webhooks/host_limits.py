@@ -1,0 +1,111 @@
+"""Per-destination fairness: a bound on webhooks in flight to one host.
+
+One receiver that answers slowly (or not at all, until the timeout) must
+not take every webhook permit of a worker and hold up everyone else's
+timers. Each worker lets at most ``limit`` webhooks be in flight to one
+host. A timer due for a host at its limit waits in the worker (a fraction
+of a second, keeping its own permit) when the host is answering quickly
+and a burst only outran it; otherwise it is not sent but put back on the
+wheel (without counting an attempt) for when the host is expected to
+have room: the deferrals of one host are spaced at the rate it has been
+completing webhooks (``limit`` per mean attempt time), so a backlog for
+a slow host drains at that host's pace while other hosts' timers keep
+their permits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+LOCAL_WAIT_S = 0.2
+"""How long a timer for a busy host may wait in the worker for a permit
+(holding its own permit) before it is put back on the wheel."""
+EWMA_WEIGHT = 0.2
+"""Weight of the newest attempt time in a host's mean."""
+INITIAL_ATTEMPT_S = 1.0
+MIN_DEFER_S = 0.05
+MAX_HOSTS = 10_000
+"""Hosts remembered; idle ones are forgotten past this."""
+
+
+@dataclass(slots=True)
+class _Host:
+    in_flight: int = 0
+    mean_s: float = INITIAL_ATTEMPT_S
+    next_free: float = 0.0
+    used_at: float = 0.0
+    progress_at: float = 0.0
+    """When the host last started answering or answered."""
+
+
+class HostLimiter:
+    """Counts webhooks in flight per host and spaces deferrals."""
+
+    def __init__(
+        self, limit: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self._clock = clock
+        self._hosts: dict[str, _Host] = {}
+
+    def _host(self, host: str) -> _Host:
+        state = self._hosts.get(host)
+        if state is None:
+            if len(self._hosts) >= MAX_HOSTS:
+                self._forget_idle()
+            state = self._hosts[host] = _Host()
+        state.used_at = self._clock()
+        return state
+
+    def _forget_idle(self) -> None:
+        idle = sorted(
+            (s.used_at, h) for h, s in self._hosts.items() if not s.in_flight
+        )
+        for _, host in idle[: len(idle) // 2 + 1]:
+            del self._hosts[host]
+
+    def in_flight(self, host: str) -> int:
+        """Webhooks in flight to ``host`` now."""
+        state = self._hosts.get(host)
+        return state.in_flight if state else 0
+
+    def try_take(self, host: str) -> bool:
+        """Take a permit of ``host``; False when it is at its limit."""
+        state = self._host(host)
+        if state.in_flight >= self.limit:
+            return False
+        if not state.in_flight:
+            state.progress_at = state.used_at
+        state.in_flight += 1
+        return True
+
+    def give(self, host: str, took_s: float) -> None:
+        """Give back a permit of ``host`` after an attempt of ``took_s``."""
+        state = self._host(host)
+        state.in_flight -= 1
+        state.mean_s += EWMA_WEIGHT * (took_s - state.mean_s)
+        state.progress_at = state.used_at
+
+    def worth_waiting(self, host: str) -> bool:
+        """Whether a timer for ``host``, at its limit, should wait here for
+        a permit rather than go back on the wheel: the host answered (or
+        got busy) within :data:`LOCAL_WAIT_S` (it answers quickly; a
+        burst only outran it). A waiter holds a permit of the worker, and
+        waits at most that long, so a host turning slow holds the others
+        up by no more."""
+        state = self._host(host)
+        return state.used_at - state.progress_at < LOCAL_WAIT_S
+
+    def defer_s(self, host: str) -> float:
+        """How long to put off a timer for ``host``, which is at its limit.
+
+        Each deferral takes the next free place in the host's virtual
+        queue, one every ``mean attempt time / limit`` seconds.
+        """
+        state = self._host(host)
+        now = self._clock()
+        start = max(now, state.next_free)
+        state.next_free = start + state.mean_s / self.limit
+        return max(MIN_DEFER_S, start - now + state.mean_s / self.limit)
