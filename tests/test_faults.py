@@ -93,7 +93,7 @@ def test_slow_receivers_never_early_never_twice_at_once(
             tmp_path,
             redis_url,
             WHEEL_WEBHOOK_TIMEOUT="0.5",
-            WHEEL_RECLAIM_IDLE="2",
+            WHEEL_RECLAIM_IDLE="4",
             WHEEL_RETRY_BASE="1",
             WHEEL_RETRY_MAX="2",
             WHEEL_MAX_ATTEMPTS="3",

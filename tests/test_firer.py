@@ -10,6 +10,7 @@ from wheel.engine.capacity import Capacity
 from wheel.engine.firer import Firer
 from wheel.settings import Settings
 from wheel.storage.keys import Keys
+from wheel.storage.replies import Completed
 from wheel.storage.shards import Claim, Entry, ShardQueue
 from wheel.webhooks.host_limits import LOCAL_WAIT_S, HostLimiter
 from wheel.webhooks.sender import WebhookSender, host_key
@@ -22,11 +23,19 @@ class Clocks:
         return 0
 
 
+class OneNode:
+    """A connection whose every key is on one node."""
+
+    def node_of(self, key: bytes) -> str:
+        return "node"
+
+
 class RecordingQueue:
     """Claims every entry for firing; completes every attempt."""
 
     def __init__(self) -> None:
         self.clocks = Clocks()
+        self.connection = OneNode()
         self.completed: list[Outcome] = []
 
     async def claim(
@@ -36,9 +45,9 @@ class RecordingQueue:
 
     async def complete(
         self, shard: Any, consumer: str, attempt: Any, deadline_s: float
-    ) -> Code:
+    ) -> Completed:
         self.completed.append(attempt.outcome)
-        return Code.DONE
+        return Completed(Code.DONE)
 
 
 async def test_a_deferral_leaves_nothing_behind_for_shutdown() -> None:

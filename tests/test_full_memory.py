@@ -158,7 +158,9 @@ async def test_firing_goes_on_when_full(full: Full) -> None:
     outcomes = [(ok, Outcome.OK), (retry, Outcome.RETRY), (fail, Outcome.FAIL)]
     for created, outcome in outcomes:
         attempt = Attempt(by_id[created.timer_id], 1, outcome, "500", 60_000)
-        code = await queue.complete(shard, CONSUMER, attempt, deadline_s=2)
+        code = (
+            await queue.complete(shard, CONSUMER, attempt, deadline_s=2)
+        ).code
         assert code is Code.DONE
     assert (await queue.cancel(later.timer_id))[0] is Code.DONE
     assert await queue.acquire(shard, TOKEN, 30_000)

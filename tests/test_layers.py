@@ -1,4 +1,5 @@
-"""Dependencies point one way: core, then storage, then runtime, then
+"""Dependencies point one way: core, then settings, then storage, then
+runtime, then
 webhooks, then engine and api, then roles, then commands, then cli.
 
 Every ``import`` of every module of the package (at the top or inside a
@@ -20,17 +21,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 RANKS = {
     "wheel": -1,
-    "wheel.settings": 0,
     "wheel.core": 0,
-    "wheel.storage": 1,
-    "wheel.runtime": 2,
-    "wheel.webhooks": 3,
-    "wheel.engine": 4,
-    "wheel.api": 4,
-    "api": 5,
-    "wheel.roles": 5,
-    "wheel.commands": 6,
-    "wheel.cli": 7,
+    "wheel.settings": 1,
+    "wheel.storage": 2,
+    "wheel.runtime": 3,
+    "wheel.webhooks": 4,
+    "wheel.engine": 5,
+    "wheel.api": 5,
+    "api": 6,
+    "wheel.roles": 6,
+    "wheel.commands": 7,
+    "wheel.cli": 8,
 }
 """The rank of each part; ``wheel`` itself is the version string."""
 

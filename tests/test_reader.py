@@ -3,7 +3,8 @@ queue and the firer are stand-ins that record what they are asked)."""
 
 from __future__ import annotations
 
-import asyncio
+from collections import Counter
+from collections.abc import Callable
 from typing import Any, cast
 
 from wheel.engine.capacity import Capacity
@@ -35,8 +36,8 @@ class ReturningFirer:
 
     def __init__(self, capacity: Capacity) -> None:
         self.capacity = capacity
-        self.written = asyncio.Event()
-        self.written.set()
+        self.stuck: Counter[str] = Counter()
+        self.on_unstuck: Callable[[], None] = lambda: None
 
     async def dispatch(self, shard: ShardKeys, entries: list[Any]) -> None:
         self.capacity.give(len(entries))

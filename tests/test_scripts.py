@@ -66,9 +66,16 @@ def shard(queue: ShardQueue) -> ShardKeys:
     return queue.keys.shard(SHARD)
 
 
-def with_settings(queue: ShardQueue, **changes: object) -> ShardQueue:
-    """A queue on the same connection with some settings changed."""
-    return ShardQueue(queue.connection, queue.settings.replace(**changes))
+def with_settings(
+    queue: ShardQueue, hold_ms: int | None = None, **changes: object
+) -> ShardQueue:
+    """A queue on the same connection with some settings changed, and
+    optionally a claim hold shorter than settings allow (a webhook
+    timeout plus margins): the scripts' semantics, in less time."""
+    changed = ShardQueue(queue.connection, queue.settings.replace(**changes))
+    if hold_ms is not None:
+        changed.hold_ms = hold_ms
+    return changed
 
 
 # -- helpers: looking at Redis ------------------------------------------------
@@ -211,7 +218,8 @@ async def complete(
 ) -> Code:
     """Report an attempt's outcome."""
     done = Attempt(entry, attempt, outcome, result, delay_ms)
-    return await queue.complete(shard, by, done, deadline_s=2.0)
+    completed = await queue.complete(shard, by, done, deadline_s=2.0)
+    return completed.code
 
 
 def put_on_wheel(
@@ -960,7 +968,7 @@ async def test_claim_by_another_consumer_is_busy(
 ) -> None:
     """Another worker's live claim is busy with the ms until it lapses."""
     created, entry, _ = await firing(queue, shard)
-    hold_ms = int(queue.settings.reclaim_idle * 1000)
+    hold_ms = queue.hold_ms
     before = record(raw, shard, created.timer_id)
 
     verdict = await claim(queue, shard, entry, by="worker-b")
@@ -1068,9 +1076,7 @@ async def test_lapsed_claim_is_taken_over(
     expected: Verdict,
 ) -> None:
     """A lapsed claim is taken over, or dead-lettered with no attempt left."""
-    short = with_settings(
-        queue, max_attempts=max_attempts, reclaim_idle=0.2, webhook_timeout=0.1
-    )
+    short = with_settings(queue, max_attempts=max_attempts, hold_ms=200)
     created, entry, _ = await firing(short, shard)
 
     async def not_busy() -> Claim | None:
@@ -1334,7 +1340,7 @@ async def idle_entries(
         raw, queue, shard, bucket, [now - 1000 + i for i in range(count)]
     )
     assert len(await deliver(queue, shard, consumer="dead-worker")) == count
-    hold_ms = int(queue.settings.reclaim_idle * 1000)
+    hold_ms = queue.hold_ms
 
     async def idle() -> bool:
         oldest = raw.xpending_range(shard.ready, GROUP, "-", "+", 1)
@@ -1347,7 +1353,7 @@ async def idle_entries(
 @pytest.fixture
 def short_hold(queue: ShardQueue) -> ShardQueue:
     """The queue with a claim hold of 200 ms."""
-    return with_settings(queue, reclaim_idle=0.2, webhook_timeout=0.1)
+    return with_settings(queue, hold_ms=200)
 
 
 async def test_reclaim_follows_its_cursor(

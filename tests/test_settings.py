@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from wheel.core.delays import CLAIM_MARGIN_S, STALL_GRACE_S
 from wheel.settings import (
     Settings,
     SettingsError,
@@ -162,27 +163,36 @@ def test_bad_value_is_rejected_by_name(variable: str, raw: str) -> None:
 
 @pytest.mark.parametrize(
     ("reclaim_idle", "webhook_timeout"),
-    [("10", "10"), ("5", "10"), ("30", "30.5")],
+    [("10", "10"), ("5", "10"), ("13.4", "10"), ("3", "0.1")],
 )
-def test_reclaim_idle_must_exceed_webhook_timeout(
+def test_reclaim_idle_must_cover_the_webhook_and_its_margins(
     reclaim_idle: str, webhook_timeout: str
 ) -> None:
-    """Reclaiming at or under the webhook timeout is refused by name."""
-    with pytest.raises(SettingsError, match="WHEEL_RECLAIM_IDLE"):
+    """A claim hold under the webhook timeout + claim margin + stall grace
+    is refused, naming all three and their sum."""
+    with pytest.raises(SettingsError) as refused:
         from_env(
             {
                 "WHEEL_RECLAIM_IDLE": reclaim_idle,
                 "WHEEL_WEBHOOK_TIMEOUT": webhook_timeout,
             }
         )
+    message = str(refused.value)
+    assert "WHEEL_RECLAIM_IDLE" in message
+    assert "WHEEL_WEBHOOK_TIMEOUT" in message
+    assert f"claim margin ({CLAIM_MARGIN_S:g} s)" in message
+    assert f"stall grace ({STALL_GRACE_S:g} s)" in message
+    least = float(webhook_timeout) + CLAIM_MARGIN_S + STALL_GRACE_S
+    assert f"= {least:g} s" in message
 
 
-def test_reclaim_idle_just_above_webhook_timeout_is_accepted() -> None:
-    """Any reclaim bound strictly above the webhook timeout is fine."""
+def test_reclaim_idle_at_the_least_is_accepted() -> None:
+    """A claim hold of exactly the webhook timeout plus margins is fine."""
+    least = 10 + CLAIM_MARGIN_S + STALL_GRACE_S
     settings = from_env(
-        {"WHEEL_RECLAIM_IDLE": "10.5", "WHEEL_WEBHOOK_TIMEOUT": "10"}
+        {"WHEEL_RECLAIM_IDLE": str(least), "WHEEL_WEBHOOK_TIMEOUT": "10"}
     )
-    assert settings.reclaim_idle == 10.5
+    assert settings.reclaim_idle == least
 
 
 def test_retry_max_below_retry_base_is_rejected() -> None:

@@ -397,7 +397,7 @@ async def test_dead_consumers_entry_is_reclaimed_once(
     receiver: Receiver,
 ) -> None:
     """An entry a dead worker read is fired once by another, after hold."""
-    settings = settings.replace(reclaim_idle=1.0, webhook_timeout=0.5)
+    settings = settings.replace(reclaim_idle=4.0, webhook_timeout=0.5)
     queue = ShardQueue(queue.connection, settings)
     created = await queue.create(receiver.url, 0)
     shard = queue.shard_of(created.timer_id)

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from wheel.core.delays import CLAIM_MARGIN_S, STALL_GRACE_S
+
 ENV_PREFIX = "WHEEL_"
 
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=10 * 365 * 86400)]
@@ -59,10 +61,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
 
     def __post_init__(self) -> None:
-        if self.reclaim_idle <= self.webhook_timeout:
+        least_s = self.webhook_timeout + CLAIM_MARGIN_S + STALL_GRACE_S
+        if self.reclaim_idle < least_s:
             raise SettingsError(
-                "WHEEL_RECLAIM_IDLE must exceed WHEEL_WEBHOOK_TIMEOUT, "
-                "or a slow webhook would be fired twice at once"
+                f"WHEEL_RECLAIM_IDLE ({self.reclaim_idle:g} s) must be at "
+                f"least WHEEL_WEBHOOK_TIMEOUT ({self.webhook_timeout:g} s) "
+                f"+ the claim margin ({CLAIM_MARGIN_S:g} s) + the stall "
+                f"grace ({STALL_GRACE_S:g} s) = {least_s:g} s: a claim "
+                "must outlast the slowest webhook and the write of its "
+                "outcome, or that webhook could be sent twice at once"
             )
         if self.retry_max < self.retry_base:
             raise SettingsError("WHEEL_RETRY_MAX must be >= WHEEL_RETRY_BASE")

@@ -103,12 +103,32 @@ class Problem(msgspec.Struct, omit_defaults=True):
     detail: str
     type: str = "about:blank"
     errors: list[FieldError] = []
+    id: (
+        Annotated[
+            str,
+            _doc(
+                "A create answered 503 whose outcome is unknown: the id "
+                "it used. GET it (or retry with the same "
+                "Idempotency-Key) to learn whether it exists.",
+                json_format="uuid",
+            ),
+        ]
+        | None
+    ) = None
 
 
-class Status(msgspec.Struct):
+class Status(msgspec.Struct, omit_defaults=True):
     """Reply of ``/healthz`` and ``/readyz``."""
 
     status: str
+    degraded: Annotated[
+        list[str],
+        _doc(
+            "Redis primaries that serve but have fewer replicas than "
+            "WHEEL_REPLICA_ACKS asks for: creates there answer 503 with "
+            "their id until the replicas are back; firing goes on."
+        ),
+    ] = []
 
 
 class DeadLetter(msgspec.Struct):

@@ -48,10 +48,11 @@ def problem_response(
     )
 
 
-def unavailable(detail: str) -> Response:
-    """A 503 problem that asks the client to retry in a second."""
+def unavailable(detail: str, timer_id: str | None = None) -> Response:
+    """A 503 problem that asks the client to retry in a second; with the
+    id of a create whose outcome is unknown."""
     return problem_response(
-        Problem("Service Unavailable", 503, detail),
+        Problem("Service Unavailable", 503, detail, id=timer_id),
         headers={"Retry-After": "1"},
     )
 

@@ -12,7 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from wheel.api.models import FieldError, Problem, TimerCreated
+from wheel.api.models import FieldError, Problem, Status, TimerCreated
 from wheel.api.operators import Operators
 from wheel.api.request_parts import Tokens, idempotency_key, read_body
 from wheel.api.response_parts import (
@@ -29,12 +29,20 @@ from wheel.api.service import (
     idempotency,
 )
 from wheel.api.validation import InvalidRequest, parse_timer_request
+from wheel.core import ids
 from wheel.core.delays import ceil_seconds
 from wheel.runtime import lifecycle, metrics
 from wheel.settings import Settings
 from wheel.storage.connection import Connection
-from wheel.storage.errors import NotReplicated, RedisUnavailable, StoreFull
+from wheel.storage.errors import (
+    NotReplicated,
+    OutcomeUnknown,
+    Overloaded,
+    RedisUnavailable,
+    StoreFull,
+)
 from wheel.storage.registry import IdentityError, Registry
+from wheel.storage.replies import healthy_replicas
 from wheel.storage.shards import ShardQueue
 from wheel.webhooks.guard import TargetPolicy
 
@@ -88,9 +96,27 @@ class Api:
                 response = await fn(request)
             except ProblemError as exc:
                 response = problem_response(exc.problem, exc.headers)
+            except OutcomeUnknown as exc:
+                self._errors.note(route, exc, expected=True)
+                response = unavailable(
+                    "the timer store did not confirm this create in time "
+                    f"({exc}); it may exist: GET /timer/{{id}} with the id "
+                    "here tells, or retry with the same Idempotency-Key",
+                    timer_id=ids.to_text(exc.timer_id),
+                )
+            except Overloaded:
+                response = unavailable(
+                    "the timer store is overloaded; nothing was done"
+                )
             except RedisUnavailable as exc:
                 self._errors.note(route, exc)
-                response = unavailable("the timer store is unavailable")
+                response = unavailable(
+                    "the timer store did not answer in time; the change "
+                    "may have been made: retrying is safe, it answers as "
+                    "the first would have"
+                    if exc.maybe_applied
+                    else "the timer store is unavailable; nothing was done"
+                )
             except StoreFull:
                 response = problem_response(
                     Problem(
@@ -102,8 +128,8 @@ class Api:
             except NotReplicated as exc:
                 response = unavailable(
                     f"the change reached the primary but {exc}: it may not "
-                    "survive a failover; retry it (with the same "
-                    "Idempotency-Key for a create)"
+                    "survive a failover; retrying is safe, it answers as "
+                    "the first would have"
                 )
             status = response.status_code // 100
             histogram = histograms.get(status)
@@ -228,10 +254,17 @@ class Api:
         return json_response({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        """``GET /readyz``: every primary answers and identity is checked."""
+        """``GET /readyz``: every primary answers and identity is checked.
+
+        Primaries with fewer healthy replicas than ``WHEEL_REPLICA_ACKS``
+        leave it ready (they serve; firing goes on; only creates there
+        answer 503 with their id): they are listed as ``degraded``.
+        """
         try:
             replies = await self.connection.each_primary(
-                "PING", deadline_s=READY_TIMEOUT_S
+                "INFO" if self.settings.replica_acks else "PING",
+                *(("replication",) if self.settings.replica_acks else ()),
+                deadline_s=READY_TIMEOUT_S,
             )
         except Exception as exc:
             return unavailable(f"Redis unreachable: {exc}")
@@ -244,7 +277,15 @@ class Api:
             return unavailable(f"Redis unreachable: {down}")
         if not self.identity_checked:
             return unavailable("the deployment's identity is not checked")
-        return json_response({"status": "ready"})
+        degraded = []
+        if self.settings.replica_acks:
+            degraded = sorted(
+                node
+                for node, reply in replies.items()
+                if healthy_replicas(reply) < self.settings.replica_acks
+            )
+        metrics.DEGRADED_PRIMARIES.set(len(degraded))
+        return json_response(Status("ready", degraded))
 
     async def check_identity(self) -> None:
         """Check the deployment's identity, retrying until Redis answers.

@@ -7,6 +7,14 @@ from datetime import UTC, datetime
 
 from wheel.core.states import Outcome
 
+CLAIM_MARGIN_S = 2.0
+"""A completion gives up this long before its claim lapses, so that a
+worker never writes an outcome after another may have taken the entry."""
+STALL_GRACE_S = 1.5
+"""Most extra time a webhook gets when its deadline fires after the event
+loop stalled (``wheel.webhooks.sender``: a few short graces to read an
+answer already waiting), on top of ``WHEEL_WEBHOOK_TIMEOUT``."""
+
 
 def ceil_seconds(ms: int) -> int:
     """Whole seconds left, rounded up; never negative."""

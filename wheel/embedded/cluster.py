@@ -204,24 +204,33 @@ class EmbeddedCluster:
             )
         if len(remembered) == size:
             ports = remembered
-        flags = (
+        self._flags = (
             f"--cluster-enabled yes --cluster-config-file {NODES_CONF} "
             f"--cluster-node-timeout {node_timeout_ms} "
             "--cluster-announce-ip 127.0.0.1 "
             "--repl-diskless-sync yes --repl-diskless-sync-delay 0 "
             "--repl-ping-replica-period 1"
         ).split()
+        self._node_options: dict[str, Any] = {
+            "appendonly": appendonly,
+            "appendfsync": appendfsync,
+            "binary": binary,
+        }
         self.nodes = [
-            RedisServer(
-                self.data_dir / f"node-{index}",
-                port=port,
-                appendonly=appendonly,
-                appendfsync=appendfsync,
-                binary=binary,
-                extra_args=flags,
-            )
+            self._make_node(self.data_dir / f"node-{index}", port)
             for index, port in enumerate(ports or cluster_ports(size))
         ]
+
+    def _make_node(self, folder: Path, port: int) -> RedisServer:
+        return RedisServer(
+            folder, port=port, extra_args=self._flags, **self._node_options
+        )
+
+    def spare_node(self, folder: Path) -> RedisServer:
+        """A node with this cluster's flags on free ports, not started and
+        not part of the cluster (``redis-cli --cluster add-node`` joins
+        it)."""
+        return self._make_node(folder, cluster_ports(1)[0])
 
     def __len__(self) -> int:
         return len(self.nodes)

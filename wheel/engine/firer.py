@@ -1,11 +1,12 @@
 """Firer: claims ready entries, sends their webhooks, records outcomes.
 
-Every entry handed to :meth:`Firer.dispatch` already holds one permit of
-the worker's :class:`~wheel.engine.capacity.Capacity`; the permit is given back
-when the entry needs no webhook or its webhook is done. A completion is
-kept until it is written: it is retried with backoff for as long as the
-claim holds (after that another worker may take the entry over), and
-while any completion waits the reader takes no new work.
+Every entry handed to :meth:`Firer.dispatch` already holds one permit
+of the worker's :class:`~wheel.engine.capacity.Capacity`; the permit is
+given back when the entry needs no webhook or its webhook is done. A
+completion is kept until it is written: it is retried on any Redis error,
+with backoff, for as long as the claim holds (after that another worker
+may take the entry over), and while it waits the reader takes no new
+work from that completion's Redis node (the other nodes' shards go on).
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from wheel.core import ids
-from wheel.core.delays import backoff_s, outcome_of
+from wheel.core.delays import CLAIM_MARGIN_S, backoff_s, outcome_of
 from wheel.core.states import Code, Outcome, Verdict
 from wheel.engine.capacity import Capacity
 from wheel.runtime import metrics
 from wheel.runtime.lifecycle import ErrorLog
 from wheel.settings import Settings
-from wheel.storage.errors import NotReplicated, RedisUnavailable, StoreFull
+from wheel.storage.errors import REDIS_ERRORS, describe
 from wheel.storage.keys import ShardKeys
 from wheel.storage.minute_stats import MinuteCounters
 from wheel.storage.shards import Attempt, Claim, Entry, ShardQueue
@@ -36,8 +37,6 @@ from wheel.webhooks.sender import Delivery, WebhookSender, host_key
 
 log = logging.getLogger(__name__)
 
-CLAIM_MARGIN_S = 2.0
-"""A completion gives up this long before its claim lapses."""
 COMPLETE_CALL_S = 5.0
 """Deadline of one completion call (it is retried until the claim ends)."""
 COMPLETE_BACKOFF_S = 0.02
@@ -54,6 +53,15 @@ class _Waiter:
     claim: Claim
     sent_at: float
     timer: asyncio.TimerHandle | None = None
+
+
+def _nothing() -> None:
+    pass
+
+
+class Unreplicated(Exception):
+    """A write that ran on the master without enough replica acks (for
+    the log: counted, not retried)."""
 
 
 class Firer:
@@ -81,10 +89,11 @@ class Firer:
         )
         self.tasks: set[asyncio.Task[None]] = set()
         self._waiting: dict[str, collections.deque[_Waiter]] = {}
-        self.writing = 0
-        """Completions retrying a write; the reader pauses while > 0."""
-        self.written = asyncio.Event()
-        self.written.set()
+        self.stuck: collections.Counter[str] = collections.Counter()
+        """Completions retrying a write, by Redis node: the reader takes
+        no new work from those nodes meanwhile (only from those)."""
+        self.on_unstuck: Callable[[], None] = _nothing
+        """Called when a node's last retrying completion is written."""
         self.counts = {
             "fired": 0,
             "retried": 0,
@@ -99,7 +108,17 @@ class Firer:
     def _spawn(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         task = asyncio.ensure_future(work())
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Future[None]) -> None:
+        """Forget a finished task, and log what it raised: every error of
+        a firing task is seen (each path already handles Redis' own; this
+        is the owner of last resort, for a bug)."""
+        self.tasks.discard(task)
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                self._errors.note("fire", exc)
 
     async def dispatch(self, shard: ShardKeys, entries: list[Entry]) -> None:
         """Claim ``entries`` (each holding a permit) and start their webhooks.
@@ -313,26 +332,31 @@ class Firer:
     ) -> Code | None:
         """Complete ``attempt``, retrying until written or the claim ends.
 
+        Any Redis error is retried, with backoff, for as long as the claim
+        holds: a completion that gives up lets the entry be reclaimed and
+        its webhook sent again. One the replicas did not confirm in time
+        is done (it ran on the master), counted and logged, never retried.
         Returns None when the claim lapsed first (the entry will be
         reclaimed; a webhook that was sent may then be sent again).
         """
         give_up_at = sent_at + self._hold_s - CLAIM_MARGIN_S
+        node = self.queue.connection.node_of(shard.ready)
         tries = 0
         waiting = False
         try:
             while True:
                 left_s = give_up_at - time.monotonic()
                 try:
-                    return await self.queue.complete(
+                    completed = await self.queue.complete(
                         shard,
                         self.consumer,
                         attempt,
                         deadline_s=max(0.1, min(COMPLETE_CALL_S, left_s)),
                     )
-                except (RedisUnavailable, NotReplicated, StoreFull) as exc:
+                except REDIS_ERRORS as exc:
                     if not waiting:
                         waiting = True
-                        self._writing(+1)
+                        self.stuck[node] += 1
                     pause = backoff_s(
                         tries,
                         COMPLETE_BACKOFF_S,
@@ -347,21 +371,29 @@ class Firer:
                             extra={
                                 "id": ids.to_text(attempt.entry.timer_id),
                                 "outcome": attempt.outcome.value,
-                                "error": str(exc),
+                                "error": describe(exc),
                             },
                         )
                         return None
                     await asyncio.sleep(pause)
+                    continue
+                if not completed.replicated:
+                    metrics.UNREPLICATED_WRITES.labels("complete").inc()
+                    self._errors.note(
+                        "complete",
+                        Unreplicated(
+                            "a completion ran on the master but was not "
+                            "confirmed by its replicas in time"
+                        ),
+                        expected=True,
+                    )
+                return completed.code
         finally:
             if waiting:
-                self._writing(-1)
-
-    def _writing(self, change: int) -> None:
-        self.writing += change
-        if self.writing:
-            self.written.clear()
-        else:
-            self.written.set()
+                self.stuck[node] -= 1
+                if not self.stuck[node]:
+                    del self.stuck[node]
+                    self.on_unstuck()
 
     async def wait_idle(self, timeout_s: float | None) -> bool:
         """Wait for in-flight work, and work it starts (a timer that

@@ -8,6 +8,13 @@ per shard would hold one connection per shard); the doorbell says which
 shards just got entries, and every owned shard is polled now and then
 in case a ring was missed. A shard whose read came back full is read
 again at once.
+
+Each shard's read and claim run on their own, so a Redis node that is
+down, paused or slow holds up only the shards it holds: the loop goes on
+reading the others. Shards whose node has completions waiting to be
+written (:attr:`Firer.stuck <wheel.engine.firer.Firer.stuck>`) are not
+read until those are written: more work there would only pile up
+outcomes that node cannot take yet.
 """
 
 from __future__ import annotations
@@ -46,7 +53,9 @@ class Reader:
         self.consumer = consumer
         self.owned: frozenset[int] = frozenset()
         self._hot: dict[int, None] = {}
-        self._rung = asyncio.Event()
+        self._reading: dict[int, asyncio.Task[int]] = {}
+        self._wake = asyncio.Event()
+        firer.on_unstuck = self._wake.set
         self._polled_at = 0.0
         self._errors = ErrorLog(log)
         self.read_total = 0
@@ -73,46 +82,61 @@ class Reader:
             if shard in self.owned:
                 self._hot[shard] = None
         if self._hot:
-            self._rung.set()
+            self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Read until ``stop``."""
+        """Read until ``stop``; reads still under way are left to finish."""
         while not stop.is_set():
             try:
-                await self._wait_for_work(stop)
+                await self._wait_for_work()
                 if stop.is_set():
                     return
-                await self.step()
+                await self._launch()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._errors.note("read", exc)
                 await asyncio.sleep(0.5)
 
-    async def _wait_for_work(self, stop: asyncio.Event) -> None:
-        # Completions that cannot be written yet come first: reading
-        # more would only pile up outcomes Redis cannot take.
-        if not self.firer.written.is_set():
-            await self.firer.written.wait()
+    def _readable(self) -> list[int]:
+        """Hot shards not being read, on nodes with no stuck completion."""
+        ready = [k for k in self._hot if k not in self._reading]
+        stuck = self.firer.stuck
+        if not stuck:
+            return ready
+        node_of = self.queue.connection.node_of
+        keys = self.queue.keys
+        return [k for k in ready if node_of(keys.shard(k).ready) not in stuck]
+
+    async def _wait_for_work(self) -> None:
         due_poll = self._polled_at + POLL_S - time.monotonic()
-        if not self._hot and due_poll > 0:
-            self._rung.clear()
+        if not self._readable() and due_poll > 0:
+            self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._rung.wait(), due_poll)
+                await asyncio.wait_for(self._wake.wait(), due_poll)
         if time.monotonic() >= self._polled_at + POLL_S:
             self._polled_at = time.monotonic()
             self.ring(None)
 
     async def step(self) -> int:
-        """Read the hot shards once, as far as permits allow; entries read."""
-        if not self._hot:
-            return 0
+        """Read the readable hot shards once, as far as permits allow, and
+        wait for those reads and their claims; entries read."""
+        return sum(await asyncio.gather(*await self._launch()))
+
+    async def _launch(self) -> list[asyncio.Task[int]]:
+        """Take permits and start a read of each readable hot shard."""
+        if not self._readable():
+            return []
         batch = self.settings.batch_size
-        permits = await self.capacity.take(batch * len(self._hot))
+        wanted = batch * len(self._readable())
+        permits = await self.capacity.take(wanted)
         # Let permits freed in this loop turn join the read.
         await asyncio.sleep(0)
-        permits += self.capacity.take_now(batch * len(self._hot) - permits)
-        hot = list(self._hot)[:permits]
+        permits += self.capacity.take_now(wanted - permits)
+        hot = self._readable()[:permits]
+        if not hot:
+            self.capacity.give(permits)
+            return []
         for k in hot:
             del self._hot[k]
         share, extra = divmod(permits, len(hot))
@@ -121,26 +145,34 @@ class Reader:
             for i in range(len(hot))
         ]
         self.capacity.give(permits - sum(counts))
-        picked = [self.queue.keys.shard(k) for k in hot]
-        results = await asyncio.gather(
-            *(
-                self.queue.read(shard, self.consumer, count)
-                for shard, count in zip(picked, counts, strict=True)
-            ),
-            return_exceptions=True,
-        )
-        read = 0
-        dispatches = []
-        for shard, count, entries in zip(picked, counts, results, strict=True):
-            if isinstance(entries, BaseException):
-                self.capacity.give(count)
-                self._errors.note("read", entries)
-                continue
-            self.capacity.give(count - len(entries))
-            if len(entries) == count and shard.shard in self.owned:
-                self._hot[shard.shard] = None
-            read += len(entries)
-            dispatches.append(self.firer.dispatch(shard, entries))
-        await asyncio.gather(*dispatches)
-        self.read_total += read
-        return read
+        tasks = []
+        for k, count in zip(hot, counts, strict=True):
+            task = asyncio.create_task(self._read(k, count))
+            self._reading[k] = task
+            task.add_done_callback(self._read_done)
+            tasks.append(task)
+        return tasks
+
+    def _read_done(self, task: asyncio.Task[int]) -> None:
+        for k, each in list(self._reading.items()):
+            if each is task:
+                del self._reading[k]
+        self._wake.set()
+
+    async def _read(self, k: int, count: int) -> int:
+        """Read one shard with ``count`` permits and hand what came to the
+        firer; entries read. Never raises: an error is logged and the
+        permits go back."""
+        shard = self.queue.keys.shard(k)
+        try:
+            entries = await self.queue.read(shard, self.consumer, count)
+        except Exception as exc:
+            self.capacity.give(count)
+            self._errors.note("read", exc)
+            return 0
+        self.capacity.give(count - len(entries))
+        if len(entries) == count and k in self.owned:
+            self._hot[k] = None
+        self.read_total += len(entries)
+        await self.firer.dispatch(shard, entries)
+        return len(entries)

@@ -2,7 +2,11 @@
 
 The reclaimer sweeps *every* shard, owned or not, with ``XAUTOCLAIM``
 (following its cursor), so entries a dead worker held are fired again
-about ``WHEEL_RECLAIM_IDLE`` after it took them.
+about ``WHEEL_RECLAIM_IDLE`` after it took them. A shard that fails is
+skipped (and the other shards of its Redis node, for that sweep): a node
+that is down delays only its own shards. The same sweep deletes the
+consumers of dead workers once they hold no pending entries, so the
+groups do not collect one consumer per worker restart.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import time
 
 from wheel.engine.capacity import Capacity
 from wheel.engine.firer import Firer
+from wheel.runtime.lifecycle import ErrorLog
 from wheel.settings import Settings
 from wheel.storage.keys import ShardKeys
 from wheel.storage.shards import ShardQueue
@@ -42,6 +47,11 @@ class Reclaimer:
         self.consumer = consumer
         self._cursors: dict[int, bytes] = {}
         self.reclaimed_total = 0
+        self.dropped_total = 0
+        self.live: frozenset[str] | None = None
+        """Live workers' names (from the heartbeats); None while unknown,
+        and then no consumer is deleted."""
+        self._errors = ErrorLog(log)
 
     @property
     def interval_s(self) -> float:
@@ -51,18 +61,31 @@ class Reclaimer:
     async def sweep(self) -> float:
         """One pass over every shard; seconds until the next.
 
-        Shards are swept one at a time, each with the permits that are free
-        at that moment (at most :data:`RECLAIM_COUNT`): the sweep never
-        queues for capacity ahead of the reader, and never holds many
-        permits idle while it waits for Redis (that stalled reading for a
-        round trip per shard, every sweep).
+        Shards are swept one at a time, each with the permits that are
+        free at that moment (at most :data:`RECLAIM_COUNT`): the sweep
+        never queues for capacity ahead of the reader, and never holds
+        many permits idle while it waits for Redis (that stalled reading
+        for a round trip per shard, every sweep).
         """
         started = time.monotonic()
+        failed: set[str] = set()
+        node_of = self.queue.connection.node_of
         for shard in self.queue.keys.all_shards():
-            await self._shard(shard)
+            node = node_of(shard.ready)
+            if node in failed:
+                continue
+            try:
+                await self._shard(shard)
+                await self._drop_dead_consumers(shard)
+            except Exception as exc:
+                failed.add(node)
+                self._errors.note(f"reclaim on {node}", exc)
         log.debug(
             "reclaim sweep",
-            extra={"took_s": round(time.monotonic() - started, 3)},
+            extra={
+                "took_s": round(time.monotonic() - started, 3),
+                "failed_nodes": sorted(failed),
+            },
         )
         return self.interval_s
 
@@ -90,3 +113,15 @@ class Reclaimer:
                 await self.firer.dispatch(shard, entries)
             if cursor == b"0-0":
                 return
+
+    async def _drop_dead_consumers(self, shard: ShardKeys) -> None:
+        """Delete the shard's consumers of workers that are not alive and
+        hold nothing (the script checks that again, atomically)."""
+        live = self.live
+        if live is None:
+            return
+        for consumer in await self.queue.consumers(shard):
+            if consumer.name in live or consumer.pending:
+                continue
+            if await self.queue.drop_consumer(shard, consumer.name):
+                self.dropped_total += 1

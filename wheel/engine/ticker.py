@@ -7,12 +7,18 @@ the lease TTL and releases the ones it should no longer hold. The lease
 only saves work: every move is one atomic script, so two tickers on one
 shard never lose or duplicate a timer.
 
-Each tick peeks at the earliest index members of every held shard (one
-plain ``ZRANGE`` each, batched) and calls a script only where something
-is due: ``advance`` for minute buckets whose earliest timer is due,
+Each tick peeks at the earliest index members of its shards (one plain
+``ZRANGE`` each, batched) and calls a script only where something is
+due: ``advance`` for minute buckets whose earliest timer is due,
 ``cascade`` for hour and day buckets whose cascade time has come. A shard
 with nothing due costs no script call. Shards that got entries ring the
-workers' doorbell.
+workers' doorbell, on their own node.
+
+Faults stay where they are: the shards are ticked in one loop per Redis
+node, so a node that is down, paused or slow delays only the shards it
+holds; the heartbeat, clocks and leases are renewed by a loop of their
+own, and a failed heartbeat keeps the last known membership (the leases
+of reachable shards are still renewed).
 """
 
 from __future__ import annotations
@@ -67,18 +73,32 @@ class Ticker:
         self._next_beat_at = 0.0
         self._paused_until: dict[int, float] = {}
         self._errors = ErrorLog(log)
-        self._rung: list[ShardKeys] = []
+        self._live: list[str] | None = None
+        self._held_until: dict[int, float] = {}
 
-    async def beat(self) -> None:
-        """Register as alive, then take, keep or release leases."""
-        live = await self.registry.beat(ROLE, self.name, self._lease_ttl_ms)
+    async def beat(self) -> float:
+        """Register as alive, then take, keep or release leases; seconds
+        until the next beat.
+
+        Each part fails alone: a heartbeat that fails keeps the last
+        known membership (before any, this ticker tries every shard: a
+        lease held by another just stays theirs); a lease whose renewal
+        fails stays counted as held until it would have expired.
+        """
         try:
-            await self.queue.sync_clocks()
+            self._live = await self.registry.beat(
+                ROLE, self.name, self._lease_ttl_ms
+            )
         except Exception as exc:
-            self._errors.note("clock", exc)
+            self._errors.note("heartbeat", exc)
+        live = self._live or [self.name]
+        failed_clocks = await self.queue.sync_clocks()
+        if failed_clocks:
+            self._errors.note("clock", failed_clocks[0])
         wanted = rendezvous.assign(self.name, live, self.settings.shards)
         keys = self.queue.keys
         taking = sorted(wanted)
+        started = time.monotonic()
         released, acquired = await asyncio.gather(
             asyncio.gather(
                 *(
@@ -97,9 +117,15 @@ class Ticker:
                 return_exceptions=True,
             ),
         )
-        held = {
-            k for k, ok in zip(taking, acquired, strict=True) if ok is True
-        }
+        held = set()
+        for k, ok in zip(taking, acquired, strict=True):
+            if ok is True:
+                self._held_until[k] = started + self.settings.lease_ttl
+            if ok is True or (
+                isinstance(ok, Exception)
+                and self._held_until.get(k, 0.0) > time.monotonic()
+            ):
+                held.add(k)
         failed = [
             r for r in (*released, *acquired) if isinstance(r, Exception)
         ]
@@ -117,14 +143,35 @@ class Ticker:
                 },
             )
         self.held = held
+        return self._beat_every_s
+
+    def by_node(self) -> dict[str, list[ShardKeys]]:
+        """The held shards, grouped by the Redis node that holds them."""
+        groups: dict[str, list[ShardKeys]] = {}
+        node_of = self.queue.connection.node_of
+        for k in sorted(self.held):
+            shard = self.queue.keys.shard(k)
+            groups.setdefault(node_of(shard.index), []).append(shard)
+        return groups
 
     async def tick(self) -> float:
-        """Move what is due in every held shard; seconds until worth again."""
+        """Move what is due in every held shard, every node at once;
+        seconds until worth again (tests and tools; :meth:`run` ticks
+        each node in a loop of its own)."""
+        waits = await asyncio.gather(
+            *(self.tick_shards(group) for group in self.by_node().values())
+        )
+        return min(waits, default=self.settings.tick_interval)
+
+    async def tick_shards(self, group: Sequence[ShardKeys]) -> float:
+        """Move what is due in ``group`` (shards of one node); seconds
+        until worth again."""
         now = time.monotonic()
         shards = [
-            self.queue.keys.shard(k)
-            for k in sorted(self.held)
-            if self._paused_until.get(k, 0.0) <= now
+            shard
+            for shard in group
+            if shard.shard in self.held
+            and self._paused_until.get(shard.shard, 0.0) <= now
         ]
         if not shards:
             return self.settings.tick_interval
@@ -146,15 +193,18 @@ class Ticker:
                 wait_s = min(wait_s, max(ahead_s, MIN_SLEEP_S))
             if due:
                 work.append(self._work(shard, due))
+        rung: list[ShardKeys] = []
         if work:
-            for again, ahead_ms in await asyncio.gather(*work):
+            for again, ahead_ms, moved_to in await asyncio.gather(*work):
                 if again:
                     wait_s = 0.0
                 elif ahead_ms is not None:
                     wait_s = min(wait_s, max(ahead_ms / 1000, MIN_SLEEP_S))
-        if self._rung:
-            # One message for every shard that got entries this tick.
-            rung, self._rung = self._rung, []
+                if moved_to is not None:
+                    rung.append(moved_to)
+        if rung:
+            # One message for every shard that got entries this tick, on
+            # their own node: a doorbell key elsewhere could be down.
             try:
                 await ring(self.queue.connection, self.queue.keys, rung)
             except Exception as exc:
@@ -174,9 +224,10 @@ class Ticker:
 
     async def _work(
         self, shard: ShardKeys, due: list[Bucket]
-    ) -> tuple[bool, int | None]:
+    ) -> tuple[bool, int | None, ShardKeys | None]:
         """Advance and cascade one shard's due buckets: whether more is due
-        now, and the earliest due time left in the advanced buckets."""
+        now, the earliest due time left in the advanced buckets, and the
+        shard when its ready stream got entries (to ring for)."""
         minutes = [b.number for b in due if b.level is Level.MINUTE]
         coarse = [b for b in due if b.level is not Level.MINUTE]
         again = False
@@ -186,32 +237,37 @@ class Ticker:
                     shard, self.name, bucket, CASCADE_LIMIT
                 )
                 if cascaded.code is Code.NOT_OURS:
-                    return self._lost(shard), None
+                    return self._lost(shard), None, None
                 self.cascaded_total += cascaded.moved
                 again = again or cascaded.left > 0 or cascaded.moved > 0
             if minutes:
                 advanced = await self.queue.advance(shard, self.name, minutes)
                 if advanced.code is Code.NOT_OURS:
-                    return self._lost(shard), None
+                    return self._lost(shard), None, None
                 if advanced.code is Code.FULL:
                     # The workers are behind: leave the timers on the
                     # wheel, in order, until the stream drains.
                     self._paused_until[shard.shard] = (
                         time.monotonic() + FULL_PAUSE_S
                     )
-                    self._rung.append(shard)
-                    return False, None
+                    return False, None, shard
+                moved_to = None
                 if advanced.moved:
                     self.moved_total += advanced.moved
                     metrics.TIMERS_MOVED.inc(advanced.moved)
-                    self._rung.append(shard)
+                    moved_to = shard
                 again = again or advanced.more
                 if advanced.next_ms is not None:
-                    return again, advanced.next_ms - advanced.now_ms
+                    return (
+                        again,
+                        advanced.next_ms - advanced.now_ms,
+                        moved_to,
+                    )
+                return again, None, moved_to
         except Exception as exc:
             self._errors.note(f"shard {shard.shard}", exc)
-            return False, None
-        return again, None
+            return False, None, None
+        return again, None, None
 
     def _lost(self, shard: ShardKeys) -> bool:
         log.warning(
@@ -221,7 +277,8 @@ class Ticker:
         return False
 
     async def step(self) -> float:
-        """One beat (when due) and one tick; seconds to wait after."""
+        """One beat (when due) and one tick of every node; seconds to wait
+        after (tests and tools)."""
         now = time.monotonic()
         if now >= self._next_beat_at:
             await self.beat()
@@ -242,11 +299,41 @@ class Ticker:
         self.held = set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Tick until ``stop`` is set, then release every lease."""
+        """Tick until ``stop`` is set, then release every lease.
+
+        A beat loop renews membership and leases; a tick loop per Redis
+        node ticks that node's held shards, started and ended as the
+        shards held (or the slot map) change.
+        """
         log.info("ticker started", extra={"ticker": self.name})
+        loops: dict[str, asyncio.Task[None]] = {}
+        groups: dict[str, list[ShardKeys]] = {}
+
+        async def node_loop(node: str) -> None:
+            async def step() -> float:
+                return await self.tick_shards(groups.get(node, []))
+
+            await supervise(f"tick {node}", step, stop, self._errors)
+
+        async def beat_and_regroup() -> float:
+            try:
+                wait_s = await self.beat()
+            finally:
+                groups.clear()
+                groups.update(self.by_node())
+                for node in groups:
+                    if node not in loops or loops[node].done():
+                        loops[node] = asyncio.create_task(node_loop(node))
+                for node in [n for n in loops if n not in groups]:
+                    loops.pop(node).cancel()
+            return wait_s
+
         try:
-            await supervise("ticker", self.step, stop)
+            await supervise("beat", beat_and_regroup, stop, self._errors)
         finally:
+            for task in loops.values():
+                task.cancel()
+            await asyncio.gather(*loops.values(), return_exceptions=True)
             released = len(self.held)
             try:
                 await asyncio.shield(self.release_all())

@@ -21,7 +21,7 @@ from wheel.engine.capacity import Capacity
 from wheel.engine.firer import Firer
 from wheel.engine.reader import Reader
 from wheel.engine.reclaimer import Reclaimer
-from wheel.runtime.lifecycle import process_name, supervise
+from wheel.runtime.lifecycle import ErrorLog, process_name, supervise
 from wheel.settings import Settings
 from wheel.storage.doorbell import Doorbell
 from wheel.storage.minute_stats import MinuteCounters
@@ -71,24 +71,41 @@ class Worker:
             queue.connection, queue.keys, self.reader.ring
         )
         self._heartbeat_ms = int(settings.heartbeat_ttl * 1000)
+        self._errors = ErrorLog(log)
 
     @property
     def counts(self) -> dict[str, int]:
         """What this worker did so far (for logs and tests)."""
         return self.firer.counts
 
-    async def prepare(self) -> None:
-        """Create the consumer groups (from id 0) of every shard."""
-        await asyncio.gather(
-            *(self.queue.ensure_group(s) for s in self.queue.keys.all_shards())
+    async def prepare(self) -> int:
+        """Create the consumer groups (from id 0) of every shard it can
+        reach; how many it could not. Best effort: a node that is down
+        delays only its own shards (a read there creates the group when
+        it finds none, as does the ticker's first write)."""
+        results = await asyncio.gather(
+            *(
+                self.queue.ensure_group(s)
+                for s in self.queue.keys.all_shards()
+            ),
+            return_exceptions=True,
         )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            self._errors.note("prepare", failed[0])
+        return len(failed)
 
     async def beat(self) -> float:
-        """Register as alive and take this worker's share of the shards."""
+        """Register as alive and take this worker's share of the shards.
+
+        A beat that fails (the heartbeat's node is down) changes nothing:
+        the worker goes on reading the shards it has.
+        """
         live = await self.registry.beat(ROLE, self.name, self._heartbeat_ms)
         self.reader.own(
             rendezvous.assign(self.name, live, self.settings.shards)
         )
+        self.reclaimer.live = frozenset(live)
         return self.settings.heartbeat_ttl / 3
 
     async def drain_once(self) -> int:
@@ -104,8 +121,16 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Fire webhooks until ``stop``; then finish in-flight ones."""
         started = time.monotonic()
-        await self._until_prepared(stop)
-        await self.beat()
+        if not await self._until_connected(stop):
+            return
+        await self.prepare()
+        try:
+            await self.beat()
+        except Exception as exc:
+            # Read every shard until a beat says which are this worker's:
+            # two workers reading one shard waste reads, never fire twice.
+            self._errors.note("heartbeat", exc)
+            self.reader.own(frozenset(range(self.settings.shards)))
         log.info(
             "worker started",
             extra={
@@ -139,6 +164,7 @@ class Worker:
             left = len(self.firer.tasks)
             for task in list(self.firer.tasks):
                 task.cancel()
+            dropped = await self._drop_own_consumers()
             try:
                 await self.registry.leave(ROLE, self.name)
             except Exception as exc:
@@ -151,19 +177,37 @@ class Worker:
                     "abandoned": 0 if finished else left,
                     "read": self.reader.read_total,
                     "reclaimed": self.reclaimer.reclaimed_total,
+                    "consumers_dropped": dropped,
                     **self.counts,
                 },
             )
 
-    async def _until_prepared(self, stop: asyncio.Event) -> None:
+    async def _until_connected(self, stop: asyncio.Event) -> bool:
+        """Wait until the topology is known (or ``stop``); whether it is."""
+
         async def once() -> float:
-            await self.prepare()
-            stop_waiting.set()
+            await self.queue.connection.start()
+            connected.set()
             return 0.0
 
-        stop_waiting = asyncio.Event()
+        connected = asyncio.Event()
         waiter = asyncio.create_task(stop.wait())
-        prep = asyncio.create_task(supervise("prepare", once, stop_waiting))
-        await asyncio.wait({waiter, prep}, return_when=asyncio.FIRST_COMPLETED)
+        trying = asyncio.create_task(supervise("connect", once, connected))
+        await asyncio.wait(
+            {waiter, trying}, return_when=asyncio.FIRST_COMPLETED
+        )
         waiter.cancel()
-        prep.cancel()
+        trying.cancel()
+        return connected.is_set()
+
+    async def _drop_own_consumers(self) -> int:
+        """Delete this worker's consumer on every shard where it holds
+        nothing (a graceful stop); how many were deleted."""
+        results = await asyncio.gather(
+            *(
+                self.queue.drop_consumer(shard, self.name)
+                for shard in self.queue.keys.all_shards()
+            ),
+            return_exceptions=True,
+        )
+        return sum(1 for r in results if r is True)

@@ -13,9 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from wheel.storage.errors import RedisUnavailable
+from wheel.storage.errors import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +106,7 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     return True
 
 
-EXPECTED: tuple[type[BaseException], ...] = (
-    RedisUnavailable,
-    RedisError,
-    OSError,
-)
+EXPECTED: tuple[type[BaseException], ...] = REDIS_ERRORS
 """Errors of an outage: logged in one line, never with a traceback."""
 
 
@@ -132,8 +126,14 @@ class ErrorLog:
         self.interval_s = interval_s or REPEAT_INTERVAL_S
         self._seen: dict[tuple[str, str], tuple[float, int]] = {}
 
-    def note(self, where: str, exc: BaseException) -> None:
-        """Report ``exc``, raised at ``where``, unless it is a repeat."""
+    def note(
+        self, where: str, exc: BaseException, expected: bool = False
+    ) -> None:
+        """Report ``exc``, raised at ``where``, unless it is a repeat.
+
+        ``expected``: a known condition, not a bug (no traceback), for an
+        error type outside :data:`EXPECTED`.
+        """
         kind = type(exc).__name__
         now = time.monotonic()
         since, repeats = self._seen.get((where, kind), (0.0, -1))
@@ -147,7 +147,7 @@ class ErrorLog:
         }
         if repeats > 0:
             extra["repeats"] = repeats
-        if isinstance(exc, EXPECTED):
+        if expected or isinstance(exc, EXPECTED):
             self.log.warning("step failed", extra=extra)
         else:
             self.log.error("step failed", extra=extra, exc_info=exc)

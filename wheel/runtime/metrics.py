@@ -9,7 +9,7 @@ by :mod:`wheel.api.gauges`.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 TIMERS_CREATED = Counter(
     "timer_wheel_timers_created_total",
@@ -31,6 +31,21 @@ DEFERRED = Counter(
     "timer_wheel_webhooks_deferred_total",
     "Webhooks put off because their host had WHEEL_HOST_CONCURRENCY in "
     "flight (no attempt counted).",
+)
+UNREPLICATED_WRITES = Counter(
+    "timer_wheel_unreplicated_writes_total",
+    "Writes that ran on the Redis master but were not confirmed by "
+    "WHEEL_REPLICA_ACKS replicas in time, by operation (complete: done, "
+    "counted; a failover before the replicas catch up may send that "
+    "webhook again).",
+    ["op"],
+)
+UNREPLICATED_WRITES.labels("complete")
+DEGRADED_PRIMARIES = Gauge(
+    "timer_wheel_degraded_primaries",
+    "Redis primaries with fewer healthy replicas than WHEEL_REPLICA_ACKS, "
+    "at the last /readyz (creates on them answer 503 with their id).",
+    multiprocess_mode="max",
 )
 FIRE_LATENESS = Histogram(
     "timer_wheel_fire_lateness_seconds",

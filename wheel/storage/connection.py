@@ -3,20 +3,26 @@
 Everything above this module names a key and a command; this module
 alone knows whether the deployment is a single Redis or a cluster, which
 node holds a key, how many connections there are, what is retried and
-how. Every command goes through the :class:`~wheel.storage.batcher.Batcher` of
-its node, so concurrent commands share round trips and a node never has
-more than a few pipelines on the wire.
+how. Every command goes through the :class:`~wheel.storage.batcher.Batcher`
+of its node, so concurrent commands share round trips and a node never
+has more than a few pipelines on the wire.
 
 Retries. Every script of the service is safe to send twice (a replay
-finds its own effect and answers as the first call did), so any command
-that failed in transport is sent again on a fresh connection, with
-backoff and jitter, until the caller's deadline: ``ConnectionError``
-(``LOADING`` too), timeouts, ``CLUSTERDOWN``, ``TRYAGAIN`` and a
-demoted master's ``READONLY``. ``MOVED`` and ``ASK`` are followed at
-once; ``NOSCRIPT`` loads the scripts into that node (once, however many
-callers meet it) and re-sends. Idle pooled connections of a node that
-failed are dropped, so a stale connection left by a Redis restart never
-reaches a caller.
+finds its own effect and answers as the first call did), so one loop
+owns every failure, classified once by :func:`~wheel.storage.errors.
+classify`: a lost connection or reply, a busy node (``LOADING``,
+``BUSY``, ``MASTERDOWN``, ``CLUSTERDOWN``, ``TRYAGAIN``, a demoted
+master's ``READONLY``) and a refused write (``NOREPLICAS``,
+``MISCONF``) are sent again after a jittered backoff until the caller's
+deadline; ``MOVED`` and ``ASK`` are followed at once (``ASKING`` goes in
+the same pipeline as the command); ``NOSCRIPT`` loads the scripts into
+that node (once, however many callers meet it) and re-sends; a full
+Redis is :class:`StoreFull`; anything else is the caller's bug and is
+raised as it is. Idle pooled connections of a node that failed are
+dropped, so a stale connection left by a Redis restart never reaches a
+caller. When the deadline passes the call fails with
+:class:`RedisUnavailable`, which says whether an attempt may have been
+applied (written, reply lost) or certainly was not.
 
 Why not redis-py's ``RedisCluster``: its node pools raise
 ``MaxConnectionsError`` instead of waiting, a connection error closes
@@ -38,23 +44,15 @@ from typing import Any
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import (
-    AskError,
-    ClusterDownError,
-    MovedError,
-    NoScriptError,
-    OutOfMemoryError,
-    RedisError,
-    ResponseError,
-)
+from redis.exceptions import AskError, ClusterDownError, RedisError
 
 from wheel.core.delays import backoff_s
 from wheel.settings import Settings
 from wheel.storage.errors import (
-    OOM_MESSAGE,
-    TRANSIENT,
+    Kind,
     RedisUnavailable,
     StoreFull,
+    classify,
     describe,
 )
 from wheel.storage.node import SOCKET_TIMEOUT_S, Limits, Node
@@ -64,6 +62,8 @@ from wheel.storage.slots import SLOTS, key_slot
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 5.0
+SLOTS_TIMEOUT_S = 2.0
+"""Longest wait for one node's ``CLUSTER SLOTS``."""
 HEALTH_CHECK_S = 5
 """A pooled connection idle this long is PINGed before reuse."""
 DEADLINE_S = 3.0
@@ -76,34 +76,44 @@ REFRESH_EVERY_S = 0.5
 
 
 class Outage:
-    """Logs "Redis unreachable" once and "Redis back after N s" once."""
+    """Logs "Redis unreachable" once per node and "Redis back" once."""
 
     def __init__(self) -> None:
-        self.down_since: float | None = None
+        self.down_since: dict[str, float] = {}
+        self.by_node: dict[str, int] = {}
         self.failures = 0
+        """Failed attempts since every node last answered."""
 
     def failed(self, node: str, exc: BaseException) -> None:
-        """Note a transport failure."""
+        """Note a failed attempt on ``node``."""
         self.failures += 1
-        if self.down_since is None:
-            self.down_since = time.monotonic()
+        self.by_node[node] = self.by_node.get(node, 0) + 1
+        if node not in self.down_since:
+            self.down_since[node] = time.monotonic()
             log.warning(
                 "Redis unreachable",
                 extra={"node": node, "error": describe(exc)},
             )
 
-    def succeeded(self) -> None:
-        """Note a reply; ends an outage."""
-        if self.down_since is not None:
+    def succeeded(self, node: str) -> None:
+        """Note a reply from ``node``; ends its outage."""
+        since = self.down_since.pop(node, None)
+        if since is not None:
             log.warning(
                 "Redis back",
                 extra={
-                    "after_s": round(time.monotonic() - self.down_since, 1),
-                    "failed_calls": self.failures,
+                    "node": node,
+                    "after_s": round(time.monotonic() - since, 1),
+                    "failed_calls": self.by_node.pop(node, 0),
                 },
             )
-            self.down_since = None
-            self.failures = 0
+            if not self.down_since:
+                self.failures = 0
+
+    @property
+    def down(self) -> list[str]:
+        """The nodes in an outage now."""
+        return list(self.down_since)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -219,23 +229,41 @@ class Connection:
         )
 
     async def _read_slots(self, candidates: Sequence[str]) -> None:
-        last: BaseException | None = None
-        for name in candidates:
-            try:
-                reply = await asyncio.wait_for(
-                    self._node(name).batcher.execute("CLUSTER", "SLOTS"),
-                    CONNECT_TIMEOUT_S,
-                )
-            except (RedisError, OSError, TimeoutError) as exc:
-                last = exc
-                continue
-            slots = slot_map(reply)
+        """Read the slot map from the first candidate with a complete one.
+
+        Candidates are asked at once, not in turn: during a failover the
+        failed master (stopped, not dead) would hold each attempt up for
+        the whole timeout.
+        """
+
+        async def ask(name: str) -> list[str]:
+            reply = await asyncio.wait_for(
+                self._node(name).batcher.execute("CLUSTER", "SLOTS"),
+                SLOTS_TIMEOUT_S,
+            )
+            slots = slot_map(reply, host_of(name))
             if slots is None:
-                last = ClusterDownError("not every slot is served")
-                continue
-            self._slots = slots
-            self._refreshed_at = time.monotonic()
-            return
+                raise ClusterDownError("not every slot is served")
+            return slots
+
+        pending = {asyncio.ensure_future(ask(name)) for name in candidates}
+        last: BaseException | None = None
+        try:
+            while pending:
+                done, pending = await asyncio.wait(
+                    pending, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    exc = task.exception()
+                    if exc is None:
+                        self._slots = task.result()
+                        self._refreshed_at = time.monotonic()
+                        return
+                    last = exc
+        finally:
+            for task in pending:
+                task.cancel()
+                task.add_done_callback(_retrieve)
         raise RedisUnavailable(
             f"no node answered CLUSTER SLOTS: {last}"
         ) from last
@@ -283,12 +311,16 @@ class Connection:
         """Run a command on the node of ``key``; its raw reply.
 
         Raises:
-            RedisUnavailable: no reply within ``deadline_s``, retries
-                included.
+            RedisUnavailable: not applied within ``deadline_s``, retries
+                included (``maybe_applied`` says whether it may have
+                run); :class:`~wheel.storage.errors.Overloaded` at once
+                when the node's queue is full.
             StoreFull: Redis is at maxmemory and refused a write.
-            NotReplicated: ``ack`` and too few replicas confirmed.
+            NotReplicated: ``ack`` and too few replicas confirmed (the
+                command ran on the master; the error carries its reply).
+            redis.exceptions.ResponseError: the command is wrong (a bug).
         """
-        return await self._run(key, args, None, ack, deadline_s)
+        return await self._run(key, args, ack, deadline_s)
 
     async def script(
         self,
@@ -301,98 +333,118 @@ class Connection:
     ) -> Any:
         """Run a script (``EVALSHA``) on the node of its keys."""
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        return await self._run(keys[0], command, script, ack, deadline_s)
+        return await self._run(keys[0], command, ack, deadline_s)
 
     async def _run(
         self,
         key: bytes,
         command: tuple[Any, ...],
-        script: Script | None,
         ack: bool,
         deadline_s: float,
     ) -> Any:
         deadline = time.monotonic() + deadline_s
-        attempt = 0
+        pauses = 0
         redirects = 0
-        name = self._seed
-        loads = 0
+        asking: str | None = None
+        maybe_applied = False
+        last: BaseException | None = None
         while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RedisUnavailable(
+                    f"no reply within {deadline_s}s"
+                    + (f" ({describe(last)})" if last else ""),
+                    maybe_applied=maybe_applied,
+                ) from last
+            if not self.started:
+                try:
+                    await asyncio.wait_for(self.start(), left)
+                except Exception as exc:
+                    last = exc
+                    await self._pause(pauses, deadline)
+                    pauses += 1
+                    continue
+            name = asking or self._seed
+            call = None
+            loads = 0
             try:
-                if not self.started:
-                    await asyncio.wait_for(
-                        self.start(), max(0.0, deadline - time.monotonic())
-                    )
-                name = self.node_of(key)
+                name = asking or self.node_of(key)
                 node = self._node(name)
                 loads = node.loads
-                future = node.batcher.execute(*command, ack=ack)
-                future.add_done_callback(_retrieve)
-                # A deadline that passes cancels this future only; the
-                # batcher skips it, the other callers of its pipeline
-                # get their replies.
-                async with asyncio.timeout(deadline - time.monotonic()):
-                    reply = await future
-            except MovedError as exc:
-                redirects += 1
-                if redirects > MAX_REDIRECTS:
-                    raise RedisUnavailable(describe(exc)) from exc
-                self._moved(exc)
-                continue
-            except AskError as exc:
-                return await self._asking(exc, command)
-            except NoScriptError:
-                redirects += 1
-                if redirects > MAX_REDIRECTS:
-                    raise
-                await self._node(name).load_scripts(loads)
-                continue
-            except OutOfMemoryError as exc:
-                self.outage.succeeded()
-                raise StoreFull(str(exc)) from exc
-            except TRANSIENT as exc:
-                await self._failed(name, exc)
-                pause = backoff_s(
-                    attempt, BACKOFF_FIRST_S, BACKOFF_MAX_S, self._rng
+                call = node.batcher.submit(
+                    command, ack=ack, deadline=deadline, asking=bool(asking)
                 )
-                attempt += 1
-                if time.monotonic() + pause >= deadline:
-                    raise RedisUnavailable(describe(exc)) from exc
-                await asyncio.sleep(pause)
-                continue
-            except ResponseError as exc:
-                # After TRANSIENT: READONLY, CLUSTERDOWN and TRYAGAIN are
-                # response errors too, and are retried. Inside a script
-                # Redis 6.2 wraps a refusal at maxmemory in a plain
-                # script error.
-                if OOM_MESSAGE in str(exc):
-                    self.outage.succeeded()
-                    raise StoreFull(str(exc)) from exc
+                call.future.add_done_callback(_retrieve)
+                asking = None
+                # A deadline that passes cancels this future only; the
+                # batcher skips it if not sent yet, and the other callers
+                # of its pipeline get their replies.
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    reply = await call.future
+            except RedisUnavailable as exc:
+                # Overloaded, or not sent before its deadline: not applied.
+                if maybe_applied:
+                    raise RedisUnavailable(
+                        str(exc), maybe_applied=True
+                    ) from exc
                 raise
-            self.outage.succeeded()
+            except TimeoutError as exc:
+                last = exc
+                if call is not None and call.sent:
+                    maybe_applied = True
+                continue  # the deadline has passed
+            except Exception as exc:
+                last = exc
+                kind = classify(exc)
+                if kind is Kind.BUG:
+                    raise
+                if kind is Kind.FULL:
+                    self.outage.succeeded(name)
+                    if maybe_applied:
+                        raise RedisUnavailable(
+                            describe(exc), maybe_applied=True
+                        ) from exc
+                    raise StoreFull(str(exc)) from exc
+                if kind in (Kind.MOVED, Kind.ASK, Kind.NOSCRIPT):
+                    redirects += 1
+                    if redirects > MAX_REDIRECTS:
+                        raise RedisUnavailable(
+                            describe(exc), maybe_applied=maybe_applied
+                        ) from exc
+                    if kind is Kind.NOSCRIPT:
+                        await self._node(name).load_scripts(loads)
+                    elif kind is Kind.ASK:
+                        assert isinstance(exc, AskError)
+                        asking = redirect_name(exc, name)
+                    else:
+                        assert isinstance(exc, AskError)
+                        self._moved(exc, name)
+                    continue
+                if kind is Kind.LOST and call is not None and call.sent:
+                    maybe_applied = True
+                await self._failed(name, exc, kind)
+                await self._pause(pauses, deadline)
+                pauses += 1
+                continue
+            self.outage.succeeded(name)
             return reply
 
-    def _moved(self, exc: MovedError) -> None:
-        name = f"{exc.host}:{exc.port}"
+    async def _pause(self, pauses: int, deadline: float) -> None:
+        """Wait before trying again: jittered backoff, within the deadline."""
+        pause = backoff_s(pauses, BACKOFF_FIRST_S, BACKOFF_MAX_S, self._rng)
+        await asyncio.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+
+    def _moved(self, exc: AskError, asked: str) -> None:
         if self._slots:
-            self._slots[exc.slot_id] = name
+            self._slots[exc.slot_id] = redirect_name(exc, asked)
         self.refresh_soon()
 
-    async def _asking(self, exc: AskError, command: tuple[Any, ...]) -> Any:
-        # ASKING applies to the next command on the same connection: a
-        # pipeline of its own, outside the batcher.
-        pipe = self._node(f"{exc.host}:{exc.port}").client.pipeline(
-            transaction=False
-        )
-        pipe.execute_command("ASKING")
-        pipe.execute_command(*command)
-        _, reply = await pipe.execute()
-        return reply
-
-    async def _failed(self, name: str, exc: BaseException) -> None:
+    async def _failed(self, name: str, exc: BaseException, kind: Kind) -> None:
         self.outage.failed(name, exc)
-        node = self._nodes.get(name)
-        if node is not None:
-            await node.drop_idle()
+        if kind is Kind.LOST:
+            node = self._nodes.get(name)
+            if node is not None:
+                await node.drop_idle()
         self.refresh_soon()
 
     async def each_primary(
@@ -404,9 +456,13 @@ class Connection:
         nodes = self.primaries()
 
         async def one(node: Node) -> Any:
-            return await asyncio.wait_for(
-                node.batcher.execute(*args), deadline_s
-            )
+            try:
+                return await asyncio.wait_for(
+                    node.batcher.execute(*args), deadline_s
+                )
+            except Exception as exc:
+                await self._failed(node.name, exc, classify(exc))
+                raise
 
         replies = await asyncio.gather(
             *(one(node) for node in nodes), return_exceptions=True
@@ -427,13 +483,28 @@ class Connection:
         )
 
 
-def slot_map(reply: list[Any]) -> list[str] | None:
+def host_of(name: str) -> str:
+    """The host part of a node name ``host:port``."""
+    return name.rpartition(":")[0]
+
+
+def redirect_name(exc: AskError, asked: str) -> str:
+    """The node a ``MOVED`` or ``ASK`` points to; an empty host means the
+    host of the node that was asked (Redis 7's ``cluster-preferred-
+    endpoint-type unknown-endpoint``)."""
+    return f"{exc.host or host_of(asked)}:{exc.port}"
+
+
+def slot_map(reply: list[Any], asked_host: str) -> list[str] | None:
     """Node name per slot from a ``CLUSTER SLOTS`` reply; None if a slot
-    is unserved (the cluster is not fully formed or is failing over)."""
+    is unserved (the cluster is not fully formed or is failing over).
+
+    An empty or NULL host means the host of the node that was asked.
+    """
     slots: list[str | None] = [None] * SLOTS
     for entry in reply:
         start, end, primary = int(entry[0]), int(entry[1]), entry[2]
-        host = primary[0].decode() if primary[0] else "127.0.0.1"
+        host = primary[0].decode() if primary[0] else asked_host
         name = f"{host}:{int(primary[1])}"
         for slot in range(start, end + 1):
             slots[slot] = name

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from wheel.storage.connection import Connection
+from wheel.storage.errors import REDIS_ERRORS
 from wheel.storage.keys import Keys, ShardKeys
 
 log = logging.getLogger(__name__)
@@ -31,12 +31,18 @@ RECONNECT_S = 1.0
 
 
 async def ring(
-    connection: Connection, keys: Keys, shards: Iterable[ShardKeys]
+    connection: Connection, keys: Keys, shards: Sequence[ShardKeys]
 ) -> None:
-    """Tell the workers that ``shards`` have new ready entries."""
+    """Tell the workers that ``shards`` have new ready entries.
+
+    Published on the node of the first shard (in a cluster a ``PUBLISH``
+    on any node reaches every node's subscribers): the ticker rings for
+    the shards of one node, which just answered, so a doorbell key on a
+    node that is down never holds a tick up.
+    """
     payload = b",".join(b"%d" % shard.shard for shard in shards)
     await connection.call(
-        keys.doorbell, "PUBLISH", keys.doorbell, payload, deadline_s=1.0
+        shards[0].ready, "PUBLISH", keys.doorbell, payload, deadline_s=1.0
     )
 
 
@@ -56,21 +62,26 @@ class Doorbell:
         self.connection = connection
         self.keys = keys
         self.on_ring = on_ring
+        self._turn = 0
 
     async def listen(self, stop: asyncio.Event) -> None:
-        """Listen until ``stop``, resubscribing after any error."""
+        """Listen until ``stop``, resubscribing after any error (on the
+        next primary: in a cluster every node carries every message, and
+        the one that failed may stay down)."""
         while not stop.is_set():
             try:
                 await self._listen_once(stop)
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
+                self._turn += 1
                 log.debug("doorbell lost", extra={"error": str(exc)})
             if not stop.is_set():
                 await asyncio.sleep(RECONNECT_S)
 
     async def _listen_once(self, stop: asyncio.Event) -> None:
         await self.connection.start()
-        link = self.connection.primaries()[0]
-        client: Redis = link.client
+        primaries = self.connection.primaries()
+        node = primaries[self._turn % len(primaries)]
+        client: Redis = node.client
         pubsub = client.pubsub()
         try:
             await pubsub.subscribe(self.keys.doorbell)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
+from redis.exceptions import ResponseError
+
 from wheel.core.buckets import Level
+from wheel.storage.errors import no_group
 from wheel.storage.keys import GROUP, ShardKeys
 from wheel.storage.replies import (
     DeadLetter,
@@ -87,8 +90,8 @@ class Inspector:
             reply = await self.connection.call(
                 shard.ready, "XPENDING", shard.ready, GROUP
             )
-        except Exception as exc:
-            if "NOGROUP" in str(exc):
+        except ResponseError as exc:
+            if no_group(exc):
                 return 0
             raise
         return as_int(reply[0])

@@ -39,6 +39,15 @@ class Created:
 
 
 @dataclass(frozen=True, slots=True)
+class Completed:
+    """Reply of ``complete``: its code, and whether enough replicas
+    confirmed it in time (always True without replica acks)."""
+
+    code: Code
+    replicated: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """A timer as ``get`` reads it (from its record or finished record)."""
 
@@ -91,6 +100,15 @@ class Claim:
     attempt: int = 0
     due_ms: int = 0
     wait_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Consumer:
+    """A consumer of the workers' group on one ready stream."""
+
+    name: str
+    pending: int
+    idle_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,3 +188,40 @@ def unpack_finished(packed: str, now_ms: int) -> Record:
         finished_ms=due_ms + int(delta),
         result=result,
     )
+
+
+def consumer_of(item: list[Any]) -> Consumer:
+    """One consumer of an ``XINFO CONSUMERS`` reply (RESP2 field list)."""
+    values = dict(zip(item[::2], item[1::2], strict=True))
+    return Consumer(
+        as_text(values[b"name"]),
+        as_int(values[b"pending"]),
+        as_int(values[b"idle"]),
+    )
+
+
+HEALTHY_LAG_S = 2
+"""A replica whose last ack is older than this is not counted healthy
+(Redis reports the lag in whole seconds)."""
+
+
+def healthy_replicas(info: bytes) -> int:
+    """Replicas of a primary that are online and caught up, from its
+    ``INFO replication``: a stopped replica stays connected for a while,
+    but its lag grows."""
+    count = 0
+    for line in info.decode(errors="replace").splitlines():
+        if not line.startswith("slave") or ":" not in line:
+            continue
+        fields = dict(
+            part.split("=", 1)
+            for part in line.split(":", 1)[1].split(",")
+            if "=" in part
+        )
+        if (
+            fields.get("state") == "online"
+            and fields.get("lag", "0").isdigit()
+            and int(fields.get("lag", "0")) <= HEALTHY_LAG_S
+        ):
+            count += 1
+    return count

@@ -29,6 +29,7 @@ NAMES = (
     "acquire",
     "release",
     "beat",
+    "drop_consumer",
 )
 
 

@@ -18,18 +18,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import ResponseError
+
 from wheel.core import ids
 from wheel.core.buckets import MINUTE_MS, Bucket, minute_of, place_numbers
 from wheel.core.states import STATE_OF_CODE, Code, Outcome, TimerState
 from wheel.settings import Settings
 from wheel.storage.clocks import ShardClocks
 from wheel.storage.connection import Connection
-from wheel.storage.errors import StoreFull
+from wheel.storage.errors import (
+    NotReplicated,
+    OutcomeUnknown,
+    RedisUnavailable,
+    StoreFull,
+    group_exists,
+    no_group,
+)
 from wheel.storage.keys import GROUP, Keys, ShardKeys
 from wheel.storage.replies import (
     Advanced,
     Cascaded,
     Claim,
+    Completed,
+    Consumer,
     Created,
     DeadLetter,
     Entry,
@@ -38,6 +49,7 @@ from wheel.storage.replies import (
     as_text,
     bucket_of,
     claim_of,
+    consumer_of,
     entry_of,
     unpack_finished,
 )
@@ -84,7 +96,8 @@ class ShardQueue:
         self.clocks = ShardClocks(settings.shards)
         self.ids = ids.IdSource()
         self._retention_ms = int(settings.retention * 1000)
-        self._hold_ms = int(settings.reclaim_idle * 1000)
+        self.hold_ms = int(settings.reclaim_idle * 1000)
+        """How long a claim holds (``WHEEL_RECLAIM_IDLE``) in ms."""
 
     def shard_of(self, timer_id: bytes) -> ShardKeys:
         """The keys of the shard that owns ``timer_id``."""
@@ -135,10 +148,35 @@ class ShardQueue:
             shard = self.keys.shard(k)
             idem_key = shard.idempotency(idempotency.key_digest)
             fingerprint = idempotency.fingerprint
+        try:
+            reply = await self._create(
+                shard, timer_id, url, delay_ms, idem_key, fingerprint
+            )
+        except RedisUnavailable as exc:
+            if exc.maybe_applied:
+                raise OutcomeUnknown(timer_id, str(exc)) from exc
+            raise
+        except NotReplicated as exc:
+            raise OutcomeUnknown(exc.reply[3], str(exc)) from exc  # type: ignore[index]
+        now_ms = as_int(reply[0])
+        self.clocks.observe(shard.shard, now_ms)
+        return Created(
+            Code(as_text(reply[1])), reply[3], as_int(reply[2]), now_ms
+        )
+
+    async def _create(
+        self,
+        shard: ShardKeys,
+        timer_id: bytes,
+        url: str,
+        delay_ms: int,
+        idem_key: bytes,
+        fingerprint: bytes,
+    ) -> Any:
         place_keys, place_args = self._placement(
             shard, self.clocks.now_ms(shard.shard) + delay_ms
         )
-        reply = await self.connection.script(
+        return await self.connection.script(
             SCRIPTS["create"],
             [
                 shard.timer(timer_id),
@@ -157,11 +195,6 @@ class ShardQueue:
                 IDEMPOTENCY_TTL_MS,
             ],
             ack=True,
-        )
-        now_ms = as_int(reply[0])
-        self.clocks.observe(shard.shard, now_ms)
-        return Created(
-            Code(as_text(reply[1])), reply[3], as_int(reply[2]), now_ms
         )
 
     async def get(self, timer_id: bytes) -> Record | None:
@@ -207,8 +240,9 @@ class ShardQueue:
 
     # -- the ticker -------------------------------------------------------
 
-    async def sync_clocks(self) -> None:
-        """Learn every node's clock (``TIME``), for the shards it holds.
+    async def sync_clocks(self) -> list[BaseException]:
+        """Learn every node's clock (``TIME``), for the shards it holds;
+        the errors of the nodes that did not answer (each node alone).
 
         The ticker does this each beat: it decides from its estimate
         whether a bucket is due, so an estimate behind Redis' clock (a
@@ -225,12 +259,19 @@ class ShardQueue:
             *(
                 self.connection.call(group[0].index, "TIME", deadline_s=1.0)
                 for group in groups
-            )
+            ),
+            return_exceptions=True,
         )
-        for group, (seconds, micros) in zip(groups, replies, strict=True):
+        failed = []
+        for group, reply in zip(groups, replies, strict=True):
+            if isinstance(reply, BaseException):
+                failed.append(reply)
+                continue
+            seconds, micros = reply
             now_ms = int(seconds) * 1000 + int(micros) // 1000
             for shard in group:
                 self.clocks.observe(shard.shard, now_ms)
+        return failed
 
     async def peek(
         self, shard: ShardKeys, count: int, deadline_s: float = 1.0
@@ -349,8 +390,8 @@ class ShardQueue:
             )
         except StoreFull:
             return
-        except Exception as exc:
-            if "BUSYGROUP" not in str(exc):
+        except ResponseError as exc:
+            if not group_exists(exc):
                 raise
 
     async def read(
@@ -371,8 +412,8 @@ class ShardQueue:
                 ">",
                 deadline_s=1.0,
             )
-        except Exception as exc:
-            if "NOGROUP" not in str(exc):
+        except ResponseError as exc:
+            if not no_group(exc):
                 raise
             # A flushed Redis, or one restarted without persistence.
             await self.ensure_group(shard)
@@ -390,7 +431,7 @@ class ShardQueue:
             GROUP,
             consumer,
             self.settings.max_attempts,
-            self._hold_ms,
+            self.hold_ms,
             self._retention_ms,
             DEAD_LETTER_MAXLEN,
         ]
@@ -412,8 +453,12 @@ class ShardQueue:
         consumer: str,
         attempt: Attempt,
         deadline_s: float,
-    ) -> Code:
-        """Record an attempt's outcome and ack its entry (retry: wheel)."""
+    ) -> Completed:
+        """Record an attempt's outcome and ack its entry (retry: wheel).
+
+        With replica acks, a completion the replicas did not confirm in
+        time is still done (it ran on the master): ``replicated`` says so.
+        """
         timer_id = attempt.entry.timer_id
         if attempt.outcome in (Outcome.RETRY, Outcome.DEFER):
             place_keys, place_args = self._placement(
@@ -422,7 +467,7 @@ class ShardQueue:
         else:
             # Nothing goes back on the wheel: no bucket to name.
             place_keys, place_args = [shard.index, shard.index], _NO_PLACE
-        reply = await self.connection.script(
+        call = self.connection.script(
             SCRIPTS["complete"],
             [
                 shard.ready,
@@ -449,8 +494,15 @@ class ShardQueue:
             ack=True,
             deadline_s=deadline_s,
         )
+        replicated = True
+        try:
+            reply = await call
+        except NotReplicated as exc:
+            # It ran on the master: the outcome is recorded there. Only a
+            # failover before the replicas catch up could lose it.
+            reply, replicated = exc.reply, False
         self.clocks.observe(shard.shard, as_int(reply[0]))
-        return Code(as_text(reply[1]))
+        return Completed(Code(as_text(reply[1])), replicated)
 
     async def requeue(self, shard: ShardKeys, entry: Entry) -> Code:
         """Put an entry that is not yet due back on the wheel."""
@@ -491,7 +543,7 @@ class ShardQueue:
             shard.ready,
             GROUP,
             consumer,
-            self._hold_ms,
+            self.hold_ms,
             cursor,
             "COUNT",
             count,
@@ -518,6 +570,34 @@ class ShardQueue:
                 shard.ready, "XACK", shard.ready, GROUP, *gone
             )
         return reply[0], entries
+
+    async def consumers(self, shard: ShardKeys) -> list[Consumer]:
+        """The consumers of the workers' group on the shard's stream."""
+        try:
+            reply = await self.connection.call(
+                shard.ready,
+                "XINFO",
+                "CONSUMERS",
+                shard.ready,
+                GROUP,
+                deadline_s=2.0,
+            )
+        except ResponseError as exc:
+            if no_group(exc):
+                return []
+            raise
+        return [consumer_of(item) for item in reply]
+
+    async def drop_consumer(self, shard: ShardKeys, consumer: str) -> bool:
+        """Delete ``consumer`` from the shard's group if it holds no
+        pending entry; whether it is gone now."""
+        reply = await self.connection.script(
+            SCRIPTS["drop_consumer"],
+            [shard.ready],
+            [GROUP, consumer],
+            deadline_s=2.0,
+        )
+        return bool(as_int(reply[1]))
 
     # -- operators ----------------------------------------------------------
 

@@ -17,6 +17,7 @@ import msgspec
 from yarl import URL
 
 from wheel import __version__
+from wheel.core.delays import STALL_GRACE_S
 from wheel.webhooks.guard import GuardedResolver, TargetPolicy, TargetRefused
 from wheel.webhooks.signing import Signer
 
@@ -44,7 +45,9 @@ running (the process was stopped, its machine paused, a call blocked):
 the receiver's answer may be sitting unread in the socket."""
 GRACE_S = 0.5
 """How long such a webhook gets to read that answer before it times out."""
-MAX_GRACES = 3
+MAX_GRACES = round(STALL_GRACE_S / GRACE_S)
+"""Graces in all: STALL_GRACE_S at most, which the settings check counts
+in the time a claim must hold."""
 
 
 class _Deadline:

@@ -53,6 +53,10 @@ if rec[1] ~= S_FIRING or tonumber(rec[2]) ~= attempt or by ~= ARGV[3] then
             and tonumber(rec[2]) == attempt then
         return {now, C_DONE}
     end
+    if outcome == O_DEFER and rec[1] == S_PENDING
+            and tonumber(rec[2]) == attempt - 1 then
+        return {now, C_DONE}
+    end
     if (outcome == O_OK or outcome == O_FAIL) and not rec[1] then
         local finished = redis.call('HGET', KEYS[3], id)
         if finished and tonumber(string.match(finished, '^%a(%d+)'))

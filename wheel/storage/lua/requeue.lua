@@ -1,10 +1,15 @@
--- requeue.lua: put a ready entry that is not yet due back on the wheel.
+-- requeue.lua: put a ready entry that is not yet due back on the wheel;
+-- replay-safe.
 --
 -- The claim answers V_EARLY for a pending timer whose schedule is the
 -- entry's but later than Redis' clock (a node whose clock is behind the
 -- one that moved it, after a failover). This puts the timer back into a
 -- bucket at that schedule and acks the entry, so it fires when due by
 -- this clock. An entry whose record moved on meanwhile is only acked.
+--
+-- Replay-safe: the XACK that acks the entry tells whether this call is
+-- the first; a replay (the entry acked already) puts nothing on the wheel
+-- again and answers as the first did.
 --
 -- Runs at maxmemory: yes (its first write is an XACK).
 --
@@ -27,10 +32,13 @@
 local now = now_ms()
 local sched = tonumber(ARGV[4])
 local rec = redis.call('HMGET', KEYS[2], 's', 'd', 'n')
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+local first = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1
 redis.call('XDEL', KEYS[1], ARGV[2])
 if rec[1] ~= S_PENDING or tonumber(rec[3] or rec[2]) ~= sched then
     return {now, C_STALE}
+end
+if not first then
+    return {now, C_DONE}
 end
 schedule(KEYS[3], KEYS[4], ARGV[5], KEYS[5], ARGV[6], ARGV[7], ARGV[3],
     sched, now)

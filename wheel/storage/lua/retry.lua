@@ -1,11 +1,15 @@
 -- retry.lua: schedule a failed timer again, now, with a fresh attempt
--- budget (an operator's retry of a dead letter).
+-- budget (an operator's retry of a dead letter); replay-safe.
 --
 -- Only a failed timer is retried: its finished record leaves the
 -- finished hash, a pending record (the url from its dead letter, its
 -- original due time, attempts 0) is put on the wheel due now, and the
 -- dead letter is deleted. A timer that is pending, firing, fired or
 -- cancelled is left alone.
+--
+-- Replay-safe: the pending record keeps the dead letter's entry id it was
+-- retried from (field x, on retried timers only); a replay finds it and
+-- answers as the first call did.
 --
 -- Runs at maxmemory: yes (its first write is an HDEL).
 --
@@ -25,8 +29,12 @@
 
 local now = now_ms()
 local id = ARGV[1]
-local state = redis.call('HGET', KEYS[1], 's')
+local rec = redis.call('HMGET', KEYS[1], 's', 'x')
+local state = rec[1]
 if state then
+    if state == S_PENDING and rec[2] == ARGV[3] then
+        return {now, C_DONE, S_PENDING}
+    end
     return {now, C_CONFLICT, state}
 end
 local finished = redis.call('HGET', KEYS[2], id)
@@ -41,7 +49,7 @@ local due = string.match(finished, '^[^,]*,(%d+),')
 redis.call('HDEL', KEYS[2], id)
 redis.call('XDEL', KEYS[5], ARGV[3])
 redis.call('HSET', KEYS[1], 'u', ARGV[2], 'd', due, 's', S_PENDING,
-    'n', fmt(now))
+    'n', fmt(now), 'x', ARGV[3])
 redis.call('ZADD', KEYS[4], now, id)
 redis.call('ZADD', KEYS[3], 'LT', now, 'm' .. ARGV[4])
 redis.call('INCR', KEYS[6])

@@ -1,0 +1,260 @@
+"""Faults inside Redis cost what the README says, and no more.
+
+Each test makes a fault happen for real (``tests/redis_faults.py``) with
+the service's real processes and a real receiver, and bounds what it
+cost by the README's promise: delay (lateness percentiles), a 503 that
+names its id, or a duplicate only for a webhook in flight at the fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis as sync_redis
+
+from tests import redis_faults
+from tests.clusters import running_cluster
+from tests.redis_faults import Figures, describe, percentile
+from tests.support import FAST_ENV, Behaviour, Procs, Receiver, wait_until
+from wheel.embedded.cluster import EmbeddedCluster
+from wheel.embedded.server import RedisServer
+from wheel.storage.keys import Keys
+
+CLUSTER_SHARDS = 48
+PROMISED_P99_S = 2.0
+"""README: a fault on one node delays the other nodes' timers by at most
+this (p99 lateness)."""
+PROMOTION_GRACE_S = 5.0
+"""README: a failed master's timers fire within its replica's promotion
+plus this, and /readyz is 200 again by then."""
+REPLICA_STOP_P99_S = 3.0
+"""README: with replica acks, a stopped replica delays firing by at most
+this (p99 lateness)."""
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[EmbeddedCluster]:
+    """A 3 + 3 cluster for one test that breaks it."""
+    with running_cluster(tmp_path / "cluster", masters=3, replicas=1) as c:
+        yield c
+
+
+def cluster_procs(
+    cluster: EmbeddedCluster, tmp_path: Path, **env: str
+) -> Procs:
+    """The service's processes on ``cluster`` (48 shards)."""
+    return Procs(
+        {
+            **FAST_ENV,
+            "WHEEL_REDIS_URL": cluster.seed_url,
+            "WHEEL_SHARDS": str(CLUSTER_SHARDS),
+            **env,
+        },
+        tmp_path,
+    )
+
+
+def p99(figures: Figures, group: str) -> float:
+    """The p99 lateness of a group of timers, in seconds."""
+    late = figures.lateness(figures.groups[group])
+    assert late, f"no timer of {group} fired: {describe(figures)}"
+    return percentile(late, 0.99)
+
+
+def test_master_sigkill_with_replica_acks_stalls_only_its_shards(
+    own_cluster: EmbeddedCluster, tmp_path: Path, receiver: Receiver
+) -> None:
+    """SIGKILL the master holding most timers, under load, with
+    WHEEL_REPLICA_ACKS=1: the other masters' timers keep p99 lateness
+    <= 2 s, the failed master's fire within its replica's promotion + 5 s,
+    /readyz is 200 within 5 s of the promotion, and every acknowledged
+    timer fires exactly once (none was in flight at the kill)."""
+    procs = cluster_procs(
+        own_cluster,
+        tmp_path,
+        WHEEL_REPLICA_ACKS="1",
+        WHEEL_REPLICA_ACK_TIMEOUT="1",
+    )
+    try:
+        figures = redis_faults.master_failover(
+            own_cluster,
+            procs,
+            receiver,
+            Keys("tw", CLUSTER_SHARDS),
+        )
+    finally:
+        procs.stop_all()
+    summary = describe(figures)
+    assert len(figures.acked) >= 1000, summary
+    assert not figures.lost, summary
+    assert not figures.duplicated, summary
+    assert not figures.unexplained, summary
+    assert p99(figures, "others") <= PROMISED_P99_S, summary
+    late = figures.extra["victim_late_after_promotion_max_s"]
+    assert late <= PROMOTION_GRACE_S, summary
+    assert "ready" in figures.times, summary
+    ready_s = figures.times["ready"] - figures.times["promoted"]
+    assert ready_s <= PROMOTION_GRACE_S, summary
+
+
+@pytest.fixture
+def primary_and_replica(
+    tmp_path: Path,
+) -> Iterator[tuple[RedisServer, RedisServer]]:
+    """A primary and its one replica, linked."""
+    primary = RedisServer(tmp_path / "primary", appendonly=False)
+    primary.start()
+    replica = RedisServer(
+        tmp_path / "replica",
+        appendonly=False,
+        extra_args=("--replicaof", "127.0.0.1", str(primary.port)),
+    )
+    replica.start()
+    try:
+        client = sync_redis.Redis.from_url(primary.url)
+        wait_until(
+            lambda: client.info("replication")["connected_slaves"] == 1,
+            timeout_s=10,
+            what="the replica to link",
+        )
+        client.close()
+        yield primary, replica
+    finally:
+        replica.stop(kill=True)
+        primary.stop(kill=True)
+
+
+def test_stopped_replica_delays_no_firing_and_creates_name_their_id(
+    primary_and_replica: tuple[RedisServer, RedisServer],
+    tmp_path: Path,
+    receiver: Receiver,
+) -> None:
+    """SIGSTOP the only replica for 12 s with WHEEL_REPLICA_ACKS=1: timers
+    due meanwhile fire with p99 lateness <= 3 s, every create answers 503
+    naming its id, and every timer fires exactly once."""
+    primary, replica = primary_and_replica
+    procs = Procs(
+        {
+            **FAST_ENV,
+            "WHEEL_REDIS_URL": primary.url,
+            "WHEEL_REPLICA_ACKS": "1",
+            "WHEEL_REPLICA_ACK_TIMEOUT": "1",
+        },
+        tmp_path,
+    )
+    try:
+        figures = redis_faults.replica_stop(primary, replica, procs, receiver)
+    finally:
+        procs.stop_all()
+    summary = describe(figures)
+    assert figures.extra["fired_while_stopped"] == len(
+        figures.groups["before"]
+    ), summary
+    assert p99(figures, "before") <= REPLICA_STOP_P99_S, summary
+    assert figures.extra["unknown_during_stop"] == 30, summary
+    assert not figures.refused, summary
+    assert not figures.lost, summary
+    assert not figures.duplicated, summary
+    assert not figures.unexplained, summary
+
+
+def test_client_pause_past_the_deadline_503s_name_their_id(
+    redis_url: str, tmp_path: Path, receiver: Receiver, procs: Procs
+) -> None:
+    """CLIENT PAUSE ALL for 6 s (twice the API's deadline) under 100
+    creates/s: every 201 fires once, and every timer that fires without a
+    201 was answered 503 naming its id."""
+    figures = redis_faults.client_pause(redis_url, procs, receiver)
+    summary = describe(figures)
+    assert figures.unknown, f"the pause outlasted no create: {summary}"
+    assert not figures.lost, summary
+    assert not figures.duplicated, summary
+    assert not figures.unexplained, summary
+    assert set(figures.refused) <= {503}, summary
+
+
+@pytest.mark.parametrize("fault", ["NOREPLICAS", "MISCONF"])
+def test_refused_writes_never_resend_an_answered_webhook(
+    fault: str, redis_url: str, tmp_path: Path, procs: Procs
+) -> None:
+    """Writes refused (NOREPLICAS, or MISCONF after a failed snapshot)
+    for 4 s while webhooks are in flight: no receiver that answered 2xx
+    gets its webhook again, and none is lost."""
+    refuse: Callable[[sync_redis.Redis], Callable[[], None]] = (
+        redis_faults.refuse_noreplicas
+        if fault == "NOREPLICAS"
+        else redis_faults.refuse_misconf(tmp_path / "snapshots")
+    )
+    hooks = Receiver(Behaviour(delay_s=1.0))
+    hooks.start()
+    try:
+        figures = redis_faults.refused_writes(redis_url, procs, hooks, refuse)
+    finally:
+        hooks.stop()
+    summary = describe(figures)
+    assert not figures.lost, summary
+    assert not figures.duplicated, summary
+    assert not figures.unexplained, summary
+
+
+def test_one_stopped_master_delays_only_its_own_shards(
+    own_cluster: EmbeddedCluster, tmp_path: Path, receiver: Receiver
+) -> None:
+    """SIGSTOP one of three masters for 8 s: the other masters' timers
+    keep p99 lateness <= 2 s; every timer fires, a second time only if
+    its webhook was in flight on the stopped master."""
+    procs = cluster_procs(own_cluster, tmp_path)
+    try:
+        figures = redis_faults.master_stop(
+            own_cluster, procs, receiver, Keys("tw", CLUSTER_SHARDS)
+        )
+    finally:
+        procs.stop_all()
+    summary = describe(figures)
+    assert p99(figures, "others") <= PROMISED_P99_S, summary
+    assert not figures.lost, summary
+    assert figures.duplicated <= figures.groups["stopped"], summary
+    assert not figures.unexplained, summary
+
+
+def test_adding_a_master_and_rebalancing_under_load(
+    own_cluster: EmbeddedCluster, tmp_path: Path, receiver: Receiver
+) -> None:
+    """redis-cli --cluster add-node and rebalance under 150 creates/s:
+    slots move to the new master, no create answers 5xx (TRYAGAIN and
+    ASK are retried), every timer fires exactly once."""
+    new_node = own_cluster.spare_node(tmp_path / "new-node")
+    new_node.start()
+    procs = cluster_procs(own_cluster, tmp_path)
+    try:
+        figures = redis_faults.rebalance(
+            own_cluster, new_node, procs, receiver
+        )
+    finally:
+        procs.stop_all()
+        new_node.stop(kill=True)
+    summary = describe(figures)
+    assert figures.extra["slots_on_new_node"] > 0, summary
+    assert not figures.refused, summary
+    assert not figures.unknown, summary
+    assert not figures.lost, summary
+    assert not figures.duplicated, summary
+
+
+def test_worker_restarts_leave_no_consumers_behind(
+    redis_url: str, procs: Procs, receiver: Receiver
+) -> None:
+    """Eight worker restarts (SIGTERM and SIGKILL in turn): the consumer
+    groups hold at most the live worker plus two, once a reclaim sweep
+    has run; every timer fired once."""
+    figures = redis_faults.worker_restarts(redis_url, procs, receiver)
+    sweep_s = float(FAST_ENV["WHEEL_RECLAIM_IDLE"]) / 4
+    wait_until(
+        lambda: max(redis_faults.consumer_counts(redis_url).values()) <= 3,
+        timeout_s=2 * sweep_s + 2,
+        what="the dead workers' consumers to go",
+    )
+    assert not figures.lost, describe(figures)
+    assert not figures.duplicated, describe(figures)

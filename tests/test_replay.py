@@ -1,0 +1,317 @@
+"""Every Lua script is safe to replay: sent twice with the same arguments
+(a retry after a lost reply), the second call changes nothing and answers
+as the first did, on Redis 6.2 and 7.
+
+Each case drives one script through the code that calls it in
+production, with the connection's ``script`` wrapped so that every call
+runs twice in a row; the data is read in full after each run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+import redis as sync_redis
+
+from tests.test_scripts import (
+    CONSUMER,
+    LEASE_MS,
+    SHARD,
+    SHARDS,
+    TOKEN,
+    complete,
+    create,
+    deliver,
+    firing,
+    hand_over,
+    put_on_wheel,
+    redis_ms,
+    take_lease,
+)
+from wheel.core.buckets import (
+    DAY_MS,
+    HOUR_MS,
+    MINUTE_MS,
+    Bucket,
+    Level,
+    minute_of,
+)
+from wheel.core.states import Code, Outcome
+from wheel.settings import Settings
+from wheel.storage.inspect import Inspector
+from wheel.storage.keys import GROUP, ShardKeys
+from wheel.storage.registry import Registry
+from wheel.storage.scripts import NAMES, Script
+from wheel.storage.shards import ShardQueue
+
+Snapshot = dict[bytes, object]
+
+
+@pytest.fixture
+def settings(any_redis_url: str) -> Settings:
+    """Four shards on each Redis version in turn."""
+    return Settings(redis_url=any_redis_url, shards=SHARDS)
+
+
+@pytest.fixture
+def raw(any_redis_url: str) -> Iterator[sync_redis.Redis]:
+    """A plain client of the same server, to read the data."""
+    client = sync_redis.Redis.from_url(any_redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def shard(queue: ShardQueue) -> ShardKeys:
+    """The shard of the timers the helpers create."""
+    return queue.keys.shard(SHARD)
+
+
+def snapshot(raw: sync_redis.Redis) -> Snapshot:
+    """Every key's content, and whether it expires."""
+    data: Snapshot = {}
+    for key in sorted(raw.scan_iter(count=1000)):
+        kind = raw.type(key).decode()
+        value: object
+        if kind == "string":
+            value = raw.get(key)
+        elif kind == "hash":
+            value = sorted(raw.hgetall(key).items())
+        elif kind == "list":
+            value = raw.lrange(key, 0, -1)
+        elif kind == "zset":
+            value = raw.zrange(key, 0, -1, withscores=True)
+        elif kind == "stream":
+            groups = [
+                (
+                    group["name"],
+                    group["pending"],
+                    group["last-delivered-id"],
+                    sorted(
+                        (c["name"], c["pending"])
+                        for c in raw.xinfo_consumers(key, group["name"])
+                    ),
+                )
+                for group in raw.xinfo_groups(key)
+            ]
+            value = (raw.xrange(key), groups)
+        else:
+            value = kind
+        data[key] = (kind, value, raw.pttl(key) > 0)
+    return data
+
+
+class Replayer:
+    """Wraps ``connection.script``: each call runs twice, and the data
+    after each run and both replies are kept."""
+
+    def __init__(self, queue: ShardQueue, raw: sync_redis.Redis) -> None:
+        self.raw = raw
+        self.runs: list[tuple[str, Any, Any, Snapshot, Snapshot]] = []
+        connection = queue.connection
+        original = connection.script
+
+        async def twice(
+            script: Script, keys: Any, args: Any, **kw: Any
+        ) -> Any:
+            first = await original(script, keys, args, **kw)
+            after_first = snapshot(raw)
+            second = await original(script, keys, args, **kw)
+            self.runs.append(
+                (script.name, first, second, after_first, snapshot(raw))
+            )
+            return first
+
+        self._restore = lambda: setattr(connection, "script", original)
+        connection.script = twice  # type: ignore[method-assign]
+
+    def close(self) -> None:
+        self._restore()
+
+
+def same(first: Any, second: Any) -> bool:
+    """The same answer, Redis' clock (the first element) aside."""
+    return bool(first[1:] == second[1:])
+
+
+def created_again(first: Any, second: Any) -> bool:
+    """A replayed create finds its own record: exists, same id and due."""
+    return (
+        first[1] == Code.DONE.value.encode()
+        and second[1] == Code.EXISTS.value.encode()
+        and first[2:] == second[2:]
+    )
+
+
+def nothing_more(first: Any, second: Any) -> bool:
+    """A replayed move or release finds nothing left to do."""
+    return int(second[2] if len(second) > 2 else second[1]) == 0
+
+
+# Per case: the script it replays, how it is driven, how a replay answers.
+Case = Callable[[ShardQueue, ShardKeys, sync_redis.Redis], Awaitable[None]]
+CASES: dict[str, tuple[str, Case, Callable[[Any, Any], bool], bool]] = {}
+
+
+def case(
+    name: str,
+    answer: Callable[[Any, Any], bool] = same,
+    tag: str = "",
+    clock: bool = False,
+) -> Callable[[Case], Case]:
+    """Register a case; ``clock``: it stores Redis' time (a heartbeat),
+    which a replay moves on, so scores are compared by presence only."""
+
+    def register(drive: Case) -> Case:
+        key = f"{name}-{tag}" if tag else name
+        CASES[key] = (name, drive, answer, clock)
+        return drive
+
+    return register
+
+
+def without_scores(data: Snapshot) -> Snapshot:
+    """A snapshot whose sorted sets keep their members, not scores."""
+    return {
+        key: (
+            (kind, [member for member, _ in value], expires)
+            if kind == "zset"
+            else (kind, value, expires)
+        )
+        for key, (kind, value, expires) in data.items()  # type: ignore[misc]
+    }
+
+
+@case("create", created_again)
+async def _create(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    await create(queue, 60_000)
+
+
+@case("get")
+async def _get(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    created = await create(queue, 60_000)
+    await queue.get(created.timer_id)
+
+
+@case("cancel")
+async def _cancel(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    created = await create(queue, 60_000)
+    await queue.cancel(created.timer_id)
+
+
+@case("advance", nothing_more)
+async def _advance(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    now = redis_ms(raw)
+    put_on_wheel(raw, queue, shard, minute_of(now - MINUTE_MS), [now - 500])
+    await take_lease(queue, shard)
+    minute = (now - MINUTE_MS) // MINUTE_MS
+    await queue.advance(shard, TOKEN, [minute])
+
+
+@case("cascade", nothing_more)
+async def _cascade(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    now = redis_ms(raw)
+    bucket = Bucket(Level.HOUR, now // HOUR_MS)
+    put_on_wheel(raw, queue, shard, bucket, [bucket.start_ms + 1000])
+    await take_lease(queue, shard)
+    await queue.cascade(shard, TOKEN, bucket, 100)
+
+
+@case("claim")
+async def _claim(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    await create(queue, 0)
+    (entry,) = await deliver(queue, shard)
+    await queue.claim(shard, CONSUMER, [entry])
+
+
+def completing(outcome: Outcome) -> Case:
+    """A case that completes a first attempt with ``outcome``."""
+
+    async def drive(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+        _, entry, verdict = await firing(queue, shard)
+        await complete(
+            queue, shard, entry, verdict.attempt, outcome, delay_ms=60_000
+        )
+
+    return drive
+
+
+for _outcome in Outcome:
+    case("complete", tag=_outcome.value)(completing(_outcome))
+
+
+@case("requeue")
+async def _requeue(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    # Due in days: put back, it goes into a day list, where a second
+    # push would be a second copy (a sorted set would hide it).
+    created = await create(queue, 3 * DAY_MS)
+    # An advance on a node whose clock ran ahead handed it over early.
+    hand_over(raw, shard, created.timer_id, created.due_ms)
+    (entry,) = await queue.read(shard, CONSUMER, 10)
+    await queue.requeue(shard, entry)
+
+
+@case("retry")
+async def _retry(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    created, entry, verdict = await firing(queue, shard)
+    await complete(queue, shard, entry, verdict.attempt, Outcome.FAIL, "500")
+    letter = await Inspector(queue).find_dead_letter(created.timer_id)
+    assert letter is not None
+    await queue.retry(created.timer_id, letter)
+
+
+@case("acquire")
+async def _acquire(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    await queue.acquire(shard, TOKEN, LEASE_MS)
+
+
+@case("release", nothing_more)
+async def _release(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    raw.set(shard.lease, TOKEN, px=LEASE_MS)
+    await queue.release(shard, TOKEN)
+
+
+@case("beat", clock=True)
+async def _beat(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    await Registry(queue.connection, queue.settings).beat(
+        "worker", CONSUMER, 15_000
+    )
+
+
+@case("drop_consumer")
+async def _drop(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    await queue.ensure_group(shard)
+    raw.xgroup_createconsumer(shard.ready, GROUP, "gone-worker")
+    await queue.drop_consumer(shard, "gone-worker")
+
+
+def test_every_script_has_a_replay_case() -> None:
+    """A new script cannot be added without its replay case."""
+    assert {name for name, _, _, _ in CASES.values()} == set(NAMES)
+
+
+@pytest.mark.parametrize("case_id", sorted(CASES))
+async def test_a_replay_changes_nothing_and_answers_as_the_first(
+    case_id: str,
+    queue: ShardQueue,
+    shard: ShardKeys,
+    raw: sync_redis.Redis,
+) -> None:
+    """Run twice with the same arguments, a script's second run leaves
+    the data as the first left it and answers as the first did."""
+    name, drive, answer, clock = CASES[case_id]
+    replayer = Replayer(queue, raw)
+    try:
+        await drive(queue, shard, raw)
+    finally:
+        replayer.close()
+    runs = [run for run in replayer.runs if run[0] == name]
+    assert runs, f"the case never ran {name}"
+    for _, first, second, after_first, after_second in runs:
+        if clock:
+            after_first = without_scores(after_first)
+            after_second = without_scores(after_second)
+        assert after_second == after_first
+        assert answer(first, second), (first, second)
