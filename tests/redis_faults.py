@@ -587,7 +587,8 @@ def rebalance(
     while clients create ``rate`` timers a second, due in 2-5 s."""
     figures = Figures()
     base = run_roles(procs)
-    seed = f"127.0.0.1:{cluster.masters()[0].port}"
+    first = cluster.masters()[0]
+    seed = f"127.0.0.1:{first.port}"
 
     async def load_and_move() -> None:
         done = asyncio.Event()
@@ -631,7 +632,7 @@ def rebalance(
     asyncio.run(load_and_move())
     asyncio.run(read_due(base, sorted(figures.acked), figures))
     figures.groups = {"acked": set(figures.acked)}
-    owners = slot_owners(cluster.masters()[0].url)
+    owners = slot_owners(first.url)
     figures.extra["slots_on_new_node"] = sum(
         1 for port in owners.values() if port == new_node.port
     )

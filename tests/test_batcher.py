@@ -52,12 +52,12 @@ class Pipelines:
         self.most_in_flight = 0
         send = batcher._roundtrip
 
-        async def roundtrip(commands: list[Any], batch: list[Any]) -> Any:
-            self.sizes.append(len(commands))
+        async def roundtrip(batch: list[Any], wait: bool) -> Any:
+            self.sizes.append(len(batch) + wait)
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
             try:
-                return await send(commands, batch)
+                return await send(batch, wait)
             finally:
                 self.in_flight -= 1
 

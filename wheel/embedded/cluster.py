@@ -17,8 +17,11 @@ in a few seconds, not the 15 s a production default would take):
   production. With the short node timeout that still lets a replica that
   was in sync a moment ago win the election; 0 would let a stale replica
   win and hide data loss from the tests.
-- ``cluster-require-full-coverage`` and replica migration keep their
-  defaults too, so an uncovered slot stops the cluster as it would.
+- ``--cluster-require-full-coverage no``, as the README recommends for
+  production: while a failed master's replica is being promoted the
+  other masters go on serving their slots (with the default, every node
+  answers ``CLUSTERDOWN`` for that second or two, stalling every shard).
+  Replica migration keeps its default.
 
 Ports: each node needs its port and the cluster bus port (port + 10000;
 Redis 6.2 has no ``--cluster-port``). Both are drawn at random below the
@@ -209,7 +212,8 @@ class EmbeddedCluster:
             f"--cluster-node-timeout {node_timeout_ms} "
             "--cluster-announce-ip 127.0.0.1 "
             "--repl-diskless-sync yes --repl-diskless-sync-delay 0 "
-            "--repl-ping-replica-period 1"
+            "--repl-ping-replica-period 1 "
+            "--cluster-require-full-coverage no"
         ).split()
         self._node_options: dict[str, Any] = {
             "appendonly": appendonly,

@@ -80,29 +80,46 @@ class Ticker:
         """Register as alive, then take, keep or release leases; seconds
         until the next beat.
 
-        Each part fails alone: a heartbeat that fails keeps the last
-        known membership (before any, this ticker tries every shard: a
-        lease held by another just stays theirs); a lease whose renewal
-        fails stays counted as held until it would have expired.
+        The heartbeat, then the clocks and leases together, each take at
+        most half the beat interval, so a Redis node that does not answer
+        never delays the renewal of the leases on the others (they last
+        three intervals). Each part fails alone: a heartbeat that fails
+        keeps the last known membership (before any, this ticker tries
+        every shard: a lease held by another just stays theirs); a lease
+        whose renewal fails stays counted as held until it would have
+        expired.
         """
+        # Half the interval for the heartbeat, half for the leases: a beat
+        # never outlasts its interval, whichever node does not answer.
+        part_s = self._beat_every_s / 2
+        started = time.monotonic()
         try:
             self._live = await self.registry.beat(
-                ROLE, self.name, self._lease_ttl_ms
+                ROLE, self.name, self._lease_ttl_ms, deadline_s=part_s
             )
         except Exception as exc:
             self._errors.note("heartbeat", exc)
         live = self._live or [self.name]
-        failed_clocks = await self.queue.sync_clocks()
-        if failed_clocks:
-            self._errors.note("clock", failed_clocks[0])
         wanted = rendezvous.assign(self.name, live, self.settings.shards)
         keys = self.queue.keys
         taking = sorted(wanted)
-        started = time.monotonic()
-        released, acquired = await asyncio.gather(
+        renewed_at = time.monotonic()
+
+        async def clocks() -> None:
+            try:
+                failed = await self.queue.sync_clocks(deadline_s=part_s)
+            except Exception as exc:
+                failed = [exc]
+            if failed:
+                self._errors.note("clock", failed[0])
+
+        _, released, acquired = await asyncio.gather(
+            clocks(),
             asyncio.gather(
                 *(
-                    self.queue.release(keys.shard(k), self.name)
+                    self.queue.release(
+                        keys.shard(k), self.name, deadline_s=part_s
+                    )
                     for k in sorted(self.held - wanted)
                 ),
                 return_exceptions=True,
@@ -110,7 +127,10 @@ class Ticker:
             asyncio.gather(
                 *(
                     self.queue.acquire(
-                        keys.shard(k), self.name, self._lease_ttl_ms
+                        keys.shard(k),
+                        self.name,
+                        self._lease_ttl_ms,
+                        deadline_s=part_s,
                     )
                     for k in taking
                 ),
@@ -120,7 +140,7 @@ class Ticker:
         held = set()
         for k, ok in zip(taking, acquired, strict=True):
             if ok is True:
-                self._held_until[k] = started + self.settings.lease_ttl
+                self._held_until[k] = renewed_at + self.settings.lease_ttl
             if ok is True or (
                 isinstance(ok, Exception)
                 and self._held_until.get(k, 0.0) > time.monotonic()
@@ -143,7 +163,7 @@ class Ticker:
                 },
             )
         self.held = held
-        return self._beat_every_s
+        return max(0.0, started + self._beat_every_s - time.monotonic())
 
     def by_node(self) -> dict[str, list[ShardKeys]]:
         """The held shards, grouped by the Redis node that holds them."""

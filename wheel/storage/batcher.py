@@ -198,17 +198,8 @@ class Batcher:
                 asyncio.get_running_loop().call_soon(self._flush)
 
     async def _pipeline(self, batch: list[Call], wait: bool) -> None:
-        commands: list[bytes] = []
-        for call in batch:
-            if call.asking:
-                commands.append(ASKING)
-            commands.append(call.packed)
-        if wait:
-            commands.append(
-                pack(("WAIT", self.replica_acks, self.ack_timeout_ms))
-            )
         try:
-            replies = await self._roundtrip(commands, batch)
+            replies, batch = await self._roundtrip(batch, wait)
         except asyncio.CancelledError:
             for call in batch:
                 call.future.cancel()
@@ -240,16 +231,30 @@ class Batcher:
                 call.future.set_result(reply)
 
     async def _roundtrip(
-        self, commands: list[bytes], batch: list[Call]
-    ) -> list[Any]:
-        """Send ``commands`` on one pooled connection; one reply (or
-        error reply) each. A transport failure disconnects that connection
-        (its state is unknown) and raises."""
+        self, batch: list[Call], wait: bool
+    ) -> tuple[list[Any], list[Call]]:
+        """Send the calls of ``batch`` still wanted once a pooled
+        connection is free (waiting for one may outlast their callers);
+        their replies (or error replies), ``WAIT``'s last, and the calls
+        sent. A transport failure disconnects that connection (its state
+        is unknown) and raises."""
         pool = self.redis.connection_pool
         connection = await pool.get_connection()
         try:
+            now = time.monotonic()
+            batch = [call for call in batch if _wanted(call, now)]
+            commands: list[bytes] = []
             for call in batch:
                 call.sent = True
+                if call.asking:
+                    commands.append(ASKING)
+                commands.append(call.packed)
+            if not commands:
+                return ([0] if wait else []), batch
+            if wait:
+                commands.append(
+                    pack(("WAIT", self.replica_acks, self.ack_timeout_ms))
+                )
             await connection.send_packed_command(b"".join(commands))
             replies: list[Any] = []
             # One deadline for the whole pipeline's replies, rather than
@@ -262,7 +267,7 @@ class Batcher:
                         )
                     except ResponseError as exc:
                         replies.append(exc)
-            return replies
+            return replies, batch
         except BaseException:
             await connection.disconnect()
             raise

@@ -37,11 +37,13 @@ class Registry:
         self.settings = settings
         self.keys = Keys(settings.key_prefix, settings.shards)
 
-    async def beat(self, role: str, member: str, ttl_ms: int) -> list[str]:
+    async def beat(
+        self, role: str, member: str, ttl_ms: int, deadline_s: float = 2.0
+    ) -> list[str]:
         """Mark ``member`` alive; the fresh members of ``role``."""
         key = self.keys.heartbeats(role)
         reply = await self.connection.script(
-            SCRIPTS["beat"], [key], [member, ttl_ms], deadline_s=2.0
+            SCRIPTS["beat"], [key], [member, ttl_ms], deadline_s=deadline_s
         )
         return [m.decode() for m in reply[1:]]
 

@@ -240,7 +240,9 @@ class ShardQueue:
 
     # -- the ticker -------------------------------------------------------
 
-    async def sync_clocks(self) -> list[BaseException]:
+    async def sync_clocks(
+        self, deadline_s: float = 1.0
+    ) -> list[BaseException]:
         """Learn every node's clock (``TIME``), for the shards it holds;
         the errors of the nodes that did not answer (each node alone).
 
@@ -257,7 +259,9 @@ class ShardQueue:
         groups = list(by_node.values())
         replies = await asyncio.gather(
             *(
-                self.connection.call(group[0].index, "TIME", deadline_s=1.0)
+                self.connection.call(
+                    group[0].index, "TIME", deadline_s=deadline_s
+                )
                 for group in groups
             ),
             return_exceptions=True,
@@ -351,17 +355,28 @@ class ShardQueue:
             Code(as_text(reply[1])), as_int(reply[2]), as_int(reply[3]), now_ms
         )
 
-    async def acquire(self, shard: ShardKeys, token: str, ttl_ms: int) -> bool:
+    async def acquire(
+        self,
+        shard: ShardKeys,
+        token: str,
+        ttl_ms: int,
+        deadline_s: float = 1.0,
+    ) -> bool:
         """Take or extend the shard's lease; whether it is held now."""
         reply = await self.connection.script(
-            SCRIPTS["acquire"], [shard.lease], [token, ttl_ms], deadline_s=1.0
+            SCRIPTS["acquire"],
+            [shard.lease],
+            [token, ttl_ms],
+            deadline_s=deadline_s,
         )
         return bool(as_int(reply[1]))
 
-    async def release(self, shard: ShardKeys, token: str) -> bool:
+    async def release(
+        self, shard: ShardKeys, token: str, deadline_s: float = 1.0
+    ) -> bool:
         """Drop the shard's lease if ``token`` holds it."""
         reply = await self.connection.script(
-            SCRIPTS["release"], [shard.lease], [token], deadline_s=1.0
+            SCRIPTS["release"], [shard.lease], [token], deadline_s=deadline_s
         )
         return bool(as_int(reply[1]))
 
