@@ -18,9 +18,10 @@ from wheel.api import app as api_app
 from wheel.core import ids
 from wheel.core.delays import rfc3339
 from wheel.embedded.server import free_port
+from wheel.runtime import metrics
 from wheel.runtime.lifecycle import client_name
 from wheel.settings import Settings
-from wheel.storage.connection import connect
+from wheel.storage.connection import Connection, connect
 from wheel.storage.keys import Keys
 
 URL = "http://example.com/hook"
@@ -224,6 +225,23 @@ async def test_readyz_with_redis_up(client: httpx.AsyncClient) -> None:
     reply = await client.get("/readyz")
     assert reply.status_code == 200
     assert reply.json() == {"status": "ready"}
+
+
+async def test_readyz_stays_ready_with_replicas_missing(
+    settings: Settings, connection: Connection
+) -> None:
+    """With WHEEL_REPLICA_ACKS=1 and no replica, /readyz is 200 and lists
+    the primary as degraded (it serves; creates there answer 503 with
+    their id), and the gauge counts it."""
+    app = api_app.create_app(settings.replace(replica_acks=1), connection)
+    await app.state.api.check_identity()
+    async with http_client(app) as http:
+        reply = await http.get("/readyz")
+    assert reply.status_code == 200
+    body = reply.json()
+    assert body["status"] == "ready"
+    assert body["degraded"] == [connection.primaries()[0].name]
+    assert metrics.DEGRADED_PRIMARIES._value.get() == 1
 
 
 @pytest.fixture

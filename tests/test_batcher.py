@@ -14,9 +14,9 @@ from redis.exceptions import ResponseError
 
 from tests.proxy import TcpProxy
 from wheel.embedded.server import RedisServer
-from wheel.storage.batcher import MAX_BATCH
+from wheel.storage.batcher import MAX_BATCH, pack
 from wheel.storage.connection import Connection
-from wheel.storage.errors import NotReplicated
+from wheel.storage.errors import NotReplicated, Overloaded, RedisUnavailable
 from wheel.storage.node import Limits, Node
 
 
@@ -259,3 +259,107 @@ async def test_acked_write_succeeds_when_the_replica_confirms(
         assert await link.batcher.execute("SET", "k", 1, ack=True) == b"OK"
     finally:
         await link.aclose()
+
+
+async def test_acked_calls_never_share_a_pipeline_with_others(
+    any_redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call waiting for replicas goes on a pipeline of its own kind: a
+    WAIT never holds a read, claim or ticker call up."""
+    link = node(any_redis_url, Limits(replica_acks=1, ack_timeout_ms=50))
+    seen: list[tuple[bool, list[bool]]] = []
+    send = link.batcher._roundtrip
+
+    async def roundtrip(batch: list[Any], wait: bool) -> Any:
+        seen.append((wait, [call.ack for call in batch]))
+        return await send(batch, wait)
+
+    monkeypatch.setattr(link.batcher, "_roundtrip", roundtrip)
+    try:
+        await asyncio.gather(
+            link.batcher.execute("SET", "a", 1, ack=True),
+            link.batcher.execute("GET", "a"),
+            link.batcher.execute("SET", "b", 2, ack=True),
+            link.batcher.execute("GET", "b"),
+            return_exceptions=True,
+        )
+    finally:
+        await link.aclose()
+    assert sorted(seen) == [(False, [False, False]), (True, [True, True])]
+
+
+async def test_a_call_past_its_deadline_is_never_sent(
+    any_redis_url: str, raw: sync_redis.Redis
+) -> None:
+    """A call that waited in the queue past its deadline (the node was
+    paused) fails as not sent, and Redis never runs it; a live call
+    queued with it is sent."""
+    link = node(any_redis_url, Limits(in_flight=1))
+    raw.config_resetstat()
+    try:
+        # The one pipeline allowed is stuck behind a pause.
+        raw.execute_command("CLIENT", "PAUSE", 300, "ALL")
+        stuck = link.batcher.execute("PING")
+        await asyncio.sleep(0.05)
+        late = link.batcher.submit(
+            ("SET", "late", 1), deadline=time.monotonic() + 0.1
+        )
+        live = link.batcher.submit(("SET", "live", 1))
+        assert await stuck == b"PONG"
+        with pytest.raises(RedisUnavailable, match="not sent"):
+            await late.future
+        assert await live.future == b"OK"
+        assert not late.sent
+    finally:
+        await link.aclose()
+    assert raw.get("late") is None
+    assert raw.get("live") == b"1"
+
+
+async def test_a_call_given_up_while_waiting_is_never_sent(
+    any_redis_url: str, raw: sync_redis.Redis
+) -> None:
+    """A call whose caller stopped waiting (its future cancelled) before
+    its pipeline left is dropped, not sent."""
+    link = node(any_redis_url, Limits(in_flight=1))
+    try:
+        raw.execute_command("CLIENT", "PAUSE", 300, "ALL")
+        stuck = link.batcher.execute("PING")
+        await asyncio.sleep(0.05)
+        gone = link.batcher.submit(("SET", "gone", 1))
+        gone.future.cancel()
+        assert await stuck == b"PONG"
+        assert await link.batcher.execute("PING") == b"PONG"
+    finally:
+        await link.aclose()
+    assert not gone.sent
+    assert raw.get("gone") is None
+
+
+async def test_a_full_queue_refuses_at_once(any_redis_url: str) -> None:
+    """Past its bound the queue refuses a call at once, unsent, instead of
+    growing."""
+    link = node(any_redis_url)
+    link.batcher.max_queued = 3
+    try:
+        futures = [link.batcher.execute("PING") for _ in range(3)]
+        with pytest.raises(Overloaded):
+            link.batcher.execute("PING")
+        assert await asyncio.gather(*futures) == [b"PONG"] * 3
+    finally:
+        await link.aclose()
+
+
+@pytest.mark.parametrize("value", [True, None, b"x".decode, object()])
+def test_pack_refuses_what_redis_would_store_wrong(value: object) -> None:
+    """A bool, None or an object is refused, never sent as its repr."""
+    with pytest.raises(TypeError):
+        pack(("SET", "k", value))
+
+
+def test_pack_sends_bytes_text_and_numbers_as_redis_reads_them() -> None:
+    """bytes, str, int and float are packed as RESP bulk strings."""
+    assert pack(("SET", b"k", 12, 1.5, "é")) == (
+        b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n12\r\n$3\r\n1.5\r\n"
+        b"$2\r\n\xc3\xa9\r\n"
+    )

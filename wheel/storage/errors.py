@@ -17,12 +17,15 @@ from enum import Enum
 
 from redis.exceptions import (
     AskError,
+    ClusterDownError,
     ConnectionError,
     MovedError,
     NoScriptError,
     OutOfMemoryError,
+    ReadOnlyError,
     RedisError,
     ResponseError,
+    TryAgainError,
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -80,6 +83,8 @@ def classify(exc: BaseException) -> Kind:
         return Kind.NOSCRIPT
     if isinstance(exc, OutOfMemoryError):
         return Kind.FULL
+    if isinstance(exc, ClusterDownError | TryAgainError | ReadOnlyError):
+        return Kind.BUSY  # MASTERDOWN is a ClusterDownError too
     if isinstance(exc, ResponseError):
         found = _CODE.search(str(exc))
         if found is None:
