@@ -13,8 +13,8 @@ from wheel.core import walltime
 from wheel.core.cron import (
     HORIZON_YEARS,
     MAX_COUNT,
+    FieldProblem,
     InvalidSchedule,
-    Problem,
     iter_occurrences,
     next_occurrences,
     parse_schedule,
@@ -587,13 +587,13 @@ def test_every_problem_is_reported() -> None:
 @pytest.mark.parametrize(
     ("start_at_ms", "end_at_ms", "problem"),
     [
-        (10, 5, Problem("end_at", "is before `start_at`")),
-        (-1, None, Problem("start_at", "is out of range")),
-        (None, 10**15, Problem("end_at", "is out of range")),
+        (10, 5, FieldProblem("end_at", "is before `start_at`")),
+        (-1, None, FieldProblem("start_at", "is out of range")),
+        (None, 10**15, FieldProblem("end_at", "is out of range")),
     ],
 )
 def test_invalid_windows(
-    start_at_ms: int | None, end_at_ms: int | None, problem: Problem
+    start_at_ms: int | None, end_at_ms: int | None, problem: FieldProblem
 ) -> None:
     """end_at before start_at, or an instant out of range, is refused."""
     with pytest.raises(InvalidSchedule) as refused:
@@ -624,13 +624,13 @@ NOW = "2025-06-01T00:00:00+00:00"
         pytest.param(
             "0 0 1 1 *",
             {"end_at": "2025-01-01T00:00:00+00:00"},
-            Problem("end_at", "is in the past"),
+            FieldProblem("end_at", "is in the past"),
             id="end-at-in-the-past",
         ),
         pytest.param(
             "0 0 1 1 *",
             {"end_at": "2025-12-31T00:00:00+00:00"},
-            Problem(
+            FieldProblem(
                 "end_at",
                 "is before the first occurrence, 2026-01-01T00:00:00.000Z",
             ),
@@ -642,7 +642,7 @@ NOW = "2025-06-01T00:00:00+00:00"
                 "start_at": "2026-02-01T00:00:00+00:00",
                 "end_at": "2026-12-31T00:00:00+00:00",
             },
-            Problem(
+            FieldProblem(
                 "end_at",
                 "is before the first occurrence, 2027-01-01T00:00:00.000Z",
             ),
@@ -651,7 +651,7 @@ NOW = "2025-06-01T00:00:00+00:00"
         pytest.param(
             "* * */20 * 1L",
             {},
-            Problem(
+            FieldProblem(
                 "cron",
                 f"never fires: no occurrence within {HORIZON_YEARS} years",
             ),
@@ -660,7 +660,7 @@ NOW = "2025-06-01T00:00:00+00:00"
     ],
 )
 def test_a_schedule_that_never_fires_is_refused(
-    cron: str, window: dict[str, str], problem: Problem
+    cron: str, window: dict[str, str], problem: FieldProblem
 ) -> None:
     """validate_schedule refuses a schedule with no occurrence from now."""
     bounds = {f"{name}_ms": ms(value) for name, value in window.items()}

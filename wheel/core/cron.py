@@ -90,9 +90,9 @@ _PROBE_WALL = datetime(2000, 1, 1)
 
 
 @dataclass(frozen=True, slots=True)
-class Problem:
+class FieldProblem:
     """One invalid field: ``message`` completes "`field` ...", e.g.
-    ``Problem("timezone", "is not an IANA time zone name")``."""
+    ``FieldProblem("timezone", "is not an IANA time zone name")``."""
 
     field: str
     message: str
@@ -101,7 +101,7 @@ class Problem:
 class InvalidSchedule(ValueError):
     """A schedule refused, with every problem found (a 422's errors)."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[FieldProblem]) -> None:
         super().__init__(
             "; ".join(f"`{p.field}` {p.message}" for p in problems)
         )
@@ -142,22 +142,24 @@ def parse_schedule(
     from now on (:func:`validate_schedule` does), so a stored schedule
     whose window has passed still loads.
     """
-    problems: list[Problem] = []
+    problems: list[FieldProblem] = []
     fields = cron.split()
     cron_problems = _cron_problems(cron, fields)
-    problems.extend(Problem("cron", message) for message in cron_problems)
+    problems.extend(FieldProblem("cron", message) for message in cron_problems)
     zone = zone_of(timezone)
     if zone is None:
-        problems.append(Problem("timezone", "is not an IANA time zone name"))
+        problems.append(
+            FieldProblem("timezone", "is not an IANA time zone name")
+        )
     for name, value in (("start_at", start_at_ms), ("end_at", end_at_ms)):
         if value is not None and not 0 <= value <= LAST_INSTANT_MS:
-            problems.append(Problem(name, "is out of range"))
+            problems.append(FieldProblem(name, "is out of range"))
     if (
         start_at_ms is not None
         and end_at_ms is not None
         and end_at_ms < start_at_ms
     ):
-        problems.append(Problem("end_at", "is before `start_at`"))
+        problems.append(FieldProblem("end_at", "is before `start_at`"))
     if problems:
         raise InvalidSchedule(problems)
     assert zone is not None
@@ -191,14 +193,14 @@ def validate_schedule(
     if next_occurrences(spec, now_ms, 1):
         return spec
     if spec.end_at_ms is not None and spec.end_at_ms <= now_ms:
-        raise InvalidSchedule([Problem("end_at", "is in the past")])
+        raise InvalidSchedule([FieldProblem("end_at", "is in the past")])
     unbounded = dataclasses.replace(spec, end_at_ms=None)
     first = next_occurrences(unbounded, now_ms, 1)
     if first and spec.end_at_ms is not None:
         message = f"is before the first occurrence, {rfc3339(first[0])}"
-        raise InvalidSchedule([Problem("end_at", message)])
+        raise InvalidSchedule([FieldProblem("end_at", message)])
     message = f"never fires: no occurrence within {HORIZON_YEARS} years"
-    raise InvalidSchedule([Problem("cron", message)])
+    raise InvalidSchedule([FieldProblem("cron", message)])
 
 
 def next_occurrences(
