@@ -369,6 +369,13 @@ class CpuMeter:
         self._busy0 = busy_seconds()
         self._t0 = time.monotonic()
 
+    def seconds(self) -> dict[str, float]:
+        """CPU seconds each process used since creation."""
+        return {
+            name: cpu_seconds(pid) - self._start[name]
+            for name, pid in self.pids.items()
+        }
+
     def shares(self, **used_s: float) -> dict[str, float]:
         """Shares since creation; ``used_s`` adds CPU seconds by name."""
         elapsed = max(1e-6, time.monotonic() - self._t0)

@@ -118,3 +118,52 @@ def describe_redis(args: argparse.Namespace) -> dict[str, object]:
         args.appendfsync,
         args.cluster_masters,
     ).describe()
+
+
+class RedisCost:
+    """Redis' own CPU and commands over a window, on every master.
+
+    ``used_cpu_sys + used_cpu_user`` of ``INFO cpu`` and the calls of
+    ``INFO commandstats`` are read at the start and at :meth:`per`; the
+    difference over a count of timers is the cost per timer as Redis
+    itself accounts it (a script's inner commands count under their
+    names, the script under ``evalsha``).
+    """
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = list(urls)
+        self._start = self._read()
+
+    def _read(self) -> tuple[float, dict[str, int]]:
+        import redis
+
+        cpu = 0.0
+        calls: dict[str, int] = {}
+        for url in self.urls:
+            client = redis.Redis.from_url(url)
+            try:
+                info = client.info("cpu")
+                cpu += float(info["used_cpu_sys"]) + float(
+                    info["used_cpu_user"]
+                )
+                for name, stats in client.info("commandstats").items():
+                    command = name.removeprefix("cmdstat_")
+                    calls[command] = calls.get(command, 0) + int(
+                        stats["calls"]
+                    )
+            finally:
+                client.close()
+        return cpu, calls
+
+    def per(self, count: int) -> dict[str, float]:
+        """Redis CPU (us) and commands per one of ``count`` since start."""
+        cpu, calls = self._read()
+        start_cpu, start_calls = self._start
+        count = max(1, count)
+        out = {"redis_cpu_us": round((cpu - start_cpu) * 1e6 / count, 1)}
+        for command, n in sorted(calls.items()):
+            used = n - start_calls.get(command, 0)
+            # The meter's own INFO calls are not the service's.
+            if used > 0 and command != "info":
+                out[f"calls_{command}"] = round(used / count, 3)
+        return out

@@ -59,6 +59,7 @@ from _common import (
     save_report,
     wait_http,
 )
+from _redis import RedisCost
 from _service import log_summary, service_env
 
 WRK_DIR = BENCH_DIR / "wrk"
@@ -67,9 +68,12 @@ PREFILL = 10_000
 
 def _parse_wrk(text: str) -> dict[str, float]:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    done = re.search(r"(\d+) requests in", text)
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
     errors = re.search(r"Socket errors:(.*)", text)
     out = {"rps": rps, "non_2xx": int(bad.group(1)) if bad else 0}
+    if done:
+        out["requests"] = int(done.group(1))
     for pct in ("50", "99"):
         found = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
         if found:
@@ -340,6 +344,7 @@ def main() -> None:
         for run in range(args.runs):
             group.check_alive()
             if tool == "wrk":
+                cost = RedisCost(redis.node_urls)
                 p = run_wrk(
                     base_url,
                     "post_timer.lua",
@@ -348,6 +353,7 @@ def main() -> None:
                     load_cpus,
                     CpuMeter(pids),
                 )
+                p["redis"] = cost.per(int(p.get("requests", 0)))
                 g = run_wrk(
                     base_url,
                     "get_timer.lua",
@@ -406,6 +412,11 @@ def main() -> None:
         "tool": tool,
         "pinned": pin,
         "post_median_rps": round(median(post)),
+        "post_redis_cpu_us": median(
+            [r["post"]["redis"]["redis_cpu_us"] for r in runs]
+            if tool == "wrk"
+            else [float("nan")]
+        ),
         "get_median_rps": round(median(get)),
         "post_best_rps": round(max(post)),
         "get_best_rps": round(max(get)),

@@ -61,6 +61,7 @@ from _common import (
     save_report,
     spread,
 )
+from _redis import RedisCost
 from _service import Service, log_summary, service_env, start_sink
 
 
@@ -123,6 +124,7 @@ def run_once(
         profile_out = workdir / "profile.txt"
         started = time.time()
         create_meter = CpuMeter(pids)
+        create_cost = RedisCost(redis.node_urls)
         first_due = started + args.lead
         if args.burst:
             asyncio.run(creator.burst(hook, args.burst, first_due))
@@ -131,6 +133,7 @@ def run_once(
             # Created while earlier timers fire: the meter and the
             # profile cover creation and firing together.
             meter = CpuMeter(pids)
+            fire_cost = create_cost
             if args.profile:
                 start_profile(
                     group,
@@ -144,6 +147,7 @@ def run_once(
             window_end = time.time() + args.lead + args.drain_timeout
         create_s = time.time() - started
         create_cpu = create_meter.shares()
+        per_create = create_cost.per(len(creator.ids))
         if args.burst:
             if time.time() > first_due:
                 print(
@@ -153,6 +157,7 @@ def run_once(
                 )
             time.sleep(max(0.0, first_due - time.time() - 0.5))
             meter = CpuMeter(pids)
+            fire_cost = RedisCost(redis.node_urls)
             if args.profile:
                 start_profile(
                     group,
@@ -180,6 +185,12 @@ def run_once(
             group.check_alive()
             time.sleep(0.1)
         cpu = meter.shares()
+        fired = max(1, arrived - len(canaries))
+        per_fired = fire_cost.per(fired)
+        worker_s = sum(
+            s for n, s in meter.seconds().items() if n.startswith("worker")
+        )
+        per_fired["worker_cpu_us"] = round(worker_s * 1e6 / fired, 1)
         time.sleep(1.0)  # late duplicates
         dump = sink.dump()
         views = asyncio.run(read_views(service.api_urls[0], creator.ids))
@@ -199,6 +210,9 @@ def run_once(
         )
     result = analyse(args, creator, create_s, dump, views)
     result |= {
+        # Creation and firing overlap at a rate: then both are per fired.
+        "per_create": per_create if args.burst else {},
+        "per_fired": per_fired,
         "cpu_firing": cpu,
         "cpu_creating": create_cpu,
         "logs": logs,
@@ -289,6 +303,8 @@ def report(result: dict[str, object]) -> None:
         f"{result['duplicated_ids']} early {result['early']}\n"
         f"  webhooks/s {rate} (per worker {per_worker}), makespan "
         f"{result.get('makespan_s')}s, lateness ms {late}\n"
+        f"  redis per create {result.get('per_create')}\n"
+        f"  redis per fired {result.get('per_fired')}\n"
         f"  cpu while firing {result['cpu_firing']}, redis clients "
         f"{result['redis_clients']}\n"
         f"  states {result['states']}",
@@ -372,6 +388,12 @@ def main() -> None:
             [r["lateness_ms"][q] for r in results if "lateness_ms" in r]
             or [math.nan]
         )
+    for phase in ("per_create", "per_fired"):
+        keys = sorted({k for r in results for k in r.get(phase, {})})
+        for key in keys:
+            summary[f"{phase}_{key}"] = median(
+                [r[phase][key] for r in results if key in r.get(phase, {})]
+            )
     summary["lost_total"] = sum(r["lost"] for r in results)
     summary["duplicated_total"] = sum(r["duplicated_ids"] for r in results)
     summary["early_total"] = sum(r["early"] for r in results)

@@ -14,13 +14,14 @@ clients were told, what arrived, and how late::
 Scenarios: ``failover`` (SIGKILL of the master holding most timers, with
 replica acks), ``replica-stop`` (the only replica SIGSTOPped 12 s, with
 replica acks), ``pause`` (``CLIENT PAUSE ALL`` 6 s under 100 creates/s),
-``noreplicas`` and ``misconf`` (writes refused 4 s while webhooks are in
-flight), ``master-stop`` (one of three masters SIGSTOPped 8 s),
-``rebalance`` (a fourth master added and slots moved under 150
-creates/s), ``worker-restarts`` (8 restarts; consumers left per group).
-The ``summary`` holds every figure: acknowledged, 503 with an id, other
-refusals by status, lost, duplicated, unexplained arrivals, lateness
-percentiles by group, and the fault's moments.
+``noreplicas`` and ``misconf`` (writes refused 3 s while webhooks are in
+flight, arrivals counted until a reclaim after), ``master-stop`` (one of
+three masters SIGSTOPped 8 s), ``rebalance`` (a fourth master added and
+slots moved under 150 creates/s), ``worker-restarts`` (8 restarts;
+consumers left per group). The ``summary`` holds every figure:
+acknowledged, 503 with an id, other refusals by status, lost,
+duplicated, unexplained arrivals, lateness percentiles by group, and the
+fault's moments.
 """
 
 from __future__ import annotations
@@ -132,13 +133,15 @@ def run(scenario: str, tmp: Path) -> Any:
                     faults.consumer_counts(server.url).values()
                 )
                 return figures
-            procs = procs_for(server.url, WHEEL_RECLAIM_IDLE="12")
+            procs = procs_for(server.url, WHEEL_RECLAIM_IDLE="8")
             refuse: Callable[[Any], Callable[[], None]] = (
                 faults.refuse_noreplicas
                 if scenario == "noreplicas"
                 else faults.refuse_misconf(tmp / "snapshots")
             )
-            return faults.refused_writes(server.url, procs, receiver, refuse)
+            return faults.refused_writes(
+                server.url, procs, receiver, refuse, reclaim_s=8
+            )
         finally:
             server.stop(kill=True)
     finally:

@@ -456,12 +456,15 @@ def refused_writes(
     procs: Procs,
     receiver: Receiver,
     refuse: Callable[[sync_redis.Redis], Callable[[], None]],
+    reclaim_s: float,
     timers: int = 200,
-    refuse_s: float = 4.0,
+    refuse_s: float = 3.0,
 ) -> Figures:
     """Writes refused for ``refuse_s`` while ``timers`` webhooks are in
     flight (the receiver holds each for a second): ``refuse`` starts the
-    refusal and returns what ends it."""
+    refusal and returns what ends it. Arrivals are counted until a
+    reclaim (``reclaim_s``, the roles' WHEEL_RECLAIM_IDLE) and a sweep
+    after the refusal: a completion lost to it would fire again then."""
     figures = Figures()
     base = run_roles(procs, tickers=1, workers=1)
     acked = asyncio.run(
@@ -484,6 +487,10 @@ def refused_writes(
     client.close()
     figures.groups = {"acked": set(acked)}
     settle(figures, receiver, time.time() + 15, set(acked))
+    time.sleep(
+        max(0.0, figures.times["resumed"] + reclaim_s * 1.25 + 1 - time.time())
+    )
+    figures.take(receiver)
     return figures
 
 

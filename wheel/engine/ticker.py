@@ -72,6 +72,9 @@ class Ticker:
         self._beat_every_s = settings.lease_ttl / 3
         self._next_beat_at = 0.0
         self._paused_until: dict[int, float] = {}
+        self._index: dict[int, dict[Bucket, int]] = {}
+        """Per shard, the index members and scores last seen."""
+        self._peeked_at: dict[int, float] = {}
         self._errors = ErrorLog(log)
         self._live: list[str] | None = None
         self._held_until: dict[int, float] = {}
@@ -185,7 +188,13 @@ class Ticker:
 
     async def tick_shards(self, group: Sequence[ShardKeys]) -> float:
         """Move what is due in ``group`` (shards of one node); seconds
-        until worth again."""
+        until worth again.
+
+        Each shard's index is peeked at most every tick interval; in
+        between, the members and scores the last peek (and the advances
+        since) left tell which buckets are due, so a busy wheel costs a
+        script call where something is due and nothing elsewhere.
+        """
         now = time.monotonic()
         shards = [
             shard
@@ -195,24 +204,46 @@ class Ticker:
         ]
         if not shards:
             return self.settings.tick_interval
-        peeks = await asyncio.gather(
-            *(self.queue.peek(shard, PEEK) for shard in shards),
-            return_exceptions=True,
-        )
+        stale = [
+            shard
+            for shard in shards
+            if self._peeked_at.get(shard.shard, 0.0)
+            + self.settings.tick_interval
+            <= now
+        ]
+        if stale:
+            peeks = await asyncio.gather(
+                *(self.queue.peek(shard, PEEK) for shard in stale),
+                return_exceptions=True,
+            )
+            for shard, peek in zip(stale, peeks, strict=True):
+                if isinstance(peek, BaseException):
+                    self._errors.note("peek", peek)
+                    self._index.pop(shard.shard, None)
+                    continue
+                self._index[shard.shard] = dict(peek)
+                self._peeked_at[shard.shard] = now
         wait_s = self.settings.tick_interval
         work = []
-        for shard, peek in zip(shards, peeks, strict=True):
-            if isinstance(peek, BaseException):
-                self._errors.note("peek", peek)
+        for shard in shards:
+            index = self._index.get(shard.shard)
+            if index is None:
                 continue
-            due, next_ms = self._due(shard, peek)
-            if next_ms is not None:
-                ahead_s = (
-                    next_ms - self.queue.clocks.now_ms(shard.shard)
-                ) / 1e3
+            now_ms = self.queue.clocks.now_ms(shard.shard)
+            due = [
+                bucket for bucket, score in index.items() if score <= now_ms
+            ]
+            later = [score for score in index.values() if score > now_ms]
+            if later:
+                ahead_s = (min(later) - now_ms) / 1e3
                 wait_s = min(wait_s, max(ahead_s, MIN_SLEEP_S))
             if due:
                 work.append(self._work(shard, due))
+        until_peek = min(
+            self._peeked_at.get(s.shard, 0.0) + self.settings.tick_interval
+            for s in shards
+        )
+        wait_s = min(wait_s, max(MIN_SLEEP_S, until_peek - now))
         rung: list[ShardKeys] = []
         if work:
             for again, ahead_ms, moved_to in await asyncio.gather(*work):
@@ -229,18 +260,13 @@ class Ticker:
                 await ring(self.queue.connection, self.queue.keys, rung)
             except Exception as exc:
                 self._errors.note("doorbell", exc)
-        if any(until > now for until in self._paused_until.values()):
+        if any(
+            until > now
+            for k, until in self._paused_until.items()
+            if k in self.held
+        ):
             wait_s = min(wait_s, FULL_PAUSE_S)
         return wait_s
-
-    def _due(
-        self, shard: ShardKeys, peek: Sequence[tuple[Bucket, int]]
-    ) -> tuple[list[Bucket], int | None]:
-        """The due buckets of a peek, and the earliest score not yet due."""
-        now_ms = self.queue.clocks.now_ms(shard.shard)
-        due = [bucket for bucket, score in peek if score <= now_ms]
-        later = [score for _, score in peek if score > now_ms]
-        return due, (min(later) if later else None)
 
     async def _work(
         self, shard: ShardKeys, due: list[Bucket]
@@ -250,6 +276,7 @@ class Ticker:
         shard when its ready stream got entries (to ring for)."""
         minutes = [b.number for b in due if b.level is Level.MINUTE]
         coarse = [b for b in due if b.level is not Level.MINUTE]
+        index = self._index.setdefault(shard.shard, {})
         again = False
         try:
             for bucket in coarse:
@@ -260,6 +287,8 @@ class Ticker:
                     return self._lost(shard), None, None
                 self.cascaded_total += cascaded.moved
                 again = again or cascaded.left > 0 or cascaded.moved > 0
+                # New minute buckets entered the index: look again.
+                self._peeked_at.pop(shard.shard, None)
             if minutes:
                 advanced = await self.queue.advance(shard, self.name, minutes)
                 if advanced.code is Code.NOT_OURS:
@@ -277,7 +306,15 @@ class Ticker:
                     metrics.TIMERS_MOVED.inc(advanced.moved)
                     moved_to = shard
                 again = again or advanced.more
+                # The advanced buckets' earliest left is their new score
+                # (a bucket emptied leaves the index): the next look.
+                for bucket in due:
+                    if bucket.level is Level.MINUTE:
+                        index.pop(bucket, None)
                 if advanced.next_ms is not None:
+                    for bucket in due:
+                        if bucket.level is Level.MINUTE:
+                            index[bucket] = advanced.next_ms
                     return (
                         again,
                         advanced.next_ms - advanced.now_ms,
@@ -286,6 +323,7 @@ class Ticker:
                 return again, None, moved_to
         except Exception as exc:
             self._errors.note(f"shard {shard.shard}", exc)
+            self._peeked_at.pop(shard.shard, None)
             return False, None, None
         return again, None, None
 
