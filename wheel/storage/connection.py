@@ -388,13 +388,15 @@ class Connection:
                         str(exc), maybe_applied=True
                     ) from exc
                 raise
-            except TimeoutError as exc:
-                last = exc
-                if call is not None and call.sent:
-                    maybe_applied = True
-                continue  # the deadline has passed
             except Exception as exc:
                 last = exc
+                if isinstance(exc, TimeoutError) and (
+                    time.monotonic() >= deadline
+                ):
+                    # The caller's deadline: no reply, and no more tries.
+                    if call is not None and call.sent:
+                        maybe_applied = True
+                    continue
                 kind = classify(exc)
                 if kind is Kind.BUG:
                     raise
