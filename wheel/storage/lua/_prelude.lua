@@ -59,18 +59,71 @@ local function schedule(index, minute_key, minute, coarse_key, level,
 end
 
 -- A finished record, packed into one field of the hourly finished hash:
--- state letter and attempts, due ms, ms from due to finish, last result.
-local function pack_finished(state, attempts, due, at, result)
-    return state .. fmt(attempts) .. ',' .. fmt(due) .. ','
-        .. fmt(at - due) .. ',' .. (result or '')
+-- state letter and attempts (then ':' and the last attempt's duration
+-- in ms, when the record ends with an attempt), due ms, ms from due to
+-- finish, last result.
+local function pack_finished(state, attempts, due, at, result, duration)
+    local head = state .. fmt(attempts)
+    if duration then
+        head = head .. ':' .. fmt(duration)
+    end
+    return head .. ',' .. fmt(due) .. ',' .. fmt(at - due) .. ','
+        .. (result or '')
 end
 
 -- Keep a finished hash at least `ttl` ms from now: each record in it is
 -- readable for the whole retention. Renewed to a minute more than that,
 -- so at most once a minute: the append-only file does not get a PEXPIRE
--- per completion.
-local function keep(key, ttl)
+-- per completion. Each renewal also lists the hash's hour in the shard's
+-- finished hours (`hours`, scored by hour; `expiry`, scored by when the
+-- hash expires) and forgets a few hours whose hash has expired.
+local function keep(key, ttl, hours, expiry, hour)
     if redis.call('PTTL', key) < ttl then
         redis.call('PEXPIRE', key, fmt(ttl + 60000))
+        local now = now_ms()
+        redis.call('ZADD', hours, hour, hour)
+        redis.call('ZADD', expiry, now + ttl + 60000, hour)
+        local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', now,
+            'LIMIT', 0, 16)
+        if #gone > 0 then
+            redis.call('ZREM', expiry, unpack(gone))
+            redis.call('ZREM', hours, unpack(gone))
+        end
     end
+end
+
+-- A finished timer keeps its request and earlier attempts beside its
+-- packed record, in fields of their own (none for a plain timer).
+local function keep_extras(finished, id, request, history)
+    if request and request ~= '' then
+        redis.call('HSET', finished, id .. 'q', request)
+    end
+    if history and history ~= '' then
+        redis.call('HSET', finished, id .. 'h', history)
+    end
+end
+
+-- Attempt history: one line per attempt, "<sent ms>,<duration ms>,
+-- <result>" (the result an HTTP status or an error, never a newline),
+-- oldest first, at most `kept` lines.
+local function push_history(history, entry, kept)
+    local lines = {}
+    if history then
+        for line in string.gmatch(history, '[^\n]+') do
+            lines[#lines + 1] = line
+        end
+    end
+    if entry then
+        lines[#lines + 1] = entry
+    end
+    local first = math.max(1, #lines - kept + 1)
+    if first > #lines then
+        return ''
+    end
+    return table.concat(lines, '\n', first, #lines)
+end
+
+-- A copy of a timer in an hour or day bucket: id and due (6 bytes).
+local function coarse_member(id, due)
+    return id .. struct.pack('>I6', due)
 end
