@@ -18,7 +18,7 @@ from typing import TypeVar
 import msgspec
 
 VERSION = 1
-MAX_CURSOR_CHARS = 2048
+MAX_CURSOR_CHARS = 16384
 
 S = TypeVar("S", bound=msgspec.Struct)
 
