@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from wheel.core import requests
 
@@ -27,7 +28,9 @@ def _doc(
     )
 
 
-Part = Annotated[int, _doc("A non-negative JSON integer.", ge=0)]
+Part = Annotated[
+    int, _doc("A non-negative JSON integer; a missing one counts as 0.", ge=0)
+]
 Instant = Annotated[str, _doc("An instant, RFC 3339 UTC with ms.")]
 TimerId = Annotated[str, _doc("The timer's id, a UUID.", json_format="uuid")]
 At = Annotated[
@@ -96,21 +99,23 @@ class TimerRequest(msgspec.Struct, forbid_unknown_fields=True):
             json_format="uri",
         ),
     ]
-    hours: Part = 0
-    minutes: Part = 0
-    seconds: Part = 0
-    at: At | None = None
-    request: RequestSpec | None = None
+    # Declared without a default so that generated clients leave them
+    # out (a part sent as 0 beside at is refused).
+    hours: Part | UnsetType = UNSET
+    minutes: Part | UnsetType = UNSET
+    seconds: Part | UnsetType = UNSET
+    at: At | UnsetType = UNSET
+    request: RequestSpec | UnsetType = UNSET
 
 
 class Reschedule(msgspec.Struct, forbid_unknown_fields=True):
     """Body of ``PATCH /timer/{id}``: the new time, as a delay from now
     in parts or as ``at`` (one of them; nothing else changes)."""
 
-    hours: Part = 0
-    minutes: Part = 0
-    seconds: Part = 0
-    at: At | None = None
+    hours: Part | UnsetType = UNSET
+    minutes: Part | UnsetType = UNSET
+    seconds: Part | UnsetType = UNSET
+    at: At | UnsetType = UNSET
 
 
 class HistoryEntry(msgspec.Struct):
