@@ -1491,10 +1491,22 @@ async def test_own_request_is_kept_and_a_plain_timer_stores_no_more(
     own = await create_at(queue, now + 60_000, REQUEST)
     plain = await create_at(queue, now + 60_000)
 
-    assert raw.hget(shard.timer(own.timer_id), "q") == REQUEST
+    fields = raw.hgetall(shard.timer(own.timer_id))
+    chunks = int(fields[b"q"])
+    assert b"".join(fields[b"q%d" % n] for n in range(1, chunks + 1)) == (
+        REQUEST
+    )
+    # Short fields keep the record a listpack (a long one would make it a
+    # hash table, about three times the size).
+    assert max(len(value) for value in fields.values()) <= 64
+    assert raw.object("encoding", shard.timer(own.timer_id)) in (
+        b"listpack",
+        b"ziplist",
+    )
     assert set(record(raw, shard, plain.timer_id)) == {"u", "d", "s"}
     got = await queue.get(own.timer_id)
     assert got is not None
+    assert got.request == REQUEST
     assert unpack(got.request).method == "PUT"
 
 
@@ -1556,12 +1568,16 @@ async def test_history_keeps_the_last_five_attempts_oldest_first(
     each sent at its completion less its duration."""
     many = with_settings(queue, max_attempts=10)
     created = await create_at(many, redis_ms(raw) - 1, REQUEST)
-    assert not raw.hexists(shard.timer(created.timer_id), "h")
+    assert not raw.hexists(shard.timer(created.timer_id), "h1")
     for n in range(6):
         code = await attempt(many, shard, Outcome.RETRY, f"{500 + n}", n)
         assert code is Code.DONE
     pending_view = await many.get(created.timer_id)
     assert pending_view is not None
+    assert raw.object("encoding", shard.timer(created.timer_id)) in (
+        b"listpack",
+        b"ziplist",
+    )
     assert [a.result for a in pending_view.history] == [
         "501", "502", "503", "504", "505",
     ]  # fmt: skip

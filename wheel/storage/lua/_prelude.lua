@@ -105,7 +105,7 @@ end
 
 -- Attempt history: one line per attempt, "<sent ms>,<duration ms>,
 -- <result>" (the result an HTTP status or an error, never a newline),
--- oldest first, at most `kept` lines.
+-- oldest first; the lines of `history` and `entry`, the last `kept`.
 local function push_history(history, entry, kept)
     local lines = {}
     if history then
@@ -121,6 +121,67 @@ local function push_history(history, entry, kept)
         return ''
     end
     return table.concat(lines, '\n', first, #lines)
+end
+
+-- A record keeps fields of at most 64 bytes: one value longer (Redis'
+-- hash-max-listpack-value) turns the whole record from a listpack into
+-- a hash table, about three times its size. So a timer's packed request
+-- is kept in fields q1..qN of REQUEST_CHUNK bytes, with N in field q,
+-- and its attempt history one line a field, h1..h5 (oldest first).
+local REQUEST_CHUNK = 60
+local HISTORY_FIELDS = {'h1', 'h2', 'h3', 'h4', 'h5'}
+
+local function store_request(record, packed)
+    if not packed or packed == '' then
+        return
+    end
+    local n = 0
+    for i = 1, #packed, REQUEST_CHUNK do
+        n = n + 1
+        redis.call('HSET', record, 'q' .. n,
+            string.sub(packed, i, i + REQUEST_CHUNK - 1))
+    end
+    redis.call('HSET', record, 'q', n)
+end
+
+-- The packed request of a record whose field q is `count` ('' if none).
+local function load_request(record, count)
+    local n = tonumber(count)
+    if not n then
+        return ''
+    end
+    local names = {}
+    for i = 1, n do
+        names[i] = 'q' .. i
+    end
+    local parts = redis.call('HMGET', record, unpack(names))
+    for i = 1, n do
+        if not parts[i] then
+            return ''
+        end
+    end
+    return table.concat(parts)
+end
+
+-- A record's history as lines joined by newlines ('' if none).
+local function load_history(record)
+    local lines = redis.call('HMGET', record, unpack(HISTORY_FIELDS))
+    local out = {}
+    for i = 1, #HISTORY_FIELDS do
+        if lines[i] then
+            out[#out + 1] = lines[i]
+        end
+    end
+    return table.concat(out, '\n')
+end
+
+-- Store history lines (joined by newlines, at most #HISTORY_FIELDS).
+local function store_history(record, history)
+    local n = 0
+    for line in string.gmatch(history or '', '[^\n]+') do
+        n = n + 1
+        redis.call('HSET', record, HISTORY_FIELDS[n], line)
+    end
 end
 
 -- A copy of a timer in an hour or day bucket: id and due (6 bytes).

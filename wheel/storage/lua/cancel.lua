@@ -22,12 +22,14 @@
 -- state letter of a firing or finished timer, or C_NOT_FOUND.
 
 local now = now_ms()
-local rec = redis.call('HMGET', KEYS[1], 's', 'd', 'a', 'q', 'h')
+local rec = redis.call('HMGET', KEYS[1], 's', 'd', 'a', 'q')
 if rec[1] == S_PENDING then
+    local request = load_request(KEYS[1], rec[4])
+    local history = load_history(KEYS[1])
     redis.call('DEL', KEYS[1])
     redis.call('HSET', KEYS[2], ARGV[1], pack_finished(S_CANCELLED,
         tonumber(rec[3]) or 0, tonumber(rec[2]), now, ''))
-    keep_extras(KEYS[2], ARGV[1], rec[4], rec[5])
+    keep_extras(KEYS[2], ARGV[1], request, history)
     keep(KEYS[2], tonumber(ARGV[2]), KEYS[4], KEYS[5], ARGV[3])
     redis.call('DECR', KEYS[3])
     return {now, C_DONE, S_CANCELLED}

@@ -51,12 +51,14 @@ local function drop(entry)
 end
 
 local function fail(record, finished, entry, id, rec, attempts, hour)
+    local request = load_request(record, rec[7])
+    local history = load_history(record)
     drop(entry)
     local error = 'delivered too many times'
     redis.call('DEL', record)
     redis.call('HSET', finished, id, pack_finished(S_FAILED, attempts,
         tonumber(rec[5]), now, error))
-    keep_extras(finished, id, rec[7], rec[8])
+    keep_extras(finished, id, request, history)
     keep(finished, retention, KEYS[4], KEYS[5], hour)
     redis.call('DECR', KEYS[3])
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'i', id,
@@ -68,7 +70,8 @@ local function fire(record, entry, rec)
     local attempt = redis.call('HINCRBY', record, 'a', 1)
     redis.call('HSET', record, 's', S_FIRING,
         'c', fmt(now) .. '|' .. entry .. '|' .. consumer)
-    return {V_FIRE, rec[4], attempt, tonumber(rec[5]), rec[7] or ''}
+    return {V_FIRE, rec[4], attempt, tonumber(rec[5]),
+        load_request(record, rec[7])}
 end
 
 for j = 1, (#ARGV - 6) / 4 do
@@ -78,9 +81,9 @@ for j = 1, (#ARGV - 6) / 4 do
     local sched = tonumber(ARGV[5 + 4 * j])
     local hour = ARGV[6 + 4 * j]
     -- s state, a attempts, c claim token, u url, d due, n next schedule,
-    -- q request, h history
+    -- q the request's chunks
     local rec = redis.call('HMGET', record, 's', 'a', 'c', 'u', 'd', 'n',
-        'q', 'h')
+        'q')
     local state = rec[1]
     local attempts = tonumber(rec[2]) or 0
     if state == S_PENDING then
@@ -102,7 +105,7 @@ for j = 1, (#ARGV - 6) / 4 do
         local age = now - (tonumber(claimed) or 0)
         if by_entry == entry and by == consumer then
             out[#out + 1] = {V_FIRE, rec[4], attempts, tonumber(rec[5]),
-                rec[7] or ''}
+                load_request(record, rec[7])}
         elseif age < hold then
             out[#out + 1] = {V_BUSY, hold - age}
         elseif attempts >= max_attempts then

@@ -58,8 +58,8 @@ local attempt = tonumber(ARGV[4])
 local outcome = ARGV[5]
 local id = ARGV[7]
 local HISTORY_KEPT = 5
--- s state, a attempts, c claim token, u url, d due, q request, h history
-local rec = redis.call('HMGET', KEYS[2], 's', 'a', 'c', 'u', 'd', 'q', 'h')
+-- s state, a attempts, c claim token, u url, d due, q request chunks
+local rec = redis.call('HMGET', KEYS[2], 's', 'a', 'c', 'u', 'd', 'q')
 local by = string.match(rec[3] or '', '^%d+|[^|]*|(.*)$')
 if rec[1] ~= S_FIRING or tonumber(rec[2]) ~= attempt or by ~= ARGV[3] then
     if outcome == O_RETRY and rec[1] == S_PENDING
@@ -88,11 +88,13 @@ if outcome == O_OK or outcome == O_FAIL then
         redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[13], '*', 'i', id,
             'u', rec[4], 'a', attempt, 'e', ARGV[6], 't', fmt(now))
     end
+    local request = load_request(KEYS[2], rec[6])
+    local history = push_history(load_history(KEYS[2]), nil,
+        HISTORY_KEPT - 1)
     redis.call('DEL', KEYS[2])
     redis.call('HSET', KEYS[3], id,
         pack_finished(state, attempt, due, now, ARGV[6], duration))
-    keep_extras(KEYS[3], id, rec[6],
-        push_history(rec[7] or nil, nil, HISTORY_KEPT - 1))
+    keep_extras(KEYS[3], id, request, history)
     keep(KEYS[3], tonumber(ARGV[12]), KEYS[10], KEYS[11], ARGV[15])
     redis.call('DECR', KEYS[8])
 else
@@ -105,8 +107,9 @@ else
     redis.call('HSET', KEYS[2], 's', S_PENDING, 'a', attempts,
         'n', fmt(sched))
     if outcome == O_RETRY then
-        redis.call('HSET', KEYS[2], 'r', ARGV[6], 'h',
-            push_history(rec[7] or nil, entry, HISTORY_KEPT))
+        redis.call('HSET', KEYS[2], 'r', ARGV[6])
+        store_history(KEYS[2],
+            push_history(load_history(KEYS[2]), entry, HISTORY_KEPT))
     end
     -- A copy a reschedule left behind at this very due is still on the
     -- wheel: it serves again rather than a second one.

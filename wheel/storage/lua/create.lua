@@ -7,7 +7,8 @@
 -- and request fingerprint answer that timer, another fingerprint is a
 -- mismatch. The due time is Redis' clock plus the delay, or the instant
 -- given (`at`), and never earlier than Redis' clock. A timer with its own
--- request keeps it packed in field q; a plain timer stores nothing more.
+-- request keeps it packed (store_request: fields q, q1..qN); a plain
+-- timer stores nothing more.
 --
 -- Runs at maxmemory: no. Its first write is the record's HSET, so a full
 -- Redis refuses the call before anything is written.
@@ -74,9 +75,7 @@ if ARGV[9] ~= '' then
     due = math.max(now, tonumber(ARGV[9]))
 end
 redis.call('HSET', KEYS[1], 'u', ARGV[2], 'd', fmt(due), 's', S_PENDING)
-if ARGV[10] ~= '' then
-    redis.call('HSET', KEYS[1], 'q', ARGV[10])
-end
+store_request(KEYS[1], ARGV[10])
 schedule(KEYS[2], KEYS[3], ARGV[4], KEYS[4], ARGV[5], ARGV[6], id, due, now)
 redis.call('INCR', KEYS[7])
 if fingerprint ~= '' then

@@ -21,12 +21,13 @@ local now = now_ms()
 local out = {now}
 for i = 1, #ARGV do
     local id = ARGV[i]
-    local rec = redis.call('HMGET', KEYS[2 * i - 1], 's', 'd', 'a', 'n', 'r',
-        'u', 'q', 'h', 'c')
+    local record = KEYS[2 * i - 1]
+    local rec = redis.call('HMGET', record, 's', 'd', 'a', 'n', 'r', 'u',
+        'q', 'c')
     if rec[1] then
         out[#out + 1] = {'r', rec[1], rec[2], rec[3] or '0', rec[4] or '',
-            rec[5] or '', rec[6] or '', rec[7] or '', rec[8] or '',
-            rec[9] or ''}
+            rec[5] or '', rec[6] or '', load_request(record, rec[7]),
+            load_history(record), rec[8] or ''}
     else
         local finished = redis.call('HMGET', KEYS[2 * i], id, id .. 'q',
             id .. 'h')

@@ -49,9 +49,7 @@ redis.call('HDEL', KEYS[2], id, id .. 'q', id .. 'h')
 redis.call('XDEL', KEYS[5], ARGV[3])
 redis.call('HSET', KEYS[1], 'u', ARGV[2], 'd', due, 's', S_PENDING,
     'n', fmt(now), 'p', ARGV[3])
-if extras[1] then
-    redis.call('HSET', KEYS[1], 'q', extras[1])
-end
+store_request(KEYS[1], extras[1] or '')
 -- The failing attempt itself (in the packed record's head) rejoins the
 -- history the finished record kept beside it.
 local history = extras[2] or nil
@@ -62,9 +60,7 @@ if took and took ~= '' then
     history = push_history(history, fmt(sent) .. ',' .. took .. ','
         .. result, 5)
 end
-if history and history ~= '' then
-    redis.call('HSET', KEYS[1], 'h', history)
-end
+store_history(KEYS[1], history)
 redis.call('ZADD', KEYS[4], now, id)
 redis.call('ZADD', KEYS[3], 'LT', now, 'm' .. ARGV[4])
 redis.call('INCR', KEYS[6])
