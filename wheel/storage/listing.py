@@ -21,14 +21,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import msgspec
-
 from wheel.core import paging, walk
 from wheel.core.paging import CursorInvalid
-from wheel.core.states import TimerState, state_code
+from wheel.core.states import TimerState
+from wheel.storage.finished_walk import (
+    SCANS_PER_PAGE,
+    FinishedWalk,
+    HourCursor,
+)
 from wheel.storage.keys import ShardKeys
-from wheel.storage.replies import Record, as_int, dead_letter_of, entry_of
+from wheel.storage.replies import Record
 from wheel.storage.shards import ShardQueue
+from wheel.storage.stream_walk import StreamCursor, StreamWalk
 from wheel.storage.wheel_walk import WheelCursor, WheelWalk
 
 MAX_LIMIT = 1000
@@ -38,12 +42,6 @@ INDEX_PER_PAGE = 128
 """Most bucket-index members one page looks at (pending)."""
 INDEX_PER_SHARD = 64
 """... and at most this many per shard."""
-SCANS_PER_PAGE = 32
-"""Most ``HSCAN`` calls one page makes (fired, cancelled)."""
-HOURS_LOOK = 16
-"""Finished hours one look at a shard's list of them reads."""
-SCAN_COUNT = 64
-"""``HSCAN`` COUNT: about how many fields one scan call reads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,25 +74,6 @@ class Listed:
     url: str = ""
 
 
-class StreamCursor(
-    msgspec.Struct, array_like=True, forbid_unknown_fields=True
-):
-    """A shard and the last stream entry read (empty: from the start)."""
-
-    shard: int
-    entry: bytes
-
-
-class HourCursor(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
-    """A shard, the finished hour being scanned, where its scan stands,
-    and timers of the last scan batch not yet returned."""
-
-    shard: int
-    hour: int
-    scan: int
-    leftover: list[bytes]
-
-
 class Listing:
     """Pages of timers by status, for ``GET /timers``."""
 
@@ -102,6 +81,8 @@ class Listing:
         self.queue = queue
         self.connection = queue.connection
         self.wheel = WheelWalk(queue)
+        self.streams = StreamWalk(queue)
+        self.finished = FinishedWalk(queue)
 
     async def page(
         self, query: Query, cursor: str | None
@@ -177,10 +158,18 @@ class Listing:
             want = query.limit - len(found)
             shard = self.queue.keys.shard(state.shard)
             if query.status is TimerState.FIRING:
-                read, last = await self._firing(shard, state.entry, want)
+                read, last = await self.streams.firing(
+                    shard, state.entry, want
+                )
             else:
-                read, last = await self._failed(shard, state.entry, want)
-            found += [item for item in read if self._admits(query, item)]
+                read, last = await self.streams.failed(
+                    shard, state.entry, want
+                )
+            found += [
+                item
+                for item in (Listed(*found_one) for found_one in read)
+                if self._admits(query, item)
+            ]
             if last is not None:
                 return found, paging.encode(
                     listing, StreamCursor(state.shard, last)
@@ -191,49 +180,6 @@ class Listing:
             if len(found) >= query.limit:
                 break
         return found, paging.encode(listing, state)
-
-    async def _firing(
-        self, shard: ShardKeys, after: bytes, want: int
-    ) -> tuple[list[Listed], bytes | None]:
-        """Firing timers of the ready stream after entry ``after``; the
-        last entry read when more may follow."""
-        start = b"(" + after if after else b"-"
-        reply = await self.connection.call(
-            shard.ready, "XRANGE", shard.ready, start, "+", "COUNT", want
-        )
-        entries = [entry_of(item) for item in reply if item[1]]
-        records = await self.queue.get_many(
-            shard, [e.timer_id for e in entries]
-        )
-        found = [
-            Listed(entry.timer_id, record, record.url)
-            for entry, record in zip(entries, records, strict=True)
-            if record is not None
-            and record.state is TimerState.FIRING
-            and record.claim_entry == entry.entry_id
-        ]
-        return found, (reply[-1][0] if len(reply) >= want else None)
-
-    async def _failed(
-        self, shard: ShardKeys, before: bytes, want: int
-    ) -> tuple[list[Listed], bytes | None]:
-        """Failed timers of the dead-letter stream before entry
-        ``before``, newest first; the last entry read when more may
-        follow."""
-        end = b"(" + before if before else b"+"
-        reply = await self.connection.call(
-            shard.dead, "XREVRANGE", shard.dead, end, "-", "COUNT", want
-        )
-        letters = [dead_letter_of(item) for item in reply]
-        records = await self.queue.get_many(
-            shard, [letter.timer_id for letter in letters]
-        )
-        found = [
-            Listed(letter.timer_id, record, letter.url)
-            for letter, record in zip(letters, records, strict=True)
-            if record is not None and record.state is TimerState.FAILED
-        ]
-        return found, (reply[-1][0] if len(reply) >= want else None)
 
     @staticmethod
     def _admits(query: Query, item: Listed) -> bool:
@@ -250,7 +196,7 @@ class Listing:
     ) -> tuple[list[Listed], str | None]:
         shards = self.queue.settings.shards
         state = (
-            HourCursor(0, _FIRST_HOUR, 0, [])
+            HourCursor.start(0)
             if text is None
             else paging.decode(text, listing, HourCursor)
         )
@@ -263,94 +209,20 @@ class Listing:
         scans = SCANS_PER_PAGE
         for _ in range(SHARDS_PER_PAGE):
             shard = self.queue.keys.shard(state.shard)
-            items, state, scans = await self._hours(
-                shard, state, query, query.limit - len(found), scans
+            items, state, scans = await self.finished.step(
+                shard,
+                state,
+                query.status,
+                query.due,
+                query.limit - len(found),
+                scans,
             )
-            found += items
-            if state.hour != _DONE:
+            found += [Listed(timer_id, record) for timer_id, record in items]
+            if not state.done:
                 return found, paging.encode(listing, state)
             if state.shard + 1 >= shards:
                 return found, None
-            state = HourCursor(state.shard + 1, _FIRST_HOUR, 0, [])
+            state = HourCursor.start(state.shard + 1)
             if len(found) >= query.limit or scans <= 0:
                 break
         return found, paging.encode(listing, state)
-
-    async def _hours(
-        self,
-        shard: ShardKeys,
-        state: HourCursor,
-        query: Query,
-        want: int,
-        scans: int,
-    ) -> tuple[list[Listed], HourCursor, int]:
-        """Timers of the shard's finished hashes from the cursor on; the
-        cursor after them (hour ``_DONE``: the shard is done) and the
-        scans left in the page's budget.
-
-        ``(hour, 0)`` is the start of an hour; a scan batch holding more
-        than the page takes keeps the rest in the cursor.
-        """
-        letter = state_code(query.status).encode()
-        hour, scan = state.hour, state.scan
-        found = await self._records(shard, state.leftover[:want], query)
-        rest = state.leftover[want:]
-        if rest:
-            return found, HourCursor(shard.shard, hour, scan, rest), scans
-        listed = await self.connection.call(
-            shard.finished_hours,
-            "ZRANGE",
-            shard.finished_hours,
-            max(hour, _FIRST_HOUR),
-            "+inf",
-            "BYSCORE",
-            "LIMIT",
-            0,
-            HOURS_LOOK,
-        )
-        for member in listed:
-            if as_int(member) > hour:
-                hour, scan = as_int(member), 0
-            while True:
-                if scans <= 0 or len(found) >= want:
-                    return found, HourCursor(shard.shard, hour, scan, []), 0
-                scans -= 1
-                key = shard.finished(hour)
-                after, fields = await self.connection.call(
-                    key, "HSCAN", key, scan, "COUNT", SCAN_COUNT
-                )
-                after = as_int(after)
-                ids = [
-                    fields[i]
-                    for i in range(0, len(fields), 2)
-                    if len(fields[i]) == 16 and fields[i + 1][:1] == letter
-                ]
-                room = want - len(found)
-                found += await self._records(shard, ids[:room], query)
-                # A finished scan moves to the next hour.
-                hour, scan = (hour, after) if after else (hour + 1, 0)
-                if len(ids) > room:
-                    cursor = HourCursor(shard.shard, hour, scan, ids[room:])
-                    return found, cursor, scans
-                if not after:
-                    break
-        if len(listed) >= HOURS_LOOK:
-            return found, HourCursor(shard.shard, hour, 0, []), scans
-        return found, HourCursor(shard.shard, _DONE, 0, []), scans
-
-    async def _records(
-        self, shard: ShardKeys, timer_ids: list[bytes], query: Query
-    ) -> list[Listed]:
-        records = await self.queue.get_many(shard, timer_ids)
-        return [
-            Listed(timer_id, record)
-            for timer_id, record in zip(timer_ids, records, strict=True)
-            if record is not None
-            and record.state is query.status
-            and query.due.admits(record.due_ms)
-        ]
-
-
-_FIRST_HOUR = -(2**53)
-_DONE = 2**53
-"""Hours before and after every real one."""
