@@ -482,3 +482,18 @@ async def test_a_cursor_of_another_deployment_is_refused(
 
     assert reply.status_code == 422
     assert reply.json()["errors"][0]["field"] == "cursor"
+
+
+async def test_a_listing_on_a_cluster_lists_each_timer_once(
+    cluster_url: str,
+) -> None:
+    """On a 3-master Redis Cluster (16 shards spread over the masters),
+    every script of a page touches one slot: each timer listed once."""
+    deployment = Deployment(cluster_url, 16)
+    try:
+        await deployment.app.state.api.check_identity()
+        made = await deployment.create(spread_delays(600, seed=3))
+        seen, _ = await deployment.everything(50)
+    finally:
+        await deployment.aclose()
+    assert Counter(seen) == Counter(made)
