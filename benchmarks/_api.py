@@ -43,6 +43,8 @@ class Creator:
 
     api_urls: Sequence[str]
     lanes: int = 64
+    extra: dict[str, object] = field(default_factory=dict)
+    """Fields added to every body (a ``request``, say)."""
     ids: list[str] = field(default_factory=list)
     errors: collections.Counter[str] = field(
         default_factory=collections.Counter
@@ -86,7 +88,7 @@ class Creator:
             async def lane() -> None:
                 for n, delay in source:
                     body = delay_body(urls[n % len(urls)], delay)
-                    timer_id = await self.post(http, body)
+                    timer_id = await self.post(http, {**body, **self.extra})
                     if timer_id:
                         made.append(timer_id)
 

@@ -11,6 +11,10 @@ connection holds buffers that ``used_memory`` counts)::
     # 20,000 timers due now, fired by a ticker and a worker
     python benchmarks/memory.py --fired --timers 20000 --runs 3
 
+    # the same 100,000, each with its own request (REQUEST below)
+    python benchmarks/memory.py --start-days 1 --spread-days 6 --runs 3 \
+        --request
+
 Pending: the API starts, creates one warm-up timer (loading its
 scripts), stops; ``used_memory`` is read (before); the API starts again,
 creates ``--timers`` timers through ``POST /timer`` with delays uniform
@@ -56,6 +60,16 @@ from _service import Service, log_summary, service_env, start_sink
 
 DAY_S = 86_400
 HOOK_URL = "http://127.0.0.1:9/hook"
+REQUEST = {
+    "method": "PUT",
+    "headers": {
+        "Authorization": "Bearer " + "t" * 32,
+        "Content-Type": "application/json",
+    },
+    "body": '{"order": 4711, "event": "reminder", "channel": "email"}',
+}
+"""The request of ``--request``: a PUT with an auth header and a small
+JSON body, as a receiver that expects its own payload would get."""
 _DIGITS = re.compile(rb"\d+")
 _KIND = re.compile(rb"[A-Za-z_-]*:?")
 
@@ -163,7 +177,11 @@ def pending_run(
         before = used_memory(redis)
         kinds_before = breakdown(redis, args.sample, seed)
         service.start_api()
-        creator = Creator(service.api_urls, lanes=args.lanes)
+        creator = Creator(
+            service.api_urls,
+            lanes=args.lanes,
+            extra={"request": REQUEST} if args.request else {},
+        )
         started = time.monotonic()
         delays = (rng.randint(low, high) for _ in range(args.timers))
         asyncio.run(creator.delays(HOOK_URL, delays))
@@ -256,6 +274,11 @@ def main() -> None:
     parser.add_argument("--canaries", type=int, default=64)
     parser.add_argument("--lead", type=float, default=2.0)
     parser.add_argument("--drain-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--request",
+        action="store_true",
+        help="give every timer its own request (REQUEST; pending only)",
+    )
     add_common_args(parser, runs=3)
     args = parser.parse_args()
     if args.timers is None:
@@ -273,7 +296,8 @@ def main() -> None:
             "per fired record"
             if args.fired
             else f"per pending timer ({args.start_days:g} + "
-            f"{args.spread_days:g} days)"
+            f"{args.spread_days:g} days"
+            f"{', with a request' if args.request else ''})"
         )
         print(
             f"run {run + 1}/{args.runs}: {result['bytes_per_timer']} B "

@@ -90,15 +90,21 @@ class Arrival:
     body: bytes
     headers: dict[str, str]
     path: str = "/hook"
+    method: str = "POST"
 
 
 @dataclass
 class Behaviour:
-    """How the receiver answers: a delay, and failures per id."""
+    """How the receiver answers: a delay, and failures per id.
+
+    ``answers`` are the status and headers of each id's first calls, in
+    order (then 200).
+    """
 
     delay_s: float = 0.0
     fail_first: int = 0
     always_fail: bool = False
+    answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
 
 
 @dataclass
@@ -126,7 +132,12 @@ class Receiver:
         with self._lock:
             self.arrivals.append(
                 Arrival(
-                    timer_id, at, body, dict(request.headers), request.path
+                    timer_id,
+                    at,
+                    body,
+                    dict(request.headers),
+                    request.path,
+                    request.method,
                 )
             )
             self._calls[timer_id] += 1
@@ -142,6 +153,9 @@ class Receiver:
                 self._open[timer_id] -= 1
         if self.behaviour.always_fail or calls <= self.behaviour.fail_first:
             return web.Response(status=500, text="planned failure")
+        if calls <= len(self.behaviour.answers):
+            status, headers = self.behaviour.answers[calls - 1]
+            return web.Response(status=status, headers=headers)
         return web.Response(text="ok")
 
     def start(self) -> None:
@@ -151,7 +165,7 @@ class Receiver:
 
         async def serve() -> None:
             app = web.Application()
-            app.router.add_post("/{tail:.*}", self._hook)
+            app.router.add_route("*", "/{tail:.*}", self._hook)
             # Cancel a handler when its client hangs up, so "in flight"
             # ends when the sender gave up (a timed-out attempt).
             self._runner = web.AppRunner(

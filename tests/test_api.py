@@ -185,7 +185,7 @@ async def test_unknown_path_is_404_problem(
     client: httpx.AsyncClient,
 ) -> None:
     """A path the API does not serve is a 404 problem."""
-    assert_problem(await client.get("/timers"), 404)
+    assert_problem(await client.get("/timerz"), 404)
 
 
 @pytest.mark.parametrize(
@@ -194,9 +194,9 @@ async def test_unknown_path_is_404_problem(
         ("DELETE", "/timer", "POST"),
         ("PUT", "/timer", "POST"),
         ("GET", "/timer", "POST"),
-        ("PUT", "/timer/{id}", "GET, DELETE"),
-        ("POST", "/timer/{id}", "GET, DELETE"),
-        ("PATCH", "/timer/{id}", "GET, DELETE"),
+        ("PUT", "/timer/{id}", "GET, DELETE, PATCH"),
+        ("POST", "/timer/{id}", "GET, DELETE, PATCH"),
+        ("POST", "/timers", "GET"),
         ("POST", "/healthz", "GET"),
     ],
 )

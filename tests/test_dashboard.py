@@ -520,3 +520,109 @@ def test_docs_render_swagger_ui_from_the_service_alone(
     assert f"{base}/openapi.json" in urls
     assert all(url.startswith(f"{base}/") for url in urls), urls
     assert watch.problems == []
+
+
+# -- the Timers view ---------------------------------------------------------
+
+
+def timer_rows(page: Page) -> list[str]:
+    """The ids of the Timers view's rows, top to bottom."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll(
+             '[data-testid="timer-row"]')].map((tr) => tr.dataset.id)"""
+    )
+
+
+def loaded(page: Page, count: int) -> None:
+    """Wait until the Timers view has loaded its list ``count`` times."""
+    page.wait_for_function(
+        f"Number(document.body.dataset.timersLoads || 0) >= {count}"
+    )
+
+
+def test_timers_view_lists_pending_soonest_and_moves_and_cancels(
+    procs: Procs, receiver: Receiver, browser: BrowserContext
+) -> None:
+    """Pending timers over several shards and buckets show due soonest
+    first; search finds one by id; Reschedule and Cancel act through the
+    API (PATCH, DELETE) and the list follows."""
+    base = procs.api()
+    with httpx.Client(base_url=base) as api:
+        day = str(create_timer(api, receiver.url, hours=26)["id"])
+        soon = str(create_timer(api, receiver.url, minutes=10)["id"])
+        hours = str(create_timer(api, receiver.url, hours=3)["id"])
+        page, watch = open_page(browser, f"{base}/dashboard")
+        loaded(page, 1)
+        assert timer_rows(page) == [soon, hours, day]
+
+        page.get_by_test_id("timer-id").fill(hours.upper())
+        page.get_by_test_id("timer-find").click()
+        page.get_by_test_id("found-id").wait_for()
+        assert page.get_by_test_id("found-id").text_content() == hours
+        assert page.get_by_test_id("found-status").text_content() == "pending"
+
+        row = page.locator(f'[data-testid="timer-row"][data-id="{hours}"]')
+        row.get_by_test_id("reschedule-button").click()
+        row.get_by_test_id("reschedule-input").fill("60")
+        row.get_by_test_id("reschedule-submit").click()
+        page.wait_for_function(
+            "document.querySelector('[data-testid=timers-outcome]')"
+            ".textContent.includes('moved')"
+        )
+        loaded(page, 2)
+        assert 55 <= api.get(f"/timer/{hours}").json()["time_left"] <= 60
+        assert timer_rows(page) == [hours, soon, day]
+        found_left = page.get_by_test_id("found-time-left").text_content()
+        assert found_left is not None
+        assert int(found_left.split()[0]) <= 60
+
+        page.locator(
+            f'[data-testid="timer-row"][data-id="{day}"]'
+        ).get_by_test_id("cancel-button").click()
+        page.wait_for_function(
+            "document.querySelector('[data-testid=timers-outcome]')"
+            ".textContent.includes('cancelled')"
+        )
+        loaded(page, 3)
+        assert api.get(f"/timer/{day}").json()["status"] == "cancelled"
+        assert timer_rows(page) == [hours, soon]
+    assert all(url.startswith(f"{base}/") for url in watch.urls())
+    assert watch.problems == []
+
+
+def test_timers_view_retries_a_failed_timer(
+    procs: Procs, failing: Receiver, browser: BrowserContext
+) -> None:
+    """The Failed tab lists a failed timer from GET /timers; Retry fires
+    it again; the found timer shows both attempts."""
+    base = procs.api()
+    procs.role("ticker")
+    procs.role("worker")
+    with httpx.Client(base_url=base) as api:
+        timer_id = dead_letter(api, failing)
+        page, watch = open_page(browser, f"{base}/dashboard")
+        loaded(page, 1)
+        page.get_by_test_id("tab-failed").click()
+        row = page.locator(f'[data-testid="timer-row"][data-id="{timer_id}"]')
+        row.wait_for()
+        assert timer_rows(page) == [timer_id]
+        failing.behaviour.always_fail = False
+        row.get_by_test_id("timer-retry-button").click()
+        page.wait_for_function(
+            "document.querySelector('[data-testid=timers-outcome]')"
+            ".textContent.includes('queued')"
+        )
+        wait_until(
+            lambda: failing.ids()[timer_id] == 2, what="the retried webhook"
+        )
+        wait_until(
+            lambda: status(api, timer_id) == "fired", what="status fired"
+        )
+        page.get_by_test_id("timer-id").fill(timer_id)
+        page.get_by_test_id("timer-find").click()
+        page.wait_for_function(
+            "document.querySelectorAll('[data-testid=history-row]')"
+            ".length === 2"
+        )
+        assert page.get_by_test_id("found-status").text_content() == "fired"
+    assert watch.problems == []

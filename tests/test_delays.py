@@ -7,7 +7,15 @@ import statistics
 
 import pytest
 
-from wheel.core.delays import backoff_s, ceil_seconds, delay_ms, outcome_of
+from wheel.core.delays import (
+    backoff_s,
+    ceil_seconds,
+    delay_ms,
+    honour_retry_after,
+    outcome_of,
+    parse_rfc3339,
+    retry_after_s,
+)
 from wheel.core.states import Outcome
 
 
@@ -178,3 +186,99 @@ def test_retry_delay_is_the_jittered_backoff_in_ms(
         Outcome.RETRY,
         wait_ms,
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "epoch_ms"),
+    [
+        ("1970-01-01T00:00:00Z", 0),
+        ("1970-01-01T00:00:00.001Z", 1),
+        ("1970-01-01t00:00:01z", 1000),
+        ("1970-01-01 00:00:01Z", 1000),
+        ("2026-12-01T16:00:00Z", 1_796_140_800_000),
+        ("2026-12-01T17:00:00+01:00", 1_796_140_800_000),
+        ("2026-12-01T15:30:00-00:30", 1_796_140_800_000),
+        ("2026-12-01T16:00:00.25Z", 1_796_140_800_250),
+        ("2026-12-01T16:00:00.250000Z", 1_796_140_800_250),
+        # Finer than a millisecond rounds up: never before the instant.
+        ("2026-12-01T16:00:00.2501Z", 1_796_140_800_251),
+        ("2026-12-01T16:00:00.000000001Z", 1_796_140_800_001),
+        ("2024-02-29T00:00:00+23:59", 1_709_078_460_000),
+    ],
+)
+def test_parse_rfc3339(text: str, epoch_ms: int) -> None:
+    """RFC 3339 date-times with an offset become epoch ms."""
+    assert parse_rfc3339(text) == epoch_ms
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("2026-12-01T16:00:00", "offset"),
+        ("2026-12-01", "offset"),
+        ("2026-12-01T16:00Z", "offset"),
+        ("2026-12-01T16:00:00+0100", "offset"),
+        ("2026-12-01T16:00:00+1", "offset"),
+        ("2026-12-01T16:00:00 Z", "offset"),
+        ("20261201T160000Z", "offset"),
+        ("2026-12-01T16:00:00+24:00", "out of range"),
+        ("2026-12-01T16:00:00+01:60", "out of range"),
+        ("2026-13-01T16:00:00Z", "not a valid"),
+        ("2026-02-30T16:00:00Z", "not a valid"),
+        ("0000-01-01T00:00:00Z", "not a valid"),
+        ("2026-12-01T24:00:00Z", "not a valid"),
+        ("2026-12-31T23:59:60Z", "leap second"),
+        ("\u0662026-12-01T16:00:00Z", "offset"),
+        ("", "offset"),
+    ],
+)
+def test_parse_rfc3339_refuses(text: str, words: str) -> None:
+    """Anything but an RFC 3339 date-time with an offset is refused."""
+    with pytest.raises(ValueError, match=words):
+        parse_rfc3339(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "wait_s"),
+    [
+        ("0", 0.0),
+        ("7", 7.0),
+        (" 120 ", 120.0),
+        ("Thu, 01 Jan 1970 00:01:40 GMT", 40.0),
+        ("Thu, 01 Jan 1970 00:00:30 GMT", 0.0),
+        ("Thursday, 01-Jan-70 00:01:40 GMT", 40.0),
+        ("Thu Jan  1 00:01:40 1970", 40.0),
+        ("-1", None),
+        ("1.5", None),
+        ("soon", None),
+        ("", None),
+        ("\u0661", None),
+    ],
+)
+def test_retry_after_s(value: str, wait_s: float | None) -> None:
+    """Retry-After in seconds or as an HTTP-date, from now (60 s)."""
+    assert retry_after_s(value, 60.0) == wait_s
+
+
+@pytest.mark.parametrize(
+    ("delay_ms", "status", "wait_s", "cap_s", "expected"),
+    [
+        (800, 503, 2.0, 3600.0, 2000),
+        (800, 429, 2.0, 3600.0, 2000),
+        (5000, 503, 2.0, 3600.0, 5000),
+        (800, 503, 7200.0, 3600.0, 3_600_000),
+        (800, 503, 0.0004, 3600.0, 800),
+        (800, 500, 2.0, 3600.0, 800),
+        (800, None, 2.0, 3600.0, 800),
+        (800, 503, None, 3600.0, 800),
+    ],
+)
+def test_honour_retry_after(
+    delay_ms: int,
+    status: int | None,
+    wait_s: float | None,
+    cap_s: float,
+    expected: int,
+) -> None:
+    """A 429 or 503 pushes the retry back to its Retry-After, capped."""
+    assert honour_retry_after(delay_ms, status, wait_s, cap_s) == expected

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import pytest
+
+from wheel.core.requests import WebhookRequest, pack
 from wheel.core.states import Code, Outcome, Verdict
 from wheel.engine.capacity import Capacity
 from wheel.engine.firer import Firer
 from wheel.settings import Settings
 from wheel.storage.keys import Keys
 from wheel.storage.replies import Completed
-from wheel.storage.shards import Claim, Entry, ShardQueue
+from wheel.storage.shards import Attempt, Claim, Entry, ShardQueue
 from wheel.webhooks.host_limits import LOCAL_WAIT_S, HostLimiter
-from wheel.webhooks.sender import WebhookSender, host_key
+from wheel.webhooks.sender import Delivery, WebhookSender, host_key
 
 URL = "http://receiver.example/hook"
 
@@ -74,3 +77,115 @@ async def test_a_deferral_leaves_nothing_behind_for_shutdown() -> None:
     assert await firer.wait_idle(0.5)
     assert queue.completed == [Outcome.DEFER]
     assert capacity.free == 4
+
+
+class Answering:
+    """A sender that answers every webhook with one ``Delivery`` and
+    records the requests it was given."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        self.delivery = delivery
+        self.requests: list[WebhookRequest | None] = []
+
+    async def send(
+        self, url: str, timer_id: str, request: WebhookRequest | None = None
+    ) -> Delivery:
+        self.requests.append(request)
+        return self.delivery
+
+
+class KeepingQueue(RecordingQueue):
+    """Claims with a request and keeps every attempt it completes."""
+
+    def __init__(self, request: bytes = b"", attempt: int = 1) -> None:
+        super().__init__()
+        self.request = request
+        self.attempt = attempt
+        self.attempts: list[Attempt] = []
+
+    async def claim(
+        self, shard: Any, consumer: str, entries: list[Entry]
+    ) -> list[Claim]:
+        return [
+            Claim(Verdict.FIRE, URL, self.attempt, 0, request=self.request)
+            for _ in entries
+        ]
+
+    async def complete(
+        self, shard: Any, consumer: str, attempt: Any, deadline_s: float
+    ) -> Completed:
+        self.attempts.append(attempt)
+        return await super().complete(shard, consumer, attempt, deadline_s)
+
+
+async def fire_once(
+    delivery: Delivery, request: bytes = b"", **settings: Any
+) -> tuple[KeepingQueue, Answering]:
+    """One timer fired through a Firer; what it completed and sent."""
+    queue = KeepingQueue(request)
+    sender = Answering(delivery)
+    capacity = Capacity(4)
+    firer = Firer(
+        cast(ShardQueue, queue),
+        cast(WebhookSender, sender),
+        capacity,
+        Settings(max_attempts=5, retry_base=1.0, retry_max=2.0, **settings),
+        "w1",
+    )
+    await capacity.take(1)
+    await firer.dispatch(Keys("tw", 1).shard(0), [Entry(b"1-0", bytes(16), 0)])
+    assert await firer.wait_idle(2.0)
+    return queue, sender
+
+
+async def test_gone_fails_at_once() -> None:
+    """A 410 fails the timer after its first attempt: no retry."""
+    queue, _ = await fire_once(Delivery(False, "HTTP 410", 410))
+    (attempt,) = queue.attempts
+    assert (attempt.outcome, attempt.result) == (Outcome.FAIL, "410")
+
+
+@pytest.mark.parametrize(
+    ("status", "wait_s", "cap_s", "at_least_ms", "at_most_ms"),
+    [
+        (503, 30.0, 3600.0, 30_000, 30_000),
+        (429, 30.0, 3600.0, 30_000, 30_000),
+        (503, 30.0, 10.0, 10_000, 10_000),
+        (503, 0.0, 3600.0, 500, 1000),
+        (500, 30.0, 3600.0, 500, 1000),
+        (503, None, 3600.0, 500, 1000),
+    ],
+)
+async def test_retry_after_sets_the_earliest_next_attempt(
+    status: int,
+    wait_s: float | None,
+    cap_s: float,
+    at_least_ms: int,
+    at_most_ms: int,
+) -> None:
+    """A 429 or 503 with Retry-After waits that long (capped); other
+    answers keep the plain backoff (here 0.5-1 s)."""
+    delivery = Delivery(False, f"HTTP {status}", status, False, wait_s)
+    queue, _ = await fire_once(delivery, retry_after_max=cap_s)
+    (attempt,) = queue.attempts
+    assert attempt.outcome is Outcome.RETRY
+    assert at_least_ms <= attempt.delay_ms <= at_most_ms
+
+
+async def test_own_request_is_sent_and_the_duration_recorded() -> None:
+    """The claim's packed request reaches the sender; the attempt reports
+    how long it took."""
+    request = WebhookRequest("PUT", (("X-A", "1"),), "body")
+    queue, sender = await fire_once(
+        Delivery(True, "HTTP 200", 200), pack(request)
+    )
+    assert sender.requests == [request]
+    (attempt,) = queue.attempts
+    assert attempt.outcome is Outcome.OK
+    assert attempt.duration_ms >= 0
+
+
+async def test_default_webhook_sends_no_request() -> None:
+    """A plain timer's claim: the sender is given no request."""
+    _, sender = await fire_once(Delivery(True, "HTTP 200", 200))
+    assert sender.requests == [None]

@@ -61,25 +61,53 @@ def test_openapi_document_is_valid_and_covers_every_route(
     validate(doc)
     assert doc["openapi"] == "3.1.0"
     expected = {
-        ("/timer", "post"),
-        ("/timer/{timer_id}", "get"),
-        ("/timer/{timer_id}", "delete"),
-        ("/timer/{timer_id}/retry", "post"),
-        ("/dead-letters", "get"),
-        ("/stats", "get"),
-        ("/healthz", "get"),
-        ("/readyz", "get"),
-        ("/metrics", "get"),
-        ("/openapi.json", "get"),
-        ("/docs", "get"),
-        ("/dashboard", "get"),
+        ("/timer", "post", "createTimer", "timers"),
+        ("/timer/{timer_id}", "get", "getTimer", "timers"),
+        ("/timer/{timer_id}", "delete", "cancelTimer", "timers"),
+        ("/timer/{timer_id}", "patch", "rescheduleTimer", "timers"),
+        ("/timers", "get", "listTimers", "timers"),
+        ("/timer/{timer_id}/retry", "post", "retryTimer", "operators"),
+        ("/dead-letters", "get", "listDeadLetters", "operators"),
+        ("/stats", "get", "getStats", "operators"),
+        ("/healthz", "get", "getHealth", "health"),
+        ("/readyz", "get", "getReadiness", "health"),
+        ("/metrics", "get", "getMetrics", "operators"),
+        ("/openapi.json", "get", "getOpenApiDocument", "operators"),
+        ("/docs", "get", "getDocs", "operators"),
+        ("/dashboard", "get", "getDashboard", "operators"),
     }
-    listed = {(p, m) for p, item in doc["paths"].items() for m in item}
+    listed = {
+        (p, m, op["operationId"], *op["tags"])
+        for p, item in doc["paths"].items()
+        for m, op in item.items()
+    }
     assert listed == expected
     create = doc["paths"]["/timer"]["post"]["responses"]
     assert {"200", "201", "400", "413", "422", "503", "507"} <= set(create)
-    schema = doc["components"]["schemas"]["TimerRequest"]
-    assert set(schema["properties"]) == {"url", "hours", "minutes", "seconds"}
+    schemas = doc["components"]["schemas"]
+    assert set(schemas["TimerRequest"]["properties"]) == {
+        "url",
+        "hours",
+        "minutes",
+        "seconds",
+        "at",
+        "request",
+    }
+    assert set(schemas["RequestSpec"]["properties"]) == {
+        "method",
+        "headers",
+        "body",
+    }
+    assert {"url", "request", "history"} <= set(
+        schemas["TimerView"]["properties"]
+    )
+    assert set(schemas["TimerPage"]["properties"]) == {"items", "next_cursor"}
+    assert set(schemas["Reschedule"]["properties"]) == {
+        "hours",
+        "minutes",
+        "seconds",
+        "at",
+    }
     for page in ("/docs", "/dashboard"):
         html = httpx.get(f"{base}{page}").text
         assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)

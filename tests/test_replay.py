@@ -38,10 +38,11 @@ from wheel.core.buckets import (
     Level,
     minute_of,
 )
-from wheel.core.states import Code, Outcome
+from wheel.core.states import Code, Outcome, TimerState
 from wheel.settings import Settings
 from wheel.storage.inspect import Inspector
 from wheel.storage.keys import GROUP, ShardKeys
+from wheel.storage.listing import Listing, Query
 from wheel.storage.registry import Registry
 from wheel.storage.scripts import NAMES, Script
 from wheel.storage.shards import ShardQueue
@@ -285,6 +286,19 @@ async def _drop(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
     await queue.ensure_group(shard)
     raw.xgroup_createconsumer(shard.ready, GROUP, "gone-worker")
     await queue.drop_consumer(shard, "gone-worker")
+
+
+@case("reschedule")
+async def _reschedule(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    created = await create(queue, 60_000)
+    await queue.reschedule(created.timer_id, delay_ms=900_000)
+
+
+@case("walk")
+async def _walk(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    for delay_ms in (60_000, 3 * HOUR_MS, 3 * DAY_MS):
+        await create(queue, delay_ms)
+    await Listing(queue).page(Query(TimerState.PENDING, 100), None)
 
 
 def test_every_script_has_a_replay_case() -> None:

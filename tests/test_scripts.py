@@ -20,12 +20,16 @@ from wheel.core.buckets import (
     Level,
     encode_member,
     minute_of,
+    parse_member,
     place,
 )
+from wheel.core.requests import WebhookRequest, pack, unpack
 from wheel.core.states import Code, Outcome, TimerState, Verdict
 from wheel.settings import Settings
+from wheel.storage.inspect import Inspector
 from wheel.storage.keys import GROUP, ShardKeys
 from wheel.storage.registry import Registry
+from wheel.storage.scripts import SCRIPTS
 from wheel.storage.shards import (
     IDEMPOTENCY_TTL_MS,
     Advanced,
@@ -1151,6 +1155,8 @@ async def test_complete_ok_finishes_and_acks(
         shard.ready,
         shard.count,
         finished_key(shard, created.timer_id),
+        shard.finished_hours,
+        shard.finished_expiry,
     }
     assert raw.get(shard.count) == b"0"
 
@@ -1448,3 +1454,536 @@ async def test_beat_lists_fresh_members_and_drops_stale_ones(
         "you",
     ]
     assert keys_left(raw) == {key}
+
+
+# -- at, own requests, attempt history --------------------------------------
+
+REQUEST = pack(
+    WebhookRequest("PUT", (("Authorization", "Bearer x"),), "hello\n")
+)
+
+
+async def create_at(
+    queue: ShardQueue, at_ms: int, request: bytes = b""
+) -> Created:
+    """Create a timer on :data:`SHARD` due at ``at_ms``."""
+    timer_id = queue.ids.new(at_ms, SHARDS, SHARD)
+    created = await queue.create(
+        URL, 0, timer_id=timer_id, at_ms=at_ms, request=request
+    )
+    assert created.code is Code.DONE
+    return created
+
+
+async def test_create_at_is_due_then_and_never_before_now(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """An instant ahead is the due time; one past is due at Redis' now."""
+    now = redis_ms(raw)
+    ahead = await create_at(queue, now + 90_123)
+    past = await create_at(queue, now - HOUR_MS)
+
+    assert ahead.due_ms == now + 90_123
+    assert past.due_ms == past.now_ms
+    assert int(raw.hget(shard.timer(past.timer_id), "d")) == past.now_ms
+    assert raw.zscore(shard.bucket(minute_of(past.now_ms)), past.timer_id)
+
+
+async def test_own_request_is_kept_and_a_plain_timer_stores_no_more(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A request is one more field, packed; a plain record is u, d, s."""
+    now = redis_ms(raw)
+    own = await create_at(queue, now + 60_000, REQUEST)
+    plain = await create_at(queue, now + 60_000)
+
+    fields = raw.hgetall(shard.timer(own.timer_id))
+    chunks = int(fields[b"q"])
+    assert b"".join(fields[b"q%d" % n] for n in range(1, chunks + 1)) == (
+        REQUEST
+    )
+    # Short fields keep the record a listpack (a long one would make it a
+    # hash table, about three times the size).
+    assert max(len(value) for value in fields.values()) <= 64
+    assert raw.object("encoding", shard.timer(own.timer_id)) in (
+        b"listpack",
+        b"ziplist",
+    )
+    assert set(record(raw, shard, plain.timer_id)) == {"u", "d", "s"}
+    got = await queue.get(own.timer_id)
+    assert got is not None
+    assert got.request == REQUEST
+    assert unpack(got.request).method == "PUT"
+
+
+async def test_replayed_create_with_request_and_at_exists_once(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A create with ``at`` and a request sent twice answers EXISTS."""
+    now = redis_ms(raw)
+    first = await create_at(queue, now + 60_000, REQUEST)
+    before = dump_all(raw)
+
+    again = await queue.create(
+        URL, 0, timer_id=first.timer_id, at_ms=now + 60_000, request=REQUEST
+    )
+
+    assert (again.code, again.due_ms) == (Code.EXISTS, first.due_ms)
+    assert dump_all(raw) == before
+
+
+async def test_claim_hands_over_the_request(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """The claim gives the worker the timer's request, again on replay."""
+    created = await create_at(queue, redis_ms(raw) - 1, REQUEST)
+    (entry,) = await deliver(queue, shard)
+
+    first = await claim(queue, shard, entry)
+    again = await claim(queue, shard, entry)
+
+    assert first.verdict is again.verdict is Verdict.FIRE
+    assert first.request == again.request == REQUEST
+    plain = await create(queue, 0)
+    assert plain.timer_id != created.timer_id
+    (plain_entry,) = await deliver(queue, shard)
+    assert (await claim(queue, shard, plain_entry)).request == b""
+
+
+async def attempt(
+    queue: ShardQueue,
+    shard: ShardKeys,
+    outcome: Outcome,
+    result: str,
+    took_ms: int,
+) -> Code:
+    """Deliver and claim the shard's due timer, then complete it."""
+    (entry,) = await until(
+        lambda: deliver(queue, shard), what="the timer to come due"
+    )
+    verdict = await claim(queue, shard, entry)
+    assert verdict.verdict is Verdict.FIRE
+    done = Attempt(entry, verdict.attempt, outcome, result, 0, took_ms)
+    completed = await queue.complete(shard, CONSUMER, done, deadline_s=2.0)
+    return completed.code
+
+
+async def test_history_keeps_the_last_five_attempts_oldest_first(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """Seven attempts: the finished record shows the last five, in order,
+    each sent at its completion less its duration."""
+    many = with_settings(queue, max_attempts=10)
+    created = await create_at(many, redis_ms(raw) - 1, REQUEST)
+    assert not raw.hexists(shard.timer(created.timer_id), "h1")
+    for n in range(6):
+        code = await attempt(many, shard, Outcome.RETRY, f"{500 + n}", n)
+        assert code is Code.DONE
+    pending_view = await many.get(created.timer_id)
+    assert pending_view is not None
+    assert raw.object("encoding", shard.timer(created.timer_id)) in (
+        b"listpack",
+        b"ziplist",
+    )
+    assert [a.result for a in pending_view.history] == [
+        "501", "502", "503", "504", "505",
+    ]  # fmt: skip
+    assert await attempt(many, shard, Outcome.OK, "200", 42) is Code.DONE
+
+    got = await many.get(created.timer_id)
+    assert got is not None
+    assert got.state is TimerState.FIRED
+    assert [(a.result, a.duration_ms) for a in got.history] == [
+        ("502", 2), ("503", 3), ("504", 4), ("505", 5), ("200", 42),
+    ]  # fmt: skip
+    assert got.finished_ms is not None
+    assert got.history[-1].sent_ms == got.finished_ms - 42
+    assert unpack(got.request).body == "hello\n"
+    hash_key = finished_key(shard, created.timer_id)
+    assert raw.hget(hash_key, created.timer_id).startswith(b"f7:42,")
+
+
+async def test_a_plain_fired_record_is_one_field(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """Fired at the first attempt without a request: one packed field,
+    the duration in its head; nothing beside it."""
+    created = await create(queue, 0)
+    assert await attempt(queue, shard, Outcome.OK, "204", 7) is Code.DONE
+
+    fields = raw.hgetall(finished_key(shard, created.timer_id))
+    assert list(fields) == [created.timer_id]
+    assert fields[created.timer_id].startswith(b"f1:7,")
+    got = await queue.get(created.timer_id)
+    assert got is not None
+    assert [(a.result, a.duration_ms) for a in got.history] == [("204", 7)]
+
+
+async def test_replayed_completion_does_not_repeat_history(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A retry completion sent twice adds one history line."""
+    await create(queue, 0)
+    (entry,) = await deliver(queue, shard)
+    verdict = await claim(queue, shard, entry)
+    done = Attempt(entry, verdict.attempt, Outcome.RETRY, "503", 60_000, 9)
+    assert (await queue.complete(shard, CONSUMER, done, 2.0)).code is Code.DONE
+    before = dump_all(raw)
+
+    assert (await queue.complete(shard, CONSUMER, done, 2.0)).code is Code.DONE
+
+    assert dump_all(raw) == before
+
+
+async def test_cancel_keeps_request_and_history(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A cancelled timer keeps its request and attempts for GET."""
+    created = await create_at(queue, redis_ms(raw) - 1, REQUEST)
+    (entry,) = await deliver(queue, shard)
+    verdict = await claim(queue, shard, entry)
+    done = Attempt(entry, verdict.attempt, Outcome.RETRY, "boom", 60_000, 3)
+    assert (await queue.complete(shard, CONSUMER, done, 2.0)).code is Code.DONE
+
+    assert (await queue.cancel(created.timer_id))[0] is Code.DONE
+
+    got = await queue.get(created.timer_id)
+    assert got is not None
+    assert got.state is TimerState.CANCELLED
+    assert got.request == REQUEST
+    assert [(a.result, a.duration_ms) for a in got.history] == [("boom", 3)]
+
+
+async def test_retry_brings_back_request_and_history_and_replays(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A failed timer retried is pending with its request and every
+    attempt; the retry sent twice answers DONE and changes nothing."""
+    created = await create_at(queue, redis_ms(raw) - 1, REQUEST)
+    assert await attempt(queue, shard, Outcome.FAIL, "410", 5) is Code.DONE
+    (letter,) = await Inspector(queue).dead_letters(shard, 10)
+
+    first = await queue.retry(created.timer_id, letter)
+    before = dump_all(raw)
+    again = await queue.retry(created.timer_id, letter)
+
+    assert first == again == (Code.DONE, TimerState.PENDING)
+    assert dump_all(raw) == before
+    got = await queue.get(created.timer_id)
+    assert got is not None
+    assert got.state is TimerState.PENDING
+    assert got.request == REQUEST
+    assert [(a.result, a.duration_ms) for a in got.history] == [("410", 5)]
+
+
+async def test_get_many_reads_every_kind_in_order(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """One call reads pending, finished and unknown timers, in order."""
+    pending_id = await in_state(queue, shard, TimerState.PENDING)
+    fired_id = await in_state(queue, shard, TimerState.FIRED)
+    unknown = await in_state(queue, shard, None)
+
+    got = await queue.get_many(shard, [fired_id, unknown, pending_id])
+
+    assert [r.state if r else None for r in got] == [
+        TimerState.FIRED,
+        None,
+        TimerState.PENDING,
+    ]
+    assert got[2] is not None
+    assert got[2].url == URL
+
+
+async def test_finished_hours_list_each_hour_until_it_expires(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """Finishing lists the hash's hour (by hour and by expiry); an hour
+    whose hash expired is forgotten by a later finish."""
+    old = await in_state(queue, shard, TimerState.CANCELLED)
+    old_hour = ids.finished_hour(old)
+    assert raw.zscore(shard.finished_hours, old_hour) == old_hour
+    deadline = raw.zscore(shard.finished_expiry, old_hour)
+    ttl = raw.pttl(finished_key(shard, old))
+    assert deadline is not None
+    assert abs(deadline - (redis_ms(raw) + ttl)) < 1000
+    # As if the retention had passed: the hash is gone, its deadline too.
+    raw.delete(finished_key(shard, old))
+    raw.zadd(shard.finished_expiry, {str(old_hour): redis_ms(raw) - 1})
+
+    later = await in_state(
+        queue, shard, TimerState.CANCELLED, id_ms=redis_ms(raw) + DAY_MS
+    )
+
+    assert raw.zrange(shard.finished_hours, 0, -1) == [
+        str(ids.finished_hour(later)).encode()
+    ]
+    assert raw.zcard(shard.finished_expiry) == 1
+
+
+# -- reschedule -------------------------------------------------------------
+
+
+async def test_reschedule_moves_a_minute_timer(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A timer in a minute bucket moves: one copy, at the new due."""
+    created = await create(queue, 120_000)
+
+    moved = await queue.reschedule(created.timer_id, delay_ms=600_000)
+
+    assert moved.code is Code.DONE
+    assert moved.due_ms == moved.now_ms + 600_000
+    assert not raw.zscore(
+        shard.bucket(minute_of(created.due_ms)), created.timer_id
+    )
+    assert (
+        raw.zscore(shard.bucket(minute_of(moved.due_ms)), created.timer_id)
+        == moved.due_ms
+    )
+    assert not raw.exists(shard.tombstones)
+    got = await queue.get(created.timer_id)
+    assert got is not None
+    assert (got.state, got.due_ms) == (TimerState.PENDING, moved.due_ms)
+
+
+async def test_reschedule_buries_a_coarse_copy_which_the_cascade_drops(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A day bucket's copy is named a tombstone; cascading the day drops
+    it, so the old due never fires and the new one does."""
+    now = redis_ms(raw)
+    day = Bucket(Level.DAY, now // DAY_MS + 3)
+    old = await create_at(queue, day.start_ms + 7 * HOUR_MS)
+
+    moved = await queue.reschedule(old.timer_id, at_ms=now + 1)
+
+    assert moved.code is Code.DONE
+    assert raw.zrange(shard.tombstones, 0, -1) == [
+        encode_member(old.timer_id, old.due_ms)
+    ]
+    await take_lease(queue, shard)
+    assert await cascade_all(queue, shard, day) == [(1, 0)]
+    assert not raw.exists(shard.tombstones)
+    assert [
+        k for k in keys_left(raw) if k.startswith(shard.tag.encode() + b":h")
+    ] == []
+    (entry,) = await deliver(queue, shard)
+    assert entry.sched_ms == moved.due_ms
+    assert (await claim(queue, shard, entry)).verdict is Verdict.FIRE
+
+
+async def test_rescheduled_timer_old_ready_entry_is_skipped(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """Moved after it reached the ready stream: that entry is dropped."""
+    created = await create(queue, 0)
+    (entry,) = await deliver(queue, shard)
+
+    moved = await queue.reschedule(created.timer_id, delay_ms=300_000)
+
+    assert moved.code is Code.DONE
+    assert (await claim(queue, shard, entry)).verdict is Verdict.SKIP
+    assert not raw.exists(shard.tombstones)
+
+
+@pytest.mark.parametrize(
+    ("state", "code"),
+    [
+        (TimerState.FIRING, Code.CONFLICT),
+        (TimerState.FIRED, Code.CONFLICT),
+        (TimerState.FAILED, Code.CONFLICT),
+        (TimerState.CANCELLED, Code.CONFLICT),
+        (None, Code.NOT_FOUND),
+    ],
+)
+async def test_reschedule_refuses_what_is_not_pending(
+    queue: ShardQueue,
+    shard: ShardKeys,
+    raw: sync_redis.Redis,
+    state: TimerState | None,
+    code: Code,
+) -> None:
+    """Firing, finished or unknown timers do not move; nothing changes."""
+    timer_id = await in_state(queue, shard, state)
+    before = dump_all(raw)
+
+    moved = await queue.reschedule(timer_id, delay_ms=60_000)
+
+    assert moved.code is code
+    assert moved.state is state
+    assert dump_all(raw) == before
+
+
+async def test_replayed_reschedule_answers_done_and_moves_once(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """The script sent twice with one token: DONE both times, one move."""
+    created = await create(queue, 120_000)
+    keys, args = reschedule_call(queue, shard, created, 900_000, b"tok")
+    first = await queue.connection.script(SCRIPTS["reschedule"], keys, args)
+    before = dump_all(raw)
+
+    again = await queue.connection.script(SCRIPTS["reschedule"], keys, args)
+
+    assert first[1:] == again[1:]
+    assert first[1] == Code.DONE.value.encode()
+    assert dump_all(raw) == before
+
+
+async def test_reschedule_from_a_stale_read_changes_nothing(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A schedule other than the one read: STALE, nothing moves."""
+    created = await create(queue, 120_000)
+    keys, args = reschedule_call(queue, shard, created, 900_000, b"tok")
+    args[1] = created.due_ms + 1
+    before = dump_all(raw)
+
+    reply = await queue.connection.script(SCRIPTS["reschedule"], keys, args)
+
+    assert reply[1] == Code.STALE.value.encode()
+    assert int(reply[2]) == created.due_ms
+    assert dump_all(raw) == before
+
+
+async def test_reschedule_back_revives_the_buried_copy(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """Moved away and back to the same instant: the buried copy serves
+    again, no second copy is made."""
+    now = redis_ms(raw)
+    day = Bucket(Level.DAY, now // DAY_MS + 3)
+    at = day.start_ms + 5 * HOUR_MS
+    created = await create_at(queue, at)
+
+    assert (await queue.reschedule(created.timer_id, at_ms=at + 1)).code
+    moved = await queue.reschedule(created.timer_id, at_ms=at)
+
+    assert moved.due_ms == at
+    assert raw.lrange(shard.bucket(day), 0, -1) == [
+        encode_member(created.timer_id, at),
+        encode_member(created.timer_id, at + 1),
+    ]
+    assert raw.zrange(shard.tombstones, 0, -1) == [
+        encode_member(created.timer_id, at + 1)
+    ]
+
+
+async def test_cascade_never_replaces_the_current_copy(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A stale copy cascading into the minute bucket that holds the
+    timer's current copy leaves the current one as it is."""
+    now = redis_ms(raw)
+    hour = Bucket(Level.HOUR, now // HOUR_MS + 2)
+    (timer_id,) = put_on_wheel(raw, queue, shard, hour, [hour.start_ms + 5])
+    minute = shard.bucket(minute_of(hour.start_ms))
+    raw.zadd(minute, {timer_id: hour.start_ms + 9})
+    raw.hset(shard.timer(timer_id), "d", hour.start_ms + 9)
+    await take_lease(queue, shard)
+
+    await cascade_all(queue, shard, hour)
+
+    assert raw.zscore(minute, timer_id) == hour.start_ms + 9
+
+
+async def test_replayed_cascade_with_tombstones_moves_each_once(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A cascade sent again after it emptied the bucket changes nothing."""
+    now = redis_ms(raw)
+    day = Bucket(Level.DAY, now // DAY_MS + 3)
+    kept = await create_at(queue, day.start_ms + HOUR_MS)
+    moved = await create_at(queue, day.start_ms + 2 * HOUR_MS)
+    await queue.reschedule(moved.timer_id, at_ms=day.start_ms + 3 * HOUR_MS)
+    await take_lease(queue, shard)
+    assert await cascade_all(queue, shard, day) == [(3, 0)]
+    before = dump_all(raw)
+
+    again = await queue.cascade(shard, TOKEN, day, 1000)
+
+    assert (again.code, again.moved, again.left) == (Code.DONE, 0, 0)
+    assert dump_all(raw) == before
+    hours = raw.lrange(
+        shard.bucket(Bucket(Level.HOUR, kept.due_ms // HOUR_MS)), 0, -1
+    )
+    assert hours == [encode_member(kept.timer_id, kept.due_ms)]
+
+
+def reschedule_call(
+    queue: ShardQueue,
+    shard: ShardKeys,
+    created: Created,
+    delay_ms: int,
+    token: bytes,
+) -> tuple[list[bytes], list[object]]:
+    """The keys and arguments ShardQueue.reschedule sends."""
+    minute = created.due_ms // MINUTE_MS
+    due = queue.clocks.now_ms(SHARD) + delay_ms
+    return (
+        [
+            shard.timer(created.timer_id),
+            finished_key(shard, created.timer_id),
+            shard.index,
+            shard.minute(minute - 1),
+            shard.minute(minute),
+            shard.minute(minute + 1),
+            shard.tombstones,
+            shard.minute(due // MINUTE_MS),
+            shard.minute(due // MINUTE_MS),
+        ],
+        [
+            created.timer_id,
+            created.due_ms,
+            delay_ms,
+            "",
+            token,
+            due // MINUTE_MS,
+            "m",
+            0,
+        ],
+    )
+
+
+# -- the listing's walk -----------------------------------------------------
+
+
+async def test_walk_reads_only_and_answers_the_same_twice(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """walk.lua sent twice reads the same and writes nothing."""
+    for delay in (0, 90_000, 3 * DAY_MS):
+        await create(queue, delay)
+    await deliver(queue, shard)
+    index_members = raw.zrange(shard.index, 0, -1)
+    keys = [shard.index, shard.ready]
+    args: list[object] = [0, "-inf", 64, 100, "-"]
+    for member in index_members:
+        bucket = parse_member(member.decode())
+        keys.append(shard.bucket(bucket))
+        args += ["m", "", ""] if bucket.level is Level.MINUTE else ["c", 0, ""]
+    before = dump_all(raw)
+
+    first = await queue.connection.script(SCRIPTS["walk"], keys, args)
+    again = await queue.connection.script(SCRIPTS["walk"], keys, args)
+
+    assert first[1:] == again[1:]
+    assert dump_all(raw) == before
+    assert len(first[3]) == 3  # the due timer, in the ready stream
+    assert sum(len(read) - 2 for read in first[4]) == 3  # id, score + member
+
+
+async def test_walk_stops_when_a_remembered_head_changed(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A coarse bucket whose head is not the remembered one: STALE."""
+    now = redis_ms(raw)
+    day = Bucket(Level.DAY, now // DAY_MS + 3)
+    await create_at(queue, day.start_ms + 7)
+    keys = [shard.index, shard.ready, shard.bucket(day)]
+    args: list[object] = [1, b"x" * 22, "-inf", 64, 10, ""]
+
+    reply = await queue.connection.script(SCRIPTS["walk"], keys, args)
+
+    assert reply[1] == Code.STALE.value.encode()

@@ -8,12 +8,15 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
+from wheel.core.requests import WebhookRequest
 from wheel.embedded.server import free_port
 from wheel.webhooks.guard import TargetPolicy
 from wheel.webhooks.sender import USER_AGENT, WebhookSender, host_key
@@ -32,6 +35,7 @@ class Arrival:
     path: str
     body: bytes
     headers: dict[str, str]
+    method: str = "POST"
 
 
 @dataclass
@@ -50,10 +54,19 @@ class Receiver:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Record, then answer as the path says."""
         self.arrivals.append(
-            Arrival(request.path, await request.read(), dict(request.headers))
+            Arrival(
+                request.path,
+                await request.read(),
+                dict(request.headers),
+                request.method,
+            )
         )
         if request.path == "/fail":
             return web.Response(status=500, text="planned failure")
+        if request.path.startswith("/status/"):
+            status, _, wait = request.path[8:].partition("/")
+            headers = {"Retry-After": wait.replace("_", " ")} if wait else {}
+            return web.Response(status=int(status), headers=headers)
         if request.path == "/redirect":
             raise web.HTTPFound("/hook")
         if request.path == "/slow":
@@ -66,7 +79,7 @@ async def receiver() -> AsyncIterator[Receiver]:
     """A running receiver on a free port of 127.0.0.1."""
     hook = Receiver()
     app = web.Application()
-    app.router.add_route("POST", "/{path:.*}", hook.handle)
+    app.router.add_route("*", "/{path:.*}", hook.handle)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -355,3 +368,106 @@ async def test_an_answer_waiting_after_a_stall_is_read_not_timed_out() -> None:
         server.server_close()
     assert delivery.ok, delivery
     assert delivery.status == 200
+
+
+async def test_own_request_is_sent_byte_for_byte_and_signed(
+    receiver: Receiver,
+) -> None:
+    """A PUT with headers and a text body arrives exactly as given; the
+    signature covers that body."""
+    body = "line one\nline two: caf\u00e9 \u2603"
+    request = WebhookRequest(
+        "PUT",
+        (("Authorization", "Bearer abc"), ("Content-Type", "text/plain")),
+        body,
+    )
+    policy = TargetPolicy.build(False, "127.0.0.0/8")
+    signer = Signer.from_setting(SECRET)
+    async with WebhookSender(TIMEOUT_S, 10, policy, signer) as sender:
+        delivery = await sender.send(receiver.url(), TIMER_ID, request)
+    assert delivery.ok, delivery.result
+    (arrival,) = receiver.arrivals
+    assert arrival.method == "PUT"
+    assert arrival.body == body.encode()
+    assert arrival.headers["Authorization"] == "Bearer abc"
+    assert arrival.headers["Content-Type"] == "text/plain"
+    assert arrival.headers["Idempotency-Key"] == TIMER_ID
+    assert arrival.headers["User-Agent"] == USER_AGENT
+    # The library's own signature of the body as it arrived (verify()
+    # would also parse it as JSON).
+    stamp = datetime.fromtimestamp(
+        int(arrival.headers["webhook-timestamp"]), tz=UTC
+    )
+    expected = Webhook(SECRET).sign(TIMER_ID, stamp, arrival.body.decode())
+    assert arrival.headers["webhook-signature"] == expected
+
+
+@pytest.mark.parametrize(
+    ("request_", "method", "body", "content_type"),
+    [
+        (WebhookRequest("GET"), "GET", b"", None),
+        (WebhookRequest("DELETE"), "DELETE", b"", None),
+        (
+            WebhookRequest("PATCH"),
+            "PATCH",
+            b'{"id":"' + TIMER_ID.encode() + b'"}',
+            "application/json",
+        ),
+        (
+            WebhookRequest(headers=(("X-Tenant", "7"),)),
+            "POST",
+            b'{"id":"' + TIMER_ID.encode() + b'"}',
+            "application/json",
+        ),
+        (WebhookRequest(body=""), "POST", b"", "application/json"),
+    ],
+)
+async def test_parts_not_given_keep_their_defaults(
+    receiver: Receiver,
+    request_: WebhookRequest,
+    method: str,
+    body: bytes,
+    content_type: str | None,
+) -> None:
+    """Without a body, POST, PUT and PATCH send the default JSON and GET
+    and DELETE nothing (no Content-Type either)."""
+    policy = TargetPolicy.build(False, "127.0.0.0/8")
+    async with WebhookSender(TIMEOUT_S, 10, policy) as sender:
+        assert (await sender.send(receiver.url(), TIMER_ID, request_)).ok
+    (arrival,) = receiver.arrivals
+    assert (arrival.method, arrival.body) == (method, body)
+    assert arrival.headers.get("Content-Type") == content_type
+
+
+@pytest.mark.parametrize(
+    ("path", "retry_after"),
+    [
+        ("/status/503/7", 7.0),
+        ("/status/429/0", 0.0),
+        ("/status/503/Thu,_01_Jan_1970_00:00:00_GMT", 0.0),
+        ("/status/503/soon", None),
+        ("/status/500/7", None),
+        ("/status/503", None),
+    ],
+)
+async def test_retry_after_of_429_and_503_is_read(
+    receiver: Receiver, path: str, retry_after: float | None
+) -> None:
+    """Retry-After (seconds or an HTTP-date) is read from a 429 or 503."""
+    policy = TargetPolicy.build(False, "127.0.0.0/8")
+    async with WebhookSender(TIMEOUT_S, 10, policy) as sender:
+        delivery = await sender.send(receiver.url(path), TIMER_ID)
+    assert not delivery.ok
+    assert delivery.retry_after_s == retry_after
+
+
+async def test_retry_after_as_a_future_date(receiver: Receiver) -> None:
+    """An HTTP-date ahead asks for the seconds until then."""
+    when = formatdate(time.time() + 120, usegmt=True).replace(" ", "_")
+    policy = TargetPolicy.build(False, "127.0.0.0/8")
+    async with WebhookSender(TIMEOUT_S, 10, policy) as sender:
+        delivery = await sender.send(
+            receiver.url(f"/status/503/{when}"), TIMER_ID
+        )
+    assert delivery.retry_after_s is not None
+    assert 115 <= delivery.retry_after_s <= 120

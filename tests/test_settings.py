@@ -44,6 +44,7 @@ OVERRIDES: list[tuple[str, str, Any]] = [
     ("webhook_secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", None),
     ("api_tokens", "t0k3n-a,t0k3n-b", None),
     ("metrics_port", "9100", 9100),
+    ("retry_after_max", "120", 120.0),
 ]
 
 

@@ -7,9 +7,12 @@ them (the descriptions here are the document's).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
+
+from wheel.core import requests
 
 MAX_URL_LENGTH = 2048
 
@@ -25,17 +28,66 @@ def _doc(
     )
 
 
-Part = Annotated[int, _doc("A non-negative JSON integer.", ge=0)]
+Part = Annotated[
+    int, _doc("A non-negative JSON integer; a missing one counts as 0.", ge=0)
+]
 Instant = Annotated[str, _doc("An instant, RFC 3339 UTC with ms.")]
 TimerId = Annotated[str, _doc("The timer's id, a UUID.", json_format="uuid")]
+At = Annotated[
+    str,
+    _doc(
+        "When the timer is due: an RFC 3339 date-time with an offset "
+        "(2026-12-01T16:00:00Z, 2026-12-01T17:00:00.250+01:00). Instead "
+        "of hours, minutes and seconds; one in the past is due at once; "
+        "at most WHEEL_MAX_DELAY seconds ahead.",
+        json_format="date-time",
+    ),
+]
+
+
+Method = Literal["POST", "PUT", "PATCH", "GET", "DELETE"]
+
+
+class RequestSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """The request a timer sends when it fires, instead of ``POST
+    {"id"}``; each part left out keeps its default. The same request is
+    sent on every attempt, with the service's own headers
+    (``Idempotency-Key``, ``User-Agent``, the ``webhook-*`` signature,
+    which covers the body sent)."""
+
+    method: Annotated[Method, _doc("The HTTP method; POST by default.")] = (
+        "POST"
+    )
+    headers: Annotated[
+        dict[str, str],
+        _doc(
+            "Extra headers: names are RFC 9110 tokens, values without "
+            "control characters. Host, Content-Length, Transfer-Encoding, "
+            "Connection and the other hop-by-hop headers, "
+            "Idempotency-Key, User-Agent and webhook-* are the "
+            "service's and are refused. Content-Type defaults to "
+            "application/json when a body is sent.",
+            max_length=requests.MAX_HEADERS,
+        ),
+    ] = {}
+    body: Annotated[
+        str | None,
+        _doc(
+            "Sent verbatim (UTF-8), at most 32 KiB. Without it POST, PUT "
+            'and PATCH send the default {"id": ...} JSON; GET and '
+            "DELETE send no body (and take none).",
+        ),
+    ] = None
 
 
 class TimerRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """Body of ``POST /timer``: the delay in parts, and the webhook's URL.
+    """Body of ``POST /timer``: when (a delay in parts, or ``at``), the
+    webhook's URL, and optionally the request to send.
 
     The delay is ``hours * 3600 + minutes * 60 + seconds``; a missing part
-    counts as 0; the total is at most ``WHEEL_MAX_DELAY`` seconds. Unknown
-    fields and duplicate keys are refused.
+    counts as 0; the total is at most ``WHEEL_MAX_DELAY`` seconds. ``at``
+    with any part is refused. Unknown fields and duplicate keys are
+    refused.
     """
 
     url: Annotated[
@@ -47,9 +99,40 @@ class TimerRequest(msgspec.Struct, forbid_unknown_fields=True):
             json_format="uri",
         ),
     ]
-    hours: Part = 0
-    minutes: Part = 0
-    seconds: Part = 0
+    # Declared without a default so that generated clients leave them
+    # out (a part sent as 0 beside at is refused).
+    hours: Part | UnsetType = UNSET
+    minutes: Part | UnsetType = UNSET
+    seconds: Part | UnsetType = UNSET
+    at: At | UnsetType = UNSET
+    request: RequestSpec | UnsetType = UNSET
+
+
+class Reschedule(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``PATCH /timer/{id}``: the new time, as a delay from now
+    in parts or as ``at`` (one of them; nothing else changes)."""
+
+    hours: Part | UnsetType = UNSET
+    minutes: Part | UnsetType = UNSET
+    seconds: Part | UnsetType = UNSET
+    at: At | UnsetType = UNSET
+
+
+class HistoryEntry(msgspec.Struct):
+    """One webhook attempt."""
+
+    at: Annotated[str, _doc("When it was sent, RFC 3339 UTC with ms.")]
+    status: Annotated[
+        int | None, _doc("The HTTP status of the answer; null without one.")
+    ]
+    error: Annotated[
+        str | None,
+        _doc(
+            "Why it failed (HTTP 503, timeout after 10.0s, ...); null on "
+            "a 2xx."
+        ),
+    ]
+    duration_ms: Annotated[int, _doc("How long it took.")]
 
 
 class TimerCreated(msgspec.Struct):
@@ -76,6 +159,13 @@ class TimerView(msgspec.Struct, omit_defaults=True):
     ]
     due_at: Instant
     attempts: Annotated[int, _doc("Webhook attempts made so far.")]
+    history: Annotated[
+        list[HistoryEntry],
+        _doc(
+            "The last attempts (up to 5), oldest first; empty before the "
+            "first."
+        ),
+    ]
     next_attempt_at: Instant | None = None
     """When a retry is scheduled (status pending after an attempt)."""
     fired_at: Instant | None = None
@@ -86,6 +176,25 @@ class TimerView(msgspec.Struct, omit_defaults=True):
     """HTTP status of the last attempt, when it got an answer."""
     last_error: str | None = None
     """Why the last attempt failed."""
+    url: str | None = None
+    """The webhook's URL, while the timer keeps it (pending, firing; and
+    a failed timer in a listing, from its dead letter)."""
+    request: RequestSpec | None = None
+    """The timer's own request, when it has one."""
+
+
+class TimerPage(msgspec.Struct):
+    """Reply of ``GET /timers``: a page of timers and the cursor of the
+    next one (null: the listing is complete). A page may hold fewer
+    than ``limit`` timers, even none, while more follow."""
+
+    items: Annotated[
+        list[TimerView], _doc("Timers as GET /timer/{id} shows them.")
+    ]
+    next_cursor: Annotated[
+        str | None,
+        _doc("Pass as cursor (with the same parameters) for the next page."),
+    ]
 
 
 class FieldError(msgspec.Struct):

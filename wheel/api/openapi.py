@@ -38,6 +38,9 @@ class Operation:
     method: str
     summary: str
     responses: dict[int, tuple[type | None, str]]
+    operation_id: str = ""
+    """Names the operation (``createTimer``): generated clients name
+    their functions after it."""
     body: type | None = None
     params: tuple[Param, ...] = ()
     guarded: bool = False
@@ -110,7 +113,8 @@ def _operation(op: Operation, tokens: bool) -> dict[str, Any]:
     item: dict[str, Any] = {
         "summary": op.summary,
         "tags": [op.tag],
-        "operationId": f"{op.method.lower()}{_camel(op.path)}",
+        "operationId": op.operation_id
+        or f"{op.method.lower()}{_camel(op.path)}",
         "responses": responses,
     }
     if op.description:

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from starlette.responses import Response
 
-from wheel.api.models import FieldError, Problem, TimerView, encoder
+from wheel.api.models import (
+    FieldError,
+    HistoryEntry,
+    Method,
+    Problem,
+    RequestSpec,
+    TimerView,
+    encoder,
+)
 from wheel.api.service import Timer
 from wheel.core.delays import ceil_seconds, rfc3339
+from wheel.core.requests import unpack
 from wheel.core.states import TimerState
+from wheel.storage.replies import PastAttempt
 
 
 class ProblemError(Exception):
@@ -69,6 +81,7 @@ def view(timer: Timer) -> TimerView:
         state.value,
         rfc3339(timer.due_ms),
         timer.attempts,
+        [_attempt(past) for past in timer.history],
         next_attempt_at=(
             rfc3339(timer.next_ms)
             if timer.next_ms and state is TimerState.PENDING
@@ -86,4 +99,30 @@ def view(timer: Timer) -> TimerView:
         ),
         last_status=timer.last_status,
         last_error=timer.last_error,
+        url=timer.url or None,
+        request=_request(timer.request),
     )
+
+
+def _attempt(past: PastAttempt) -> HistoryEntry:
+    result = past.result
+    if result.isdigit():
+        status = int(result)
+        error = None if 200 <= status < 300 else f"HTTP {result}"
+        return HistoryEntry(
+            rfc3339(past.sent_ms), status, error, past.duration_ms
+        )
+    return HistoryEntry(
+        rfc3339(past.sent_ms), None, result or None, past.duration_ms
+    )
+
+
+def _request(packed: bytes) -> RequestSpec | None:
+    if not packed:
+        return None
+    try:
+        request = unpack(packed)
+    except ValueError:
+        return None
+    method = cast(Method, request.method)
+    return RequestSpec(method, dict(request.headers), request.body)

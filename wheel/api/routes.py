@@ -11,17 +11,22 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from wheel.api.listing import STATUSES
 from wheel.api.models import (
+    MAX_URL_LENGTH,
     DeadLetters,
     Problem,
+    Reschedule,
     Stats,
     Status,
     TimerCreated,
+    TimerPage,
     TimerRequest,
     TimerView,
 )
 from wheel.api.openapi import Operation, Param, document
 from wheel.api.operators import MAX_DEAD_LETTERS
+from wheel.api.paging import DEFAULT_LIMIT, MAX_LIMIT
 from wheel.api.request_parts import MAX_IDEMPOTENCY_KEY
 from wheel.api.timers import Api, Endpoint
 
@@ -43,14 +48,22 @@ def operations(api: Api) -> list[tuple[Operation, Endpoint]]:
     bad = (Problem, "the body or a header is malformed")
     missing = (Problem, "no timer with this id (or a malformed id)")
 
-    def op(path: str, method: str, summary: str, **kw: Any) -> Operation:
-        return Operation(path, method, summary, **kw)
+    def op(
+        path: str, method: str, name: str, summary: str, **kw: Any
+    ) -> Operation:
+        return Operation(path, method, summary, operation_id=name, **kw)
+
+    def query(name: str, schema: dict[str, Any], text: str) -> Param:
+        return Param(name, "query", schema, text, required=False)
+
+    instant = {"type": "string", "format": "date-time"}
 
     return [
         (
             op(
                 "/timer",
                 "POST",
+                "createTimer",
                 "Create a timer",
                 body=TimerRequest,
                 headers=(key,),
@@ -71,6 +84,7 @@ def operations(api: Api) -> list[tuple[Operation, Endpoint]]:
             op(
                 "/timer/{timer_id}",
                 "GET",
+                "getTimer",
                 "Read a timer",
                 params=(timer_id,),
                 guarded=True,
@@ -86,6 +100,7 @@ def operations(api: Api) -> list[tuple[Operation, Endpoint]]:
             op(
                 "/timer/{timer_id}",
                 "DELETE",
+                "cancelTimer",
                 "Cancel a pending timer",
                 params=(timer_id,),
                 guarded=True,
@@ -100,8 +115,107 @@ def operations(api: Api) -> list[tuple[Operation, Endpoint]]:
         ),
         (
             op(
+                "/timer/{timer_id}",
+                "PATCH",
+                "rescheduleTimer",
+                "Move a pending timer to a new time",
+                description=(
+                    "Atomic against the firing: a pending timer moves "
+                    "(200, with its new time_left) and its old due time "
+                    "never fires; a timer firing, fired, failed or "
+                    "cancelled answers 409."
+                ),
+                body=Reschedule,
+                params=(timer_id,),
+                guarded=True,
+                responses={
+                    200: (TimerView, "moved: the timer as it is now"),
+                    400: bad,
+                    404: missing,
+                    409: (Problem, "firing, fired, failed or cancelled"),
+                    413: (Problem, "the body is over 64 KiB"),
+                    422: (Problem, "a field breaks a rule"),
+                    503: unavailable_,
+                    507: (Problem, "Redis is full; nothing moved"),
+                },
+            ),
+            api.reschedule_timer,
+        ),
+        (
+            op(
+                "/timers",
+                "GET",
+                "listTimers",
+                "List timers by status, a page at a time",
+                description=(
+                    "Shard by shard, each page doing bounded work: a "
+                    "page may hold fewer than limit timers (even none) "
+                    "while next_cursor says more follow. A timer that "
+                    "exists throughout the paging is listed exactly once "
+                    "(the README states the order and the exceptions)."
+                ),
+                params=(
+                    query(
+                        "status",
+                        {
+                            "type": "string",
+                            "enum": list(STATUSES),
+                            "default": "pending",
+                        },
+                        "Which timers.",
+                    ),
+                    query(
+                        "due_after",
+                        instant,
+                        "Only timers due at or after this instant (RFC "
+                        "3339 with an offset; pending: when next due).",
+                    ),
+                    query(
+                        "due_before",
+                        instant,
+                        "Only timers due before this instant.",
+                    ),
+                    query(
+                        "url_prefix",
+                        {"type": "string", "maxLength": MAX_URL_LENGTH},
+                        "Only timers whose url starts so (not for fired "
+                        "or cancelled timers, whose url is not kept).",
+                    ),
+                    query(
+                        "limit",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_LIMIT,
+                            "default": DEFAULT_LIMIT,
+                        },
+                        "Most timers in the page.",
+                    ),
+                    query(
+                        "cursor",
+                        {"type": "string"},
+                        "The next_cursor of the previous page, with the "
+                        "same other parameters.",
+                    ),
+                ),
+                guarded=True,
+                responses={
+                    200: (TimerPage, "a page of timers"),
+                    409: (
+                        Problem,
+                        "the wheel moved under the cursor: start again",
+                    ),
+                    422: (Problem, "a bad parameter or cursor"),
+                    503: unavailable_,
+                },
+            ),
+            api.listing.list_timers,
+        ),
+        (
+            op(
                 "/timer/{timer_id}/retry",
                 "POST",
+                "retryTimer",
                 "Retry a failed timer now, with fresh attempts",
                 params=(timer_id,),
                 guarded=True,
@@ -119,6 +233,7 @@ def operations(api: Api) -> list[tuple[Operation, Endpoint]]:
             op(
                 "/dead-letters",
                 "GET",
+                "listDeadLetters",
                 "List failed timers, newest first",
                 params=(
                     Param(
@@ -148,6 +263,7 @@ def operations(api: Api) -> list[tuple[Operation, Endpoint]]:
             op(
                 "/stats",
                 "GET",
+                "getStats",
                 "The fleet at a glance (the dashboard's figures)",
                 guarded=True,
                 tag="operators",
@@ -162,6 +278,7 @@ def operations(api: Api) -> list[tuple[Operation, Endpoint]]:
             op(
                 "/healthz",
                 "GET",
+                "getHealth",
                 "Liveness: the process runs",
                 tag="health",
                 responses={200: (Status, "alive")},
@@ -172,6 +289,7 @@ def operations(api: Api) -> list[tuple[Operation, Endpoint]]:
             op(
                 "/readyz",
                 "GET",
+                "getReadiness",
                 "Readiness: every Redis primary answers",
                 tag="health",
                 responses={
@@ -185,6 +303,7 @@ def operations(api: Api) -> list[tuple[Operation, Endpoint]]:
             op(
                 "/metrics",
                 "GET",
+                "getMetrics",
                 "Prometheus metrics (text format)",
                 tag="operators",
                 responses={200: (None, "the metrics")},
@@ -195,6 +314,7 @@ def operations(api: Api) -> list[tuple[Operation, Endpoint]]:
             op(
                 "/openapi.json",
                 "GET",
+                "getOpenApiDocument",
                 "This document",
                 tag="operators",
                 responses={200: (None, "the OpenAPI document")},
@@ -205,6 +325,7 @@ def operations(api: Api) -> list[tuple[Operation, Endpoint]]:
             op(
                 "/docs",
                 "GET",
+                "getDocs",
                 "The API's documentation page",
                 tag="operators",
                 responses={200: (None, "an HTML page")},
@@ -215,6 +336,7 @@ def operations(api: Api) -> list[tuple[Operation, Endpoint]]:
             op(
                 "/dashboard",
                 "GET",
+                "getDashboard",
                 "The operators' dashboard",
                 tag="operators",
                 responses={200: (None, "an HTML page")},

@@ -1,4 +1,5 @@
-"""What the API needs from storage: create, read and cancel timers."""
+"""What the API needs from storage: create, read, cancel and move
+timers."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import hashlib
 from dataclasses import dataclass
 
 from wheel.core import ids
+from wheel.core.requests import WebhookRequest, pack
 from wheel.core.states import Code, TimerState
+from wheel.storage.replies import PastAttempt
 from wheel.storage.shards import Idempotency, Record, ShardQueue
 
 
@@ -22,6 +25,14 @@ class CancelRefused(Exception):
         self.state = state
 
 
+class MoveRefused(CancelRefused):
+    """The timer is firing or finished; it cannot be rescheduled."""
+
+
+class KeptChanging(Exception):
+    """The timer changed under every try to move it (retry the call)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Timer:
     """A timer as the API reports it."""
@@ -34,6 +45,9 @@ class Timer:
     next_ms: int | None = None
     finished_ms: int | None = None
     result: str = ""
+    url: str = ""
+    request: bytes = b""
+    history: tuple[PastAttempt, ...] = ()
 
     @property
     def left_ms(self) -> int:
@@ -56,24 +70,35 @@ class Timer:
 
 
 def idempotency(
-    key: str, scope: str, url: str, parts: tuple[int, int, int]
+    key: str,
+    scope: str,
+    url: str,
+    parts: tuple[int, int, int],
+    at_ms: int | None = None,
+    request: WebhookRequest | None = None,
 ) -> Idempotency:
     """The digests of an ``Idempotency-Key`` and its request.
 
     ``scope`` separates the keys of API tokens (empty without tokens);
     the fingerprint covers the url and the three delay parts exactly as
-    sent, so the same key with another request is told apart.
+    sent (and ``at`` and the request when given: a seed-shaped request
+    keeps the fingerprint it always had), so the same key with another
+    request is told apart.
     """
     key_digest = hashlib.sha256(
         scope.encode() + b"\0" + key.encode()
     ).digest()[:16]
-    fingerprint = hashlib.sha256(
-        b"%d\0%d\0%d\0" % parts + url.encode()
-    ).digest()[:16]
+    text = b"%d\0%d\0%d\0" % parts + url.encode()
+    if at_ms is not None:
+        text += b"\0at\0%d" % at_ms
+    if request is not None:
+        text += b"\0request\0" + pack(request)
+    fingerprint = hashlib.sha256(text).digest()[:16]
     return Idempotency(key_digest, fingerprint)
 
 
-def _timer(timer_id: bytes, record: Record) -> Timer:
+def timer_of(timer_id: bytes, record: Record, url: str = "") -> Timer:
+    """The API's view of a record (``url`` when known otherwise)."""
     return Timer(
         ids.to_text(timer_id),
         record.due_ms,
@@ -83,6 +108,9 @@ def _timer(timer_id: bytes, record: Record) -> Timer:
         record.next_ms,
         record.finished_ms,
         record.result,
+        record.url or url,
+        record.request,
+        record.history,
     )
 
 
@@ -93,15 +121,27 @@ class TimerService:
         self.queue = queue
 
     async def create(
-        self, url: str, delay_ms: int, key: Idempotency | None = None
+        self,
+        url: str,
+        delay_ms: int,
+        key: Idempotency | None = None,
+        at_ms: int | None = None,
+        request: WebhookRequest | None = None,
     ) -> tuple[Timer, bool]:
-        """A new timer due ``delay_ms`` from Redis' now; and whether it
-        is a repeat of an earlier request with the same idempotency key.
+        """A new timer due ``delay_ms`` from Redis' now (or at
+        ``at_ms``), sending ``request`` when given; and whether it is a
+        repeat of an earlier request with the same idempotency key.
 
         Raises:
             IdempotencyMismatch: the key was used for another request.
         """
-        created = await self.queue.create(url, delay_ms, key)
+        created = await self.queue.create(
+            url,
+            delay_ms,
+            key,
+            at_ms=at_ms,
+            request=b"" if request is None else pack(request),
+        )
         if created.code is Code.MISMATCH:
             raise IdempotencyMismatch(ids.to_text(created.timer_id))
         if created.code is Code.CONFLICT:
@@ -120,7 +160,7 @@ class TimerService:
         if timer_id is None:
             return None
         record = await self.queue.get(timer_id)
-        return None if record is None else _timer(timer_id, record)
+        return None if record is None else timer_of(timer_id, record)
 
     async def cancel(self, text_id: str) -> bool:
         """Cancel a pending timer; False when there is no such timer.
@@ -137,3 +177,24 @@ class TimerService:
         if code is Code.CONFLICT:
             raise CancelRefused(state or TimerState.FIRING)
         return True
+
+    async def reschedule(
+        self, text_id: str, delay_ms: int, at_ms: int | None
+    ) -> Timer | None:
+        """Move a pending timer; None when there is no such timer.
+
+        Raises:
+            MoveRefused: the timer is firing or finished.
+            KeptChanging: it changed under every try.
+        """
+        timer_id = ids.parse(text_id)
+        if timer_id is None:
+            return None
+        moved = await self.queue.reschedule(timer_id, delay_ms, at_ms)
+        if moved.code is Code.NOT_FOUND:
+            return None
+        if moved.code is Code.CONFLICT:
+            raise MoveRefused(moved.state or TimerState.FIRING)
+        if moved.code is Code.STALE:
+            raise KeptChanging()
+        return await self.get(text_id)

@@ -12,6 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from wheel.api.listing import TimerListing
 from wheel.api.models import FieldError, Problem, Status, TimerCreated
 from wheel.api.operators import Operators
 from wheel.api.request_parts import Tokens, idempotency_key, read_body
@@ -25,10 +26,16 @@ from wheel.api.response_parts import (
 from wheel.api.service import (
     CancelRefused,
     IdempotencyMismatch,
+    KeptChanging,
+    MoveRefused,
     TimerService,
     idempotency,
 )
-from wheel.api.validation import InvalidRequest, parse_timer_request
+from wheel.api.validation import (
+    InvalidRequest,
+    parse_reschedule,
+    parse_timer_request,
+)
 from wheel.core import ids
 from wheel.core.delays import ceil_seconds
 from wheel.runtime import lifecycle, metrics
@@ -72,6 +79,7 @@ class Api:
         self.identity_checked = False
         self._errors = lifecycle.ErrorLog(log)
         self.operators = Operators(self.queue, self.registry)
+        self.listing = TimerListing(self.queue)
         self.document: dict[str, Any] = {}
         self._refusals: dict[str, str | None] = {}
         self.hot: dict[str, Endpoint] = {}
@@ -182,11 +190,11 @@ class Api:
         key = idempotency_key(request)
         body = await read_body(request)
         try:
-            timer_input = parse_timer_request(body, self.settings.max_delay)
+            timer_input = parse_timer_request(
+                body, self.settings.max_delay, self.queue.clocks.now_ms(0)
+            )
         except InvalidRequest as exc:
-            raise ProblemError(
-                exc.status, exc.title, exc.detail, exc.errors
-            ) from None
+            raise _problem(exc) from None
         refusal = self._url_refusal(timer_input.url)
         if refusal:
             raise ProblemError(
@@ -202,10 +210,16 @@ class Api:
                 scope,
                 timer_input.url,
                 (timer_input.hours, timer_input.minutes, timer_input.seconds),
+                timer_input.at_ms,
+                timer_input.request,
             )
         try:
             timer, repeat = await self.timers.create(
-                timer_input.url, timer_input.delay_ms, digests
+                timer_input.url,
+                timer_input.delay_ms,
+                digests,
+                timer_input.at_ms,
+                timer_input.request,
             )
         except IdempotencyMismatch as exc:
             raise ProblemError(
@@ -248,6 +262,41 @@ class Api:
             raise not_found()
         metrics.TIMERS_CANCELLED.inc()
         return Response(status_code=204)
+
+    async def reschedule_timer(self, request: Request) -> Response:
+        """``PATCH /timer/{id}``: a pending timer moves to a new time."""
+        self._ready_for_timers()
+        text_id = request.path_params["timer_id"]
+        if ids.parse(text_id) is None:
+            raise not_found()
+        body = await read_body(request)
+        try:
+            when = parse_reschedule(
+                body, self.settings.max_delay, self.queue.clocks.now_ms(0)
+            )
+        except InvalidRequest as exc:
+            raise _problem(exc) from None
+        try:
+            timer = await self.timers.reschedule(
+                text_id, when.delay_ms, when.at_ms
+            )
+        except MoveRefused as exc:
+            raise ProblemError(
+                409,
+                "Conflict",
+                f"the timer is {exc.state.value}; only a pending timer "
+                "can be rescheduled",
+            ) from None
+        except KeptChanging:
+            raise ProblemError(
+                503,
+                "Service Unavailable",
+                "the timer kept changing while it was being moved; retry",
+                headers={"Retry-After": "1"},
+            ) from None
+        if timer is None:
+            raise not_found()
+        return json_response(view(timer))
 
     async def healthz(self, request: Request) -> Response:
         """``GET /healthz``: the process runs."""
@@ -313,3 +362,7 @@ class Api:
 def not_found() -> ProblemError:
     """The 404 of an unknown timer."""
     return ProblemError(404, "Not Found", "no timer with this id")
+
+
+def _problem(exc: InvalidRequest) -> ProblemError:
+    return ProblemError(exc.status, exc.title, exc.detail, exc.errors)

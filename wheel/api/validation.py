@@ -1,9 +1,11 @@
-"""Parse a ``POST /timer`` body: a fast path, a full analysis on refusal."""
+"""Parse the bodies of ``POST /timer`` and ``PATCH /timer/{id}``: a fast
+path for the seed's shape, a full analysis for anything else (and on
+refusal), naming every bad field."""
 
 from __future__ import annotations
 
-import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -11,60 +13,71 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from wheel.api.json_body import (
+    DELAY_FIELD,
+    InvalidRequest,
+    kind,
+    load,
+    unprocessable,
+)
 from wheel.api.models import MAX_URL_LENGTH, FieldError
+from wheel.core.delays import parse_rfc3339
+from wheel.core.requests import (
+    RequestInvalid,
+    WebhookRequest,
+    normalized,
+    parse_request,
+)
+
+__all__ = [
+    "DELAY_FIELD",
+    "MAX_URL_LENGTH",
+    "InvalidRequest",
+    "ScheduleInput",
+    "TimerInput",
+    "check_url",
+    "parse_reschedule",
+    "parse_timer_request",
+]
 
 PARTS = ("hours", "minutes", "seconds")
-DELAY_FIELD = "hours, minutes, seconds"
-"""The field named when the parts are fine one by one but not together."""
+AT = "at"
 
 # A part past this is blamed on its own rather than on the total: no
 # allowed delay comes near it in any unit. It never appears in a message.
 _PART_BOUND = 10**12
 
-# Python refuses to convert integers of more than 4300 digits; past this
-# many digits only the sign of a number matters, so it is clamped.
-_MAX_INT_DIGITS = 30
-_HUGE_INT: int = 10**_MAX_INT_DIGITS
-
 # C0 and C1 control characters, DEL and any Unicode whitespace.
 _BAD_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_DETAIL_ERRORS = 10
 # Byte values, not b"\\": ``int in bytes`` is a memchr, 7x faster here.
 _BACKSLASH = ord("\\")
 _QUOTE = ord('"')
 
-_NOT_JSON = "the body is not valid JSON"
-_NOT_UTF8 = "the body is not valid UTF-8"
-
 
 @dataclass(frozen=True, slots=True)
 class TimerInput:
-    """A valid ``POST /timer`` body; a missing part is 0."""
+    """A valid ``POST /timer`` body; a missing part is 0.
+
+    ``at_ms`` is the instant given (then the parts are 0 and
+    ``delay_ms`` is unused); ``request`` the timer's own request, None
+    for the default webhook.
+    """
 
     url: str
     hours: int
     minutes: int
     seconds: int
     delay_ms: int
+    at_ms: int | None = None
+    request: WebhookRequest | None = None
 
 
-# The name is the contract the API was given, hence no "Error" suffix.
-class InvalidRequest(Exception):
-    """Why a body is refused: an HTTP status, title, detail and fields."""
+@dataclass(frozen=True, slots=True)
+class ScheduleInput:
+    """A valid ``PATCH /timer/{id}`` body: a delay from now, or ``at``."""
 
-    def __init__(
-        self,
-        status: int,
-        title: str,
-        detail: str,
-        errors: list[FieldError] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.errors = errors or []
+    delay_ms: int
+    at_ms: int | None = None
 
 
 # The fast path's shape. UNSET defaults (not 0) tell which parts the body
@@ -82,8 +95,13 @@ class _FastBody(msgspec.Struct, forbid_unknown_fields=True):
 _decode_fast = msgspec.json.Decoder(_FastBody).decode
 
 
-def parse_timer_request(body: bytes, max_delay_s: int) -> TimerInput:
+def parse_timer_request(
+    body: bytes, max_delay_s: int, now_ms: int | None = None
+) -> TimerInput:
     """The timer a ``POST /timer`` body asks for.
+
+    ``now_ms`` (default: this host's clock) is the instant an ``at`` may
+    be at most ``max_delay_s`` after.
 
     Raises:
         InvalidRequest: 400 when the body is not UTF-8 JSON or repeats a
@@ -92,7 +110,8 @@ def parse_timer_request(body: bytes, max_delay_s: int) -> TimerInput:
     try:
         fast = _decode_fast(body)
     except (msgspec.DecodeError, UnicodeDecodeError):
-        return _analyse(body, max_delay_s)
+        # Anything but the seed's shape (at, request) goes this way too.
+        return _analyse(body, max_delay_s, now_ms)
     hours, minutes, seconds = fast.hours, fast.minutes, fast.seconds
     keys = 1
     if hours is UNSET:
@@ -141,126 +160,168 @@ def check_url(url: str) -> str | None:
     return None
 
 
-def _analyse(body: bytes, max_delay_s: int) -> TimerInput:
+def _analyse(
+    body: bytes, max_delay_s: int, now_ms: int | None = None
+) -> TimerInput:
     """The slow, complete verdict on a body the fast path did not pass."""
-    document = _load(body)
-    if not isinstance(document, dict):
-        message = f"must be a JSON object, not {_kind(document)}"
-        raise _unprocessable([FieldError("$", message)])
-    errors = []
+    document = _object(body)
+    errors: list[FieldError] = []
     url = None
-    parts = dict.fromkeys(PARTS, 0)
-    parts_ok = True
+    request: WebhookRequest | None = None
+    when = _When(document, max_delay_s, now_ms)
     for key, value in document.items():
         if key == "url":
             reason = _url_problem(value)
             url = value
-        elif key in parts:
-            reason = _part_problem(value, max_delay_s)
-            parts[key] = value
-            parts_ok = parts_ok and reason is None
+        elif key == "request":
+            try:
+                request = parse_request(value)
+            except RequestInvalid as exc:
+                errors += [FieldError(f, m) for f, m in exc.errors]
+            reason = None
+        elif key in PARTS or key == AT:
+            reason = when.check(key, value)
         else:
             reason = "is not a known field"
         if reason is not None:
             errors.append(FieldError(key, reason))
     if "url" not in document:
         errors.append(FieldError("url", "is required"))
-    hours, minutes, seconds = parts.values()
-    total_s = (hours * 60 + minutes) * 60 + seconds if parts_ok else 0
-    if total_s > max_delay_s:
-        errors.append(FieldError(DELAY_FIELD, _total_message(max_delay_s)))
+    errors += when.total()
     if errors:
-        raise _unprocessable(errors)
+        raise unprocessable(errors)
     assert isinstance(url, str)
-    return TimerInput(url, hours, minutes, seconds, total_s * 1000)
+    hours, minutes, seconds = when.parts
+    return TimerInput(
+        url,
+        hours,
+        minutes,
+        seconds,
+        when.delay_ms,
+        when.at_ms,
+        normalized(request),
+    )
 
 
-def _load(body: bytes) -> Any:
-    """The JSON document of ``body``, or a 400 saying why there is none."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _bad_request(f"{_NOT_UTF8}: {exc}") from None
-    repeated: dict[str, None] = {}
+def parse_reschedule(
+    body: bytes, max_delay_s: int, now_ms: int | None = None
+) -> ScheduleInput:
+    """The new time a ``PATCH /timer/{id}`` body asks for: a delay
+    (``hours``, ``minutes``, ``seconds``) or ``at``, nothing else.
 
-    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        members = dict(pairs)
-        if len(members) != len(pairs):
-            seen = set()
-            for key, _ in pairs:
-                if key in seen:
-                    repeated[key] = None
-                seen.add(key)
-        return members
-
-    try:
-        document = json.loads(
-            text,
-            object_pairs_hook=pairs_hook,
-            parse_constant=_refuse_constant,
-            parse_int=_parse_int,
-        )
-    except json.JSONDecodeError as exc:
-        raise _bad_request(f"{_NOT_JSON}: {exc}") from None
-    except RecursionError:
-        raise _bad_request("the body nests too deeply") from None
-    # json accepts an escaped lone surrogate, which no UTF-8 text holds
-    # (and msgspec refuses); such a string could not even be stored.
-    if "\\u" in text:
-        surrogate = _find_surrogate(document)
-        if surrogate is not None:
-            raise _bad_request(
-                f"{_NOT_UTF8}: a string escapes the lone surrogate "
-                f"U+{ord(surrogate):04X}"
+    Raises:
+        InvalidRequest: as :func:`parse_timer_request`.
+    """
+    document = _object(body)
+    errors = []
+    when = _When(document, max_delay_s, now_ms)
+    for key, value in document.items():
+        if key in PARTS or key == AT:
+            reason = when.check(key, value)
+        elif key in ("url", "request"):
+            reason = (
+                "cannot be changed (only the time: hours, minutes, "
+                "seconds or at)"
             )
-    if repeated:
-        keys = ", ".join(f"`{key}`" for key in repeated)
-        plural = "s" if len(repeated) > 1 else ""
-        raise _bad_request(f"the body repeats the key{plural} {keys}")
+        else:
+            reason = "is not a known field"
+        if reason is not None:
+            errors.append(FieldError(key, reason))
+    if not any(key in document for key in (*PARTS, AT)):
+        errors.append(
+            FieldError(
+                "$", "must give the new time: hours, minutes, seconds or at"
+            )
+        )
+    errors += when.total()
+    if errors:
+        raise unprocessable(errors)
+    return ScheduleInput(when.delay_ms, when.at_ms)
+
+
+def _object(body: bytes) -> dict[str, Any]:
+    """The JSON object of ``body``, or the problem saying why not."""
+    document = load(body)
+    if not isinstance(document, dict):
+        message = f"must be a JSON object, not {kind(document)}"
+        raise unprocessable([FieldError("$", message)])
     return document
 
 
-def _refuse_constant(name: str) -> Any:
-    """Refuse ``NaN`` and ``Infinity``, which Python's json accepts."""
-    raise _bad_request(f"{_NOT_JSON}: {name} is not a JSON value")
+class _When:
+    """When a body says a timer is due: a delay in parts, or ``at``
+    (never both), checked field by field in body order."""
+
+    def __init__(
+        self, document: dict[str, Any], max_delay_s: int, now_ms: int | None
+    ) -> None:
+        self.max_delay_s = max_delay_s
+        self.now_ms = now_ms
+        self.given = [part for part in PARTS if part in document]
+        self.both = AT in document and bool(self.given)
+        self.parts = [0, 0, 0]
+        self.parts_ok = True
+        self.at_ms: int | None = None
+
+    def check(self, key: str, value: object) -> str | None:
+        """Why the field ``key`` is refused, or None."""
+        if self.both:
+            if key == AT:
+                return f"cannot be given with {', '.join(self.given)}"
+            return "cannot be given with at"
+        if key == AT:
+            at_ms, reason = _at_problem(value, self.max_delay_s, self.now_ms)
+            self.at_ms = at_ms
+            return reason
+        reason = _part_problem(value, self.max_delay_s)
+        if reason is None:
+            assert isinstance(value, int)
+            self.parts[PARTS.index(key)] = value
+        self.parts_ok = self.parts_ok and reason is None
+        return reason
+
+    @property
+    def delay_ms(self) -> int:
+        """The delay the parts give, in ms (0 with ``at``)."""
+        hours, minutes, seconds = self.parts
+        return ((hours * 60 + minutes) * 60 + seconds) * 1000
+
+    def total(self) -> list[FieldError]:
+        """The error of a delay too long in total (each part fine)."""
+        if self.both or not self.parts_ok:
+            return []
+        if self.delay_ms > self.max_delay_s * 1000:
+            return [FieldError(DELAY_FIELD, _total_message(self.max_delay_s))]
+        return []
 
 
-def _parse_int(digits: str) -> int:
-    """A JSON integer; one too long to convert keeps just its sign."""
-    if len(digits) <= _MAX_INT_DIGITS:
-        return int(digits)
-    return -_HUGE_INT if digits.startswith("-") else _HUGE_INT
-
-
-def _find_surrogate(document: Any) -> str | None:
-    """A lone surrogate in any string of ``document``, or None."""
-    # A loop, not recursion: the document may nest near the limit.
-    pending = [document]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            found = _SURROGATE.search(item)
-            if found:
-                return found.group()
-        elif isinstance(item, dict):
-            pending.extend(item)
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return None
+def _at_problem(
+    value: object, max_delay_s: int, now_ms: int | None
+) -> tuple[int | None, str | None]:
+    """The instant ``at`` names (epoch ms), or why it is refused."""
+    if not isinstance(value, str):
+        return None, f"must be a string, not {kind(value)}"
+    try:
+        at_ms = parse_rfc3339(value)
+    except ValueError as exc:
+        return None, str(exc)
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    if at_ms - now > max_delay_s * 1000:
+        return None, f"must be at most {max_delay_s} seconds from now"
+    return at_ms, None
 
 
 def _url_problem(value: object) -> str | None:
     """Why ``value`` is not a webhook url, or None."""
     if not isinstance(value, str):
-        return f"must be a string, not {_kind(value)}"
+        return f"must be a string, not {kind(value)}"
     return check_url(value)
 
 
 def _part_problem(value: object, max_delay_s: int) -> str | None:
     """Why ``value`` is not a part of the delay, or None."""
     if type(value) is not int:
-        return f"must be a non-negative integer, not {_kind(value)}"
+        return f"must be a non-negative integer, not {kind(value)}"
     if value < 0:
         return "must be a non-negative integer, not a negative number"
     if value > _PART_BOUND:
@@ -270,42 +331,3 @@ def _part_problem(value: object, max_delay_s: int) -> str | None:
 
 def _total_message(max_delay_s: int) -> str:
     return f"the total delay must be at most {max_delay_s} seconds"
-
-
-def _kind(value: object) -> str:
-    """What a decoded JSON value is, as a message names it."""
-    if value is True or value is False:
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number with a fraction or an exponent"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def _bad_request(detail: str) -> InvalidRequest:
-    return InvalidRequest(400, "Bad Request", detail)
-
-
-def _unprocessable(errors: list[FieldError]) -> InvalidRequest:
-    """A 422 whose detail is one sentence over ``errors``."""
-    shown = [_sentence(error) for error in errors[:_DETAIL_ERRORS]]
-    if len(errors) > _DETAIL_ERRORS:
-        shown.append(f"and {len(errors) - _DETAIL_ERRORS} more")
-    detail = "; ".join(shown)
-    return InvalidRequest(422, "Unprocessable Content", detail, errors)
-
-
-def _sentence(error: FieldError) -> str:
-    """One error as a clause of the detail."""
-    if error.field == "$":
-        return f"the body {error.message}"
-    if error.field == DELAY_FIELD:
-        return error.message
-    return f"`{error.field}` {error.message}"

@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from wheel.core import ids
-from wheel.core.delays import CLAIM_MARGIN_S, backoff_s, outcome_of
+from wheel.core.delays import (
+    CLAIM_MARGIN_S,
+    backoff_s,
+    honour_retry_after,
+    outcome_of,
+)
+from wheel.core.requests import unpack
 from wheel.core.states import Code, Outcome, Verdict
 from wheel.engine.capacity import Capacity
 from wheel.runtime import metrics
@@ -37,6 +43,8 @@ from wheel.webhooks.sender import Delivery, WebhookSender, host_key
 
 log = logging.getLogger(__name__)
 
+GONE = 410
+"""A receiver's 410 Gone: the timer fails at once, no retry."""
 COMPLETE_CALL_S = 5.0
 """Deadline of one completion call (it is retried until the claim ends)."""
 COMPLETE_BACKOFF_S = 0.02
@@ -239,9 +247,7 @@ class Firer:
         started = time.monotonic()
         delivery: Delivery | None = None
         try:
-            delivery = await self.sender.send(
-                claim.url, ids.to_text(entry.timer_id)
-            )
+            delivery = await self._send(entry, claim)
         finally:
             took_s = time.monotonic() - started
             self.hosts.give(host, took_s)
@@ -251,9 +257,25 @@ class Firer:
                 # Cancelled at shutdown: the entry stays pending.
                 self.capacity.give(1)
         try:
-            await self._finish(shard, entry, claim, delivery, sent_at)
+            await self._finish(
+                shard, entry, claim, delivery, sent_at, int(took_s * 1000)
+            )
         finally:
             self.capacity.give(1)
+
+    async def _send(self, entry: Entry, claim: Claim) -> Delivery:
+        """The webhook of a claimed timer: its own request, if it has one,
+        the same on every attempt."""
+        timer_id = ids.to_text(entry.timer_id)
+        if not claim.request:
+            return await self.sender.send(claim.url, timer_id)
+        try:
+            request = unpack(claim.request)
+        except ValueError as exc:
+            return Delivery(
+                False, f"unreadable stored request: {exc}", None, True
+            )
+        return await self.sender.send(claim.url, timer_id, request)
 
     async def _finish(
         self,
@@ -262,8 +284,10 @@ class Firer:
         claim: Claim,
         delivery: Delivery,
         sent_at: float,
+        took_ms: int = 0,
     ) -> None:
-        if delivery.final:
+        if delivery.final or delivery.status == GONE:
+            # 410: the receiver says the resource is gone for good.
             outcome, delay_ms = Outcome.FAIL, 0
         else:
             outcome, delay_ms = outcome_of(
@@ -274,8 +298,17 @@ class Firer:
                 self.settings.retry_max,
                 self.rng,
             )
+            if outcome is Outcome.RETRY:
+                delay_ms = honour_retry_after(
+                    delay_ms,
+                    delivery.status,
+                    delivery.retry_after_s,
+                    self.settings.retry_after_max,
+                )
         result = str(delivery.status) if delivery.status else delivery.result
-        attempt = Attempt(entry, claim.attempt, outcome, result, delay_ms)
+        attempt = Attempt(
+            entry, claim.attempt, outcome, result, delay_ms, took_ms
+        )
         code = await self._write(shard, attempt, sent_at)
         if code is None:
             return

@@ -197,6 +197,7 @@ class Connection:
             task.done() and (task.cancelled() or task.exception())
         ):
             task = self._started = asyncio.create_task(self._detect())
+            task.add_done_callback(_retrieve)
         await asyncio.shield(task)
 
     @property
@@ -246,24 +247,26 @@ class Connection:
                 raise ClusterDownError("not every slot is served")
             return slots
 
-        pending = {asyncio.ensure_future(ask(name)) for name in candidates}
+        tasks = [asyncio.ensure_future(ask(name)) for name in candidates]
+        for task in tasks:
+            # Every answer is seen, the ones that lost the race included.
+            task.add_done_callback(_retrieve)
+        pending = set(tasks)
         last: BaseException | None = None
         try:
             while pending:
                 done, pending = await asyncio.wait(
                     pending, return_when=asyncio.FIRST_COMPLETED
                 )
-                for task in done:
-                    exc = task.exception()
-                    if exc is None:
-                        self._slots = task.result()
-                        self._refreshed_at = time.monotonic()
-                        return
-                    last = exc
+                found = [t for t in done if t.exception() is None]
+                if found:
+                    self._slots = found[0].result()
+                    self._refreshed_at = time.monotonic()
+                    return
+                last = next(iter(done)).exception()
         finally:
             for task in pending:
                 task.cancel()
-                task.add_done_callback(_retrieve)
         raise RedisUnavailable(
             f"no node answered CLUSTER SLOTS: {last}"
         ) from last
@@ -278,6 +281,7 @@ class Connection:
             0.0, self._refreshed_at + REFRESH_EVERY_S - time.monotonic()
         )
         self._refreshing = asyncio.create_task(self._refresh(wait))
+        self._refreshing.add_done_callback(_retrieve)
 
     async def _refresh(self, wait_s: float) -> None:
         await asyncio.sleep(wait_s)

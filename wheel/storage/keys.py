@@ -84,6 +84,25 @@ class ShardKeys:
         """Stream: timers that failed (dead letters)."""
         return self._base + b":x"
 
+    @property
+    def tombstones(self) -> bytes:
+        """Sorted set: ``id + due`` members of copies a reschedule left in
+        an hour or day bucket, scored by that due: the cascade drops
+        them. Empty unless a timer was moved."""
+        return self._base + b":z"
+
+    @property
+    def finished_hours(self) -> bytes:
+        """Sorted set: the hours that have a finished hash, scored by the
+        hour (the listing of fired and cancelled timers walks it)."""
+        return self._base + b":fi"
+
+    @property
+    def finished_expiry(self) -> bytes:
+        """Sorted set: the same hours, scored by when their hash expires
+        (so an expired hour leaves both sets)."""
+        return self._base + b":fx"
+
     def idempotency(self, digest: bytes) -> bytes:
         """String: the timer an ``Idempotency-Key`` created, for a day."""
         return self._base + b":k:" + digest

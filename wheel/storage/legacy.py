@@ -182,6 +182,20 @@ async def _import_finished(
     )
     await queue.connection.call(key, "HSET", key, timer_id, packed)
     await _keep(queue, key, ttl_ms)
+    # Listed as keep() in _prelude.lua lists an hour, for GET /timers.
+    hour = ids.finished_hour(timer_id)
+    deadline = record.now_ms + ttl_ms
+    await queue.connection.call(
+        shard.finished_hours, "ZADD", shard.finished_hours, hour, hour
+    )
+    await queue.connection.call(
+        shard.finished_expiry,
+        "ZADD",
+        shard.finished_expiry,
+        "GT",
+        deadline,
+        hour,
+    )
 
 
 async def _import_dead_letter(

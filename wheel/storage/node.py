@@ -81,6 +81,10 @@ class Node:
             return
         if self._loading is None or self._loading.done():
             self._loading = asyncio.create_task(self._load())
+            # A caller that gave up must not leave its error unseen.
+            self._loading.add_done_callback(
+                lambda task: task.cancelled() or task.exception()
+            )
         await asyncio.shield(self._loading)
 
     async def _load(self) -> None:

@@ -48,6 +48,16 @@ class Completed:
 
 
 @dataclass(frozen=True, slots=True)
+class PastAttempt:
+    """One webhook attempt as a timer's history keeps it."""
+
+    sent_ms: int
+    duration_ms: int
+    result: str
+    """The HTTP status (digits), or why no answer came."""
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """A timer as ``get`` reads it (from its record or finished record)."""
 
@@ -58,6 +68,13 @@ class Record:
     next_ms: int | None = None
     finished_ms: int | None = None
     result: str = ""
+    url: str = ""
+    """The webhook's URL; a finished record does not keep it."""
+    request: bytes = b""
+    """The timer's own request, packed; empty for the default webhook."""
+    history: tuple[PastAttempt, ...] = ()
+    claim_entry: bytes = b""
+    """The ready-stream entry a firing timer was claimed from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +117,8 @@ class Claim:
     attempt: int = 0
     due_ms: int = 0
     wait_ms: int = 0
+    request: bytes = b""
+    """The timer's own request (packed), empty for the default webhook."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +186,11 @@ def claim_of(item: list[Any]) -> Claim:
     verdict = Verdict(as_text(item[0]))
     if verdict is Verdict.FIRE:
         return Claim(
-            verdict, as_text(item[1]), as_int(item[2]), due_ms=as_int(item[3])
+            verdict,
+            as_text(item[1]),
+            as_int(item[2]),
+            due_ms=as_int(item[3]),
+            request=item[4] if len(item) > 4 else b"",
         )
     if verdict is Verdict.BUSY:
         return Claim(verdict, wait_ms=as_int(item[1]))
@@ -176,17 +199,66 @@ def claim_of(item: list[Any]) -> Claim:
     return Claim(verdict)
 
 
-def unpack_finished(packed: str, now_ms: int) -> Record:
-    """A finished record from its packed form ``<s><attempts>,due,+ms,r``."""
+def history_of(text: bytes | str) -> tuple[PastAttempt, ...]:
+    """Attempts kept as lines of ``<sent ms>,<duration ms>,<result>``."""
+    lines = as_text(text).split("\n") if text else []
+    out = []
+    for line in lines:
+        sent, took, result = line.split(",", 2)
+        out.append(PastAttempt(int(sent), int(took), result))
+    return tuple(out)
+
+
+def record_of(item: list[Any], now_ms: int) -> Record | None:
+    """One timer of ``get.lua``'s reply."""
+    if not item:
+        return None
+    if item[0] == b"r":
+        _, state, due, attempts, next_ms, result, url, request, past, claim = (
+            item
+        )
+        entry = as_text(claim).split("|")
+        return Record(
+            STATE_OF_CODE[as_text(state)],
+            as_int(due),
+            as_int(attempts),
+            now_ms,
+            next_ms=as_int(next_ms) if next_ms else None,
+            result=as_text(result),
+            url=as_text(url),
+            request=request,
+            history=history_of(past),
+            claim_entry=entry[1].encode() if len(entry) == 3 else b"",
+        )
+    return unpack_finished(as_text(item[1]), now_ms, item[2], item[3])
+
+
+def unpack_finished(
+    packed: str, now_ms: int, request: bytes = b"", past: bytes = b""
+) -> Record:
+    """A finished record from its packed form
+    ``<s><attempts>[:<duration ms>],due,+ms,result``, with the request
+    and earlier attempts kept beside it.
+
+    When the head names a duration the record ended with an attempt
+    (fired, or failed by its receiver), which ends its history.
+    """
     head, due, delta, result = packed.split(",", 3)
     due_ms = int(due)
+    finished_ms = due_ms + int(delta)
+    attempts, _, took = head[1:].partition(":")
+    history = history_of(past)
+    if took:
+        history += (PastAttempt(finished_ms - int(took), int(took), result),)
     return Record(
         STATE_OF_CODE[head[0]],
         due_ms,
-        int(head[1:]),
+        int(attempts),
         now_ms,
-        finished_ms=due_ms + int(delta),
+        finished_ms=finished_ms,
         result=result,
+        request=request,
+        history=history,
     )
 
 

@@ -20,6 +20,8 @@ NAMES = (
     "create",
     "get",
     "cancel",
+    "reschedule",
+    "walk",
     "advance",
     "cascade",
     "claim",

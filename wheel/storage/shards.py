@@ -2,7 +2,8 @@
 them.
 
 The life of a timer is the set of ways its shard's keys change, and each
-is a method here: ``create``, ``get``, ``cancel`` (the API);
+is a method here: ``create``, ``get``, ``cancel``, ``reschedule`` (the
+API);
 ``peek``, ``advance``, ``cascade`` and the lease (the ticker); ``read``,
 ``claim``, ``complete``, ``requeue``, ``reclaim`` (the worker); ``retry``
 of a dead letter (operators). Each reply is decoded by
@@ -14,6 +15,8 @@ finds every write to a shard here and in ``lua/``; operator reads are in
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,7 +54,7 @@ from wheel.storage.replies import (
     claim_of,
     consumer_of,
     entry_of,
-    unpack_finished,
+    record_of,
 )
 from wheel.storage.scripts import SCRIPTS
 
@@ -61,6 +64,9 @@ IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
 """How long an ``Idempotency-Key`` keeps mapping to its timer."""
 RESULT_CHARS = 200
 """Most characters of an attempt's error kept in a record."""
+RESCHEDULE_TRIES = 5
+"""Reads and moves a reschedule tries while the timer keeps changing."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +78,19 @@ class Attempt:
     outcome: Outcome
     result: str
     delay_ms: int = 0
+    duration_ms: int = 0
+    """How long the attempt took (none for a deferral: nothing sent)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """Reply of ``reschedule``: the code, and the new due ms (done) or
+    the state of a timer that cannot move (conflict)."""
+
+    code: Code
+    due_ms: int = 0
+    state: TimerState | None = None
+    now_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +146,12 @@ class ShardQueue:
         delay_ms: int,
         idempotency: Idempotency | None = None,
         timer_id: bytes | None = None,
+        at_ms: int | None = None,
+        request: bytes = b"",
     ) -> Created:
-        """Store a new timer due ``delay_ms`` from Redis' now.
+        """Store a new timer due ``delay_ms`` from Redis' now, or at
+        ``at_ms`` (never before Redis' now), sending its own ``request``
+        (packed) when given.
 
         The id is chosen here, before the call, so the connection layer
         may send the call again after a lost reply: the script finds its
@@ -136,6 +159,9 @@ class ShardQueue:
         ``replica_acks`` is set.
         """
         shards = self.settings.shards
+        if at_ms is not None:
+            # The estimate only names the id's hour and the buckets.
+            delay_ms = max(0, at_ms - self.clocks.now_ms(0))
         if idempotency is None:
             guess_ms = self.clocks.now_ms(0) + delay_ms
             timer_id = timer_id or self.ids.new(guess_ms)
@@ -150,14 +176,24 @@ class ShardQueue:
             fingerprint = idempotency.fingerprint
         try:
             reply = await self._create(
-                shard, timer_id, url, delay_ms, idem_key, fingerprint
+                shard,
+                timer_id,
+                url,
+                delay_ms,
+                idem_key,
+                fingerprint,
+                at_ms,
+                request,
             )
         except RedisUnavailable as exc:
             if exc.maybe_applied:
                 raise OutcomeUnknown(timer_id, str(exc)) from exc
             raise
         except NotReplicated as exc:
-            raise OutcomeUnknown(exc.reply[3], str(exc)) from exc  # type: ignore[index]
+            # It ran on the primary: its reply names the timer's id.
+            reply = exc.reply
+            assert isinstance(reply, list)
+            raise OutcomeUnknown(reply[3], str(exc)) from exc
         now_ms = as_int(reply[0])
         self.clocks.observe(shard.shard, now_ms)
         return Created(
@@ -172,6 +208,8 @@ class ShardQueue:
         delay_ms: int,
         idem_key: bytes,
         fingerprint: bytes,
+        at_ms: int | None,
+        request: bytes,
     ) -> Any:
         place_keys, place_args = self._placement(
             shard, self.clocks.now_ms(shard.shard) + delay_ms
@@ -193,6 +231,8 @@ class ShardQueue:
                 *place_args,
                 fingerprint,
                 IDEMPOTENCY_TTL_MS,
+                "" if at_ms is None else at_ms,
+                request,
             ],
             ack=True,
         )
@@ -200,26 +240,24 @@ class ShardQueue:
     async def get(self, timer_id: bytes) -> Record | None:
         """The timer ``timer_id``, or None when unknown or expired."""
         shard = self.shard_of(timer_id)
+        (record,) = await self.get_many(shard, [timer_id])
+        return record
+
+    async def get_many(
+        self, shard: ShardKeys, timer_ids: Sequence[bytes]
+    ) -> list[Record | None]:
+        """Timers of one shard in one call, in order (None: unknown)."""
+        if not timer_ids:
+            return []
+        keys: list[bytes] = []
+        for timer_id in timer_ids:
+            keys += [shard.timer(timer_id), self.finished_key(shard, timer_id)]
         reply = await self.connection.script(
-            SCRIPTS["get"],
-            [shard.timer(timer_id), self.finished_key(shard, timer_id)],
-            [timer_id],
+            SCRIPTS["get"], keys, list(timer_ids)
         )
         now_ms = as_int(reply[0])
         self.clocks.observe(shard.shard, now_ms)
-        if len(reply) == 1:
-            return None
-        if reply[1] == b"r":
-            _, _, state, due, attempts, next_ms, result = reply
-            return Record(
-                STATE_OF_CODE[as_text(state)],
-                as_int(due),
-                as_int(attempts),
-                now_ms,
-                next_ms=as_int(next_ms) if next_ms else None,
-                result=as_text(result),
-            )
-        return unpack_finished(as_text(reply[2]), now_ms)
+        return [record_of(item, now_ms) for item in reply[1:]]
 
     async def cancel(self, timer_id: bytes) -> tuple[Code, TimerState | None]:
         """Cancel a pending timer; the code and the state it was found in."""
@@ -230,13 +268,79 @@ class ShardQueue:
                 shard.timer(timer_id),
                 self.finished_key(shard, timer_id),
                 shard.count,
+                shard.finished_hours,
+                shard.finished_expiry,
             ],
-            [timer_id, self._retention_ms],
+            [timer_id, self._retention_ms, ids.finished_hour(timer_id)],
             ack=True,
         )
         self.clocks.observe(shard.shard, as_int(reply[0]))
         letter = as_text(reply[2])
         return Code(as_text(reply[1])), STATE_OF_CODE.get(letter)
+
+    async def reschedule(
+        self,
+        timer_id: bytes,
+        delay_ms: int = 0,
+        at_ms: int | None = None,
+    ) -> Moved:
+        """Move a pending timer to ``delay_ms`` from Redis' now (or to
+        ``at_ms``), atomically against its claim.
+
+        The script is told where the timer's copy is from a read just
+        before; if the timer changed in between it moves nothing and the
+        read is made again. One token serves every try, so a try sent
+        twice (a lost reply) moves the timer once.
+        """
+        shard = self.shard_of(timer_id)
+        token = os.urandom(8)
+        record = await self.get(timer_id)
+        for _ in range(RESCHEDULE_TRIES):
+            if record is None:
+                return Moved(Code.NOT_FOUND)
+            if record.state is not TimerState.PENDING:
+                return Moved(Code.CONFLICT, state=record.state)
+            current = record.next_ms or record.due_ms
+            guess_ms = (
+                self.clocks.now_ms(shard.shard) + delay_ms
+                if at_ms is None
+                else at_ms
+            )
+            place_keys, place_args = self._placement(shard, guess_ms)
+            minute = current // MINUTE_MS
+            reply = await self.connection.script(
+                SCRIPTS["reschedule"],
+                [
+                    shard.timer(timer_id),
+                    self.finished_key(shard, timer_id),
+                    shard.index,
+                    shard.minute(minute - 1),
+                    shard.minute(minute),
+                    shard.minute(minute + 1),
+                    shard.tombstones,
+                    *place_keys,
+                ],
+                [
+                    timer_id,
+                    current,
+                    delay_ms,
+                    "" if at_ms is None else at_ms,
+                    token,
+                    *place_args,
+                ],
+                ack=True,
+            )
+            now_ms = as_int(reply[0])
+            self.clocks.observe(shard.shard, now_ms)
+            code = Code(as_text(reply[1]))
+            if code is Code.DONE:
+                return Moved(code, as_int(reply[2]), now_ms=now_ms)
+            if code is Code.CONFLICT:
+                return Moved(code, state=STATE_OF_CODE[as_text(reply[2])])
+            if code is Code.NOT_FOUND:
+                return Moved(code)
+            record = await self.get(timer_id)
+        return Moved(Code.STALE)
 
     # -- the ticker -------------------------------------------------------
 
@@ -338,6 +442,7 @@ class ShardQueue:
                 shard.lease,
                 shard.index,
                 shard.bucket(bucket),
+                shard.tombstones,
                 *(shard.bucket(child) for child in children),
             ],
             [
@@ -441,7 +546,13 @@ class ShardQueue:
         self, shard: ShardKeys, consumer: str, entries: Sequence[Entry]
     ) -> list[Claim]:
         """Claim entries for firing; one verdict each, in order."""
-        keys: list[bytes] = [shard.ready, shard.dead, shard.count]
+        keys: list[bytes] = [
+            shard.ready,
+            shard.dead,
+            shard.count,
+            shard.finished_hours,
+            shard.finished_expiry,
+        ]
         args: list[Any] = [
             GROUP,
             consumer,
@@ -455,7 +566,12 @@ class ShardQueue:
                 shard.timer(entry.timer_id),
                 self.finished_key(shard, entry.timer_id),
             ]
-            args += [entry.entry_id, entry.timer_id, entry.sched_ms]
+            args += [
+                entry.entry_id,
+                entry.timer_id,
+                entry.sched_ms,
+                ids.finished_hour(entry.timer_id),
+            ]
         reply = await self.connection.script(
             SCRIPTS["claim"], keys, args, deadline_s=2.0
         )
@@ -492,6 +608,9 @@ class ShardQueue:
                 shard.index,
                 *place_keys,
                 shard.count,
+                shard.tombstones,
+                shard.finished_hours,
+                shard.finished_expiry,
             ],
             [
                 GROUP,
@@ -499,12 +618,15 @@ class ShardQueue:
                 consumer,
                 attempt.attempt,
                 attempt.outcome.value,
-                attempt.result[:RESULT_CHARS],
+                # One line: the history keeps a line per attempt.
+                _CONTROL.sub(" ", attempt.result)[:RESULT_CHARS],
                 timer_id,
                 attempt.delay_ms,
                 *place_args,
                 self._retention_ms,
                 DEAD_LETTER_MAXLEN,
+                max(0, attempt.duration_ms),
+                ids.finished_hour(timer_id),
             ],
             ack=True,
             deadline_s=deadline_s,

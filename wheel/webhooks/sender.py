@@ -9,6 +9,7 @@ bottleneck.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Self
 
@@ -17,7 +18,12 @@ import msgspec
 from yarl import URL
 
 from wheel import __version__
-from wheel.core.delays import STALL_GRACE_S
+from wheel.core.delays import (
+    RETRY_AFTER_STATUSES,
+    STALL_GRACE_S,
+    retry_after_s,
+)
+from wheel.core.requests import WebhookRequest
 from wheel.webhooks.guard import GuardedResolver, TargetPolicy, TargetRefused
 from wheel.webhooks.signing import Signer
 
@@ -92,13 +98,16 @@ class Delivery:
     """The outcome of one webhook attempt.
 
     ``status`` is the HTTP status when a response came; ``final`` is True
-    when the guard refused the target, so no retry can succeed.
+    when no retry can succeed (the guard refused the target);
+    ``retry_after_s`` is the wait a 429 or 503 asked for with
+    ``Retry-After``, None when it asked for none.
     """
 
     ok: bool
     result: str
     status: int | None = None
     final: bool = False
+    retry_after_s: float | None = None
 
 
 def host_key(url: str) -> str:
@@ -124,7 +133,8 @@ def host_key(url: str) -> str:
 
 
 class WebhookSender:
-    """POSTs ``{"id": ...}`` to timer URLs with bounded timeouts.
+    """POSTs ``{"id": ...}`` (or a timer's own request) to timer URLs
+    with bounded timeouts.
 
     Use as an async context manager; the session is shared by every
     webhook of the process, up to ``concurrency`` connections. Targets
@@ -163,10 +173,8 @@ class WebhookSender:
                 resolver=self._resolver,
             ),
             timeout=self.timeout,
-            headers={
-                "User-Agent": USER_AGENT,
-                "Content-Type": "application/json",
-            },
+            # Content-Type is per request: a GET has none.
+            headers={"User-Agent": USER_AGENT},
             # Cookies set by one receiver must never reach another.
             cookie_jar=aiohttp.DummyCookieJar(),
         )
@@ -199,8 +207,11 @@ class WebhookSender:
             return f"must not carry credentials (host {_named(host)})"
         return None
 
-    async def send(self, url: str, timer_id: str) -> Delivery:
-        """POST the webhook of ``timer_id`` to ``url``; never raises."""
+    async def send(
+        self, url: str, timer_id: str, request: WebhookRequest | None = None
+    ) -> Delivery:
+        """Send the webhook of ``timer_id`` to ``url``: ``POST {"id"}``,
+        or the timer's own ``request``; never raises."""
         session = self._session
         assert session is not None, "use WebhookSender as a context"
         try:
@@ -211,20 +222,20 @@ class WebhookSender:
         refusal = self._refusal(target)
         if refusal is not None:
             return Delivery(False, _refused(refusal), final=True)
-        body = _encode(Webhook(timer_id))
-        if self.signer is None:
-            headers = {"Idempotency-Key": timer_id}
-        else:
-            # The timer id as webhook-id: stable across its retries.
-            headers = self.signer.headers(timer_id, body)
-            headers["Idempotency-Key"] = timer_id
+        method, body, headers = _request_parts(timer_id, request)
+        if self.signer is not None:
+            # The timer id as webhook-id: stable across its retries. The
+            # signature covers the body as sent (empty for a GET).
+            headers.update(self.signer.headers(timer_id, body or b""))
+        headers["Idempotency-Key"] = timer_id
         try:
             async with asyncio.timeout(None) as timeout:
                 deadline = _Deadline(
                     asyncio.get_running_loop(), timeout, self.timeout_s
                 )
                 try:
-                    async with session.post(
+                    async with session.request(
+                        method,
                         target,
                         data=body,
                         headers=headers,
@@ -234,6 +245,7 @@ class WebhookSender:
                         # reused; anything longer is dropped with it.
                         await response.content.read(MAX_RESPONSE_BYTES)
                         status = response.status
+                        wait = response.headers.get("Retry-After")
                 finally:
                     deadline.cancel()
         except TimeoutError:
@@ -244,7 +256,28 @@ class WebhookSender:
             return _failure(exc)
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return _failure(exc)
-        return Delivery(200 <= status < 300, f"HTTP {status}", status)
+        retry_after = None
+        if wait is not None and status in RETRY_AFTER_STATUSES:
+            retry_after = retry_after_s(wait, time.time())
+        return Delivery(
+            200 <= status < 300, f"HTTP {status}", status, False, retry_after
+        )
+
+
+def _request_parts(
+    timer_id: str, request: WebhookRequest | None
+) -> tuple[str, bytes | None, dict[str, str]]:
+    """Method, body and headers of a webhook (before signing)."""
+    default = _encode(Webhook(timer_id))
+    if request is None:
+        return "POST", default, {"Content-Type": "application/json"}
+    headers = dict(request.headers)
+    body = request.body_bytes(default)
+    if body is not None and not any(
+        name.lower() == "content-type" for name in headers
+    ):
+        headers["Content-Type"] = "application/json"
+    return request.method, body, headers
 
 
 def _named(host: str) -> str:

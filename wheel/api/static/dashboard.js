@@ -41,6 +41,7 @@
     needsToken: false,
     stats: null,
     retrying: new Set(),
+    whenReady: [],
   };
 
   /** An API answer that was not 2xx (or no answer at all). */
@@ -88,21 +89,26 @@
 
   // ---- HTTP ---------------------------------------------------------
 
-  async function call(method, path) {
+  async function call(method, path, json) {
     const headers = { Accept: "application/json" };
     const bearer = token();
     if (bearer) {
       headers.Authorization = "Bearer " + bearer;
     }
+    const options = {
+      method,
+      headers,
+      cache: "no-store",
+      credentials: "same-origin",
+      signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+    };
+    if (json !== undefined && json !== null) {
+      headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(json);
+    }
     let response;
     try {
-      response = await fetch(path, {
-        method,
-        headers,
-        cache: "no-store",
-        credentials: "same-origin",
-        signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
-      });
+      response = await fetch(path, options);
     } catch (exc) {
       const why =
         exc && exc.name === "TimeoutError"
@@ -128,6 +134,9 @@
         }
       }
       throw new ApiError(path, response.status, message.trim());
+    }
+    if (response.status === 204) {
+      return null;
     }
     if (body === null) {
       throw new ApiError(path, response.status, "the answer is not JSON");
@@ -203,6 +212,11 @@
     $("token-form").hidden = true;
     document.body.dataset.state = "ok";
     hideBanner();
+    // The Timers view starts once the API answers (with a token, if one
+    // is needed), not with a 401 of its own.
+    for (const start of state.whenReady.splice(0)) {
+      start();
+    }
   }
 
   function describe(error) {
@@ -658,6 +672,24 @@
     );
     replaceChart(id, svg, table);
   }
+
+  // ---- shared with the Timers view (timers.js) ------------------------
+
+  window.timerWheel = {
+    call,
+    onUnauthorized() {
+      setToken("");
+      askForToken(true);
+    },
+    /** Run ``start`` once the API has answered the dashboard. */
+    whenReady(start) {
+      if (document.body.dataset.state === "ok") {
+        start();
+      } else {
+        state.whenReady.push(start);
+      }
+    },
+  };
 
   // ---- start --------------------------------------------------------
 

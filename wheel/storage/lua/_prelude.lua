@@ -59,18 +59,132 @@ local function schedule(index, minute_key, minute, coarse_key, level,
 end
 
 -- A finished record, packed into one field of the hourly finished hash:
--- state letter and attempts, due ms, ms from due to finish, last result.
-local function pack_finished(state, attempts, due, at, result)
-    return state .. fmt(attempts) .. ',' .. fmt(due) .. ','
-        .. fmt(at - due) .. ',' .. (result or '')
+-- state letter and attempts (then ':' and the last attempt's duration
+-- in ms, when the record ends with an attempt), due ms, ms from due to
+-- finish, last result.
+local function pack_finished(state, attempts, due, at, result, duration)
+    local head = state .. fmt(attempts)
+    if duration then
+        head = head .. ':' .. fmt(duration)
+    end
+    return head .. ',' .. fmt(due) .. ',' .. fmt(at - due) .. ','
+        .. (result or '')
 end
 
 -- Keep a finished hash at least `ttl` ms from now: each record in it is
 -- readable for the whole retention. Renewed to a minute more than that,
 -- so at most once a minute: the append-only file does not get a PEXPIRE
--- per completion.
-local function keep(key, ttl)
+-- per completion. Each renewal also lists the hash's hour in the shard's
+-- finished hours (`hours`, scored by hour; `expiry`, scored by when the
+-- hash expires) and forgets a few hours whose hash has expired.
+local function keep(key, ttl, hours, expiry, hour)
     if redis.call('PTTL', key) < ttl then
         redis.call('PEXPIRE', key, fmt(ttl + 60000))
+        local now = now_ms()
+        redis.call('ZADD', hours, hour, hour)
+        redis.call('ZADD', expiry, now + ttl + 60000, hour)
+        local gone = redis.call('ZRANGEBYSCORE', expiry, '-inf', now,
+            'LIMIT', 0, 16)
+        if #gone > 0 then
+            redis.call('ZREM', expiry, unpack(gone))
+            redis.call('ZREM', hours, unpack(gone))
+        end
     end
+end
+
+-- A finished timer keeps its request and earlier attempts beside its
+-- packed record, in fields of their own (none for a plain timer).
+local function keep_extras(finished, id, request, history)
+    if request and request ~= '' then
+        redis.call('HSET', finished, id .. 'q', request)
+    end
+    if history and history ~= '' then
+        redis.call('HSET', finished, id .. 'h', history)
+    end
+end
+
+-- Attempt history: one line per attempt, "<sent ms>,<duration ms>,
+-- <result>" (the result an HTTP status or an error, never a newline),
+-- oldest first; the lines of `history` and `entry`, the last `kept`.
+local function push_history(history, entry, kept)
+    local lines = {}
+    if history then
+        for line in string.gmatch(history, '[^\n]+') do
+            lines[#lines + 1] = line
+        end
+    end
+    if entry then
+        lines[#lines + 1] = entry
+    end
+    local first = math.max(1, #lines - kept + 1)
+    if first > #lines then
+        return ''
+    end
+    return table.concat(lines, '\n', first, #lines)
+end
+
+-- A record keeps fields of at most 64 bytes: one value longer (Redis'
+-- hash-max-listpack-value) turns the whole record from a listpack into
+-- a hash table, about three times its size. So a timer's packed request
+-- is kept in fields q1..qN of REQUEST_CHUNK bytes, with N in field q,
+-- and its attempt history one line a field, h1..h5 (oldest first).
+local REQUEST_CHUNK = 60
+local HISTORY_FIELDS = {'h1', 'h2', 'h3', 'h4', 'h5'}
+
+local function store_request(record, packed)
+    if not packed or packed == '' then
+        return
+    end
+    local n = 0
+    for i = 1, #packed, REQUEST_CHUNK do
+        n = n + 1
+        redis.call('HSET', record, 'q' .. n,
+            string.sub(packed, i, i + REQUEST_CHUNK - 1))
+    end
+    redis.call('HSET', record, 'q', n)
+end
+
+-- The packed request of a record whose field q is `count` ('' if none).
+local function load_request(record, count)
+    local n = tonumber(count)
+    if not n then
+        return ''
+    end
+    local names = {}
+    for i = 1, n do
+        names[i] = 'q' .. i
+    end
+    local parts = redis.call('HMGET', record, unpack(names))
+    for i = 1, n do
+        if not parts[i] then
+            return ''
+        end
+    end
+    return table.concat(parts)
+end
+
+-- A record's history as lines joined by newlines ('' if none).
+local function load_history(record)
+    local lines = redis.call('HMGET', record, unpack(HISTORY_FIELDS))
+    local out = {}
+    for i = 1, #HISTORY_FIELDS do
+        if lines[i] then
+            out[#out + 1] = lines[i]
+        end
+    end
+    return table.concat(out, '\n')
+end
+
+-- Store history lines (joined by newlines, at most #HISTORY_FIELDS).
+local function store_history(record, history)
+    local n = 0
+    for line in string.gmatch(history or '', '[^\n]+') do
+        n = n + 1
+        redis.call('HSET', record, HISTORY_FIELDS[n], line)
+    end
+end
+
+-- A copy of a timer in an hour or day bucket: id and due (6 bytes).
+local function coarse_member(id, due)
+    return id .. struct.pack('>I6', due)
 end

@@ -9,12 +9,19 @@
 -- enter the index as create.lua would put them there; the coarse bucket
 -- leaves it once empty. Bounded: at most ARGV[2] members per call.
 --
+-- A member the shard's tombstones name is a copy a reschedule left
+-- behind: it is dropped with its tombstone instead of moved. A member
+-- never replaces a copy of the same id already in a minute bucket (only
+-- a timer's current copy can be there), and tombstones a day past their
+-- due, which no bucket can still hold, are forgotten.
+--
 -- Runs at maxmemory: yes (its first write is an LTRIM or ZREM).
 --
 -- KEYS[1] lease (string)
 -- KEYS[2] bucket index (zset)
 -- KEYS[3] the coarse bucket (list)
--- KEYS[4..n] its children in order (60 minutes of an hour, 24 hours of a
+-- KEYS[4] the shard's tombstones (zset)
+-- KEYS[5..n] its children in order (60 minutes of an hour, 24 hours of a
 --            day)
 -- ARGV[1] lease owner token
 -- ARGV[2] most members to move in this call
@@ -36,7 +43,8 @@ if level == 'd' then
 end
 local child_width = WIDTH[child_level]
 local first_child = tonumber(ARGV[5])
-local children = #KEYS - 3
+local children = #KEYS - 4
+local buried = redis.call('EXISTS', KEYS[4]) == 1
 
 local members = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[2]) - 1)
 if #members > 0 then
@@ -46,13 +54,16 @@ if #members > 0 then
         local due = struct.unpack('>I6', string.sub(member, 17, 22))
         local k = math.floor(due / child_width) - first_child + 1
         k = math.max(1, math.min(children, k))
-        if child_level == 'm' then
-            redis.call('ZADD', KEYS[3 + k], due, string.sub(member, 1, 16))
+        if buried and redis.call('ZREM', KEYS[4], member) == 1 then
+            -- a copy left behind by a reschedule: dropped
+        elseif child_level == 'm' then
+            redis.call('ZADD', KEYS[4 + k], 'NX', due,
+                string.sub(member, 1, 16))
             if not earliest[k] or due < earliest[k] then
                 earliest[k] = due
             end
         else
-            redis.call('RPUSH', KEYS[3 + k], member)
+            redis.call('RPUSH', KEYS[4 + k], member)
             earliest[k] = true
         end
     end
@@ -65,6 +76,9 @@ if #members > 0 then
                 'h' .. fmt(number))
         end
     end
+end
+if buried then
+    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - DAY_MS)
 end
 local left = redis.call('LLEN', KEYS[3])
 if left == 0 then

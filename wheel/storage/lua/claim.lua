@@ -14,25 +14,29 @@
 --     the ms until that claim lapses;
 --   * out of attempts: the timer fails and is dead-lettered, V_DEAD;
 --   * otherwise: state firing, attempts + 1, claim token set, V_FIRE
---     with the url, the attempt number and the due ms.
+--     with the url, the attempt number, the due ms and the timer's own
+--     request (packed; '' for the default webhook).
 --
 -- Runs at maxmemory: yes (the first write per entry is an XACK or HDEL).
 --
 -- KEYS[1] ready stream
 -- KEYS[2] dead-letter stream
 -- KEYS[3] the shard's count of unfinished timers (string)
--- KEYS[4..] per entry: timer record, finished hash of the id's hour
+-- KEYS[4] the shard's finished hours, by hour (zset)
+-- KEYS[5] the shard's finished hours, by expiry (zset)
+-- KEYS[6..] per entry: timer record, finished hash of the id's hour
 -- ARGV[1] consumer group
 -- ARGV[2] consumer name
 -- ARGV[3] most attempts in all
 -- ARGV[4] how long a claim holds, in ms
 -- ARGV[5] retention of a finished record, in ms
 -- ARGV[6] most entries kept in the dead-letter stream (approximate)
--- ARGV[7..] per entry: stream entry id, timer id, schedule ms
+-- ARGV[7..] per entry: stream entry id, timer id, schedule ms, the hour
+--           of its finished hash
 --
 -- Returns {now_ms, {verdict, ...}, ...}, one reply per entry in order:
--- {V_FIRE, url, attempt, due_ms}, {V_BUSY, wait_ms}, {V_EARLY, sched_ms},
--- {V_SKIP} or {V_DEAD}.
+-- {V_FIRE, url, attempt, due_ms, request}, {V_BUSY, wait_ms},
+-- {V_EARLY, sched_ms}, {V_SKIP} or {V_DEAD}.
 
 local now = now_ms()
 local group, consumer = ARGV[1], ARGV[2]
@@ -46,13 +50,16 @@ local function drop(entry)
     redis.call('XDEL', KEYS[1], entry)
 end
 
-local function fail(record, finished, entry, id, rec, attempts)
+local function fail(record, finished, entry, id, rec, attempts, hour)
+    local request = load_request(record, rec[7])
+    local history = load_history(record)
     drop(entry)
     local error = 'delivered too many times'
     redis.call('DEL', record)
     redis.call('HSET', finished, id, pack_finished(S_FAILED, attempts,
         tonumber(rec[5]), now, error))
-    keep(finished, retention)
+    keep_extras(finished, id, request, history)
+    keep(finished, retention, KEYS[4], KEYS[5], hour)
     redis.call('DECR', KEYS[3])
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'i', id,
         'u', rec[4], 'a', attempts, 'e', error, 't', fmt(now))
@@ -63,16 +70,20 @@ local function fire(record, entry, rec)
     local attempt = redis.call('HINCRBY', record, 'a', 1)
     redis.call('HSET', record, 's', S_FIRING,
         'c', fmt(now) .. '|' .. entry .. '|' .. consumer)
-    return {V_FIRE, rec[4], attempt, tonumber(rec[5])}
+    return {V_FIRE, rec[4], attempt, tonumber(rec[5]),
+        load_request(record, rec[7])}
 end
 
-for j = 1, (#ARGV - 6) / 3 do
-    local record, finished = KEYS[2 + 2 * j], KEYS[3 + 2 * j]
-    local entry = ARGV[4 + 3 * j]
-    local id = ARGV[5 + 3 * j]
-    local sched = tonumber(ARGV[6 + 3 * j])
-    -- s state, a attempts, c claim token, u url, d due, n next schedule
-    local rec = redis.call('HMGET', record, 's', 'a', 'c', 'u', 'd', 'n')
+for j = 1, (#ARGV - 6) / 4 do
+    local record, finished = KEYS[4 + 2 * j], KEYS[5 + 2 * j]
+    local entry = ARGV[3 + 4 * j]
+    local id = ARGV[4 + 4 * j]
+    local sched = tonumber(ARGV[5 + 4 * j])
+    local hour = ARGV[6 + 4 * j]
+    -- s state, a attempts, c claim token, u url, d due, n next schedule,
+    -- q the request's chunks
+    local rec = redis.call('HMGET', record, 's', 'a', 'c', 'u', 'd', 'n',
+        'q')
     local state = rec[1]
     local attempts = tonumber(rec[2]) or 0
     if state == S_PENDING then
@@ -83,7 +94,7 @@ for j = 1, (#ARGV - 6) / 3 do
         elseif current > now then
             out[#out + 1] = {V_EARLY, current}
         elseif attempts >= max_attempts then
-            fail(record, finished, entry, id, rec, attempts)
+            fail(record, finished, entry, id, rec, attempts, hour)
             out[#out + 1] = {V_DEAD}
         else
             out[#out + 1] = fire(record, entry, rec)
@@ -93,11 +104,12 @@ for j = 1, (#ARGV - 6) / 3 do
             '^(%d+)|([^|]*)|(.*)$')
         local age = now - (tonumber(claimed) or 0)
         if by_entry == entry and by == consumer then
-            out[#out + 1] = {V_FIRE, rec[4], attempts, tonumber(rec[5])}
+            out[#out + 1] = {V_FIRE, rec[4], attempts, tonumber(rec[5]),
+                load_request(record, rec[7])}
         elseif age < hold then
             out[#out + 1] = {V_BUSY, hold - age}
         elseif attempts >= max_attempts then
-            fail(record, finished, entry, id, rec, attempts)
+            fail(record, finished, entry, id, rec, attempts, hour)
             out[#out + 1] = {V_DEAD}
         else
             out[#out + 1] = fire(record, entry, rec)

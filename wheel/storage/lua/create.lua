@@ -5,7 +5,10 @@
 -- first did instead of creating a second timer. With an Idempotency-Key,
 -- the key's record maps to the timer it created for a day: the same key
 -- and request fingerprint answer that timer, another fingerprint is a
--- mismatch. The due time is Redis' clock plus the delay.
+-- mismatch. The due time is Redis' clock plus the delay, or the instant
+-- given (`at`), and never earlier than Redis' clock. A timer with its own
+-- request keeps it packed (store_request: fields q, q1..qN); a plain
+-- timer stores nothing more.
 --
 -- Runs at maxmemory: no. Its first write is the record's HSET, so a full
 -- Redis refuses the call before anything is written.
@@ -25,6 +28,8 @@
 -- ARGV[6] bucket number of KEYS[4]
 -- ARGV[7] request fingerprint, or '' without an Idempotency-Key
 -- ARGV[8] how long the idempotency record lives, in ms
+-- ARGV[9] the instant due, epoch ms (then ARGV[3] is unused), or ''
+-- ARGV[10] the packed request (wheel/core/requests.py), or ''
 --
 -- Returns {now_ms, code, due_ms, id}:
 --   C_DONE     created
@@ -66,7 +71,11 @@ if finished then
 end
 
 local due = now + tonumber(ARGV[3])
+if ARGV[9] ~= '' then
+    due = math.max(now, tonumber(ARGV[9]))
+end
 redis.call('HSET', KEYS[1], 'u', ARGV[2], 'd', fmt(due), 's', S_PENDING)
+store_request(KEYS[1], ARGV[10])
 schedule(KEYS[2], KEYS[3], ARGV[4], KEYS[4], ARGV[5], ARGV[6], id, due, now)
 redis.call('INCR', KEYS[7])
 if fingerprint ~= '' then

@@ -3,13 +3,12 @@
 --
 -- Only a failed timer is retried: its finished record leaves the
 -- finished hash, a pending record (the url from its dead letter, its
--- original due time, attempts 0) is put on the wheel due now, and the
--- dead letter is deleted. A timer that is pending, firing, fired or
--- cancelled is left alone.
---
--- Replay-safe: the pending record keeps the dead letter's entry id it was
--- retried from (field x, on retried timers only); a replay finds it and
--- answers as the first call did.
+-- original due time, attempts 0, its request and attempt history) is
+-- put on the wheel due now, and the dead letter is deleted. The record
+-- remembers the dead letter it came from (field p), so the same retry
+-- sent twice (a lost reply) answers C_DONE again and changes nothing; it
+-- is replay-safe. A timer that is pending, firing, fired or cancelled is
+-- left alone.
 --
 -- Runs at maxmemory: yes (its first write is an HDEL).
 --
@@ -29,12 +28,12 @@
 
 local now = now_ms()
 local id = ARGV[1]
-local rec = redis.call('HMGET', KEYS[1], 's', 'x')
+local rec = redis.call('HMGET', KEYS[1], 's', 'p')
+if rec[1] and rec[2] == ARGV[3] then
+    return {now, C_DONE, rec[1]}
+end
 local state = rec[1]
 if state then
-    if state == S_PENDING and rec[2] == ARGV[3] then
-        return {now, C_DONE, S_PENDING}
-    end
     return {now, C_CONFLICT, state}
 end
 local finished = redis.call('HGET', KEYS[2], id)
@@ -46,10 +45,23 @@ if state ~= S_FAILED then
     return {now, C_CONFLICT, state}
 end
 local due = string.match(finished, '^[^,]*,(%d+),')
-redis.call('HDEL', KEYS[2], id)
+local extras = redis.call('HMGET', KEYS[2], id .. 'q', id .. 'h')
+redis.call('HDEL', KEYS[2], id, id .. 'q', id .. 'h')
 redis.call('XDEL', KEYS[5], ARGV[3])
 redis.call('HSET', KEYS[1], 'u', ARGV[2], 'd', due, 's', S_PENDING,
-    'n', fmt(now), 'x', ARGV[3])
+    'n', fmt(now), 'p', ARGV[3])
+store_request(KEYS[1], extras[1] or '')
+-- The failing attempt itself (in the packed record's head) rejoins the
+-- history the finished record kept beside it.
+local history = extras[2] or nil
+local took, due_at, delta, result = string.match(finished,
+    '^%a%d+:?(%d*),(%d+),(-?%d+),(.*)$')
+if took and took ~= '' then
+    local sent = tonumber(due_at) + tonumber(delta) - tonumber(took)
+    history = push_history(history, fmt(sent) .. ',' .. took .. ','
+        .. result, 5)
+end
+store_history(KEYS[1], history)
 redis.call('ZADD', KEYS[4], now, id)
 redis.call('ZADD', KEYS[3], 'LT', now, 'm' .. ARGV[4])
 redis.call('INCR', KEYS[6])
