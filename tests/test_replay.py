@@ -15,6 +15,14 @@ from typing import Any
 import pytest
 import redis as sync_redis
 
+from tests.test_schedule_scripts import (
+    definition,
+    new_schedule,
+    occurrence_firing,
+    read,
+    roll,
+    whole_seconds,
+)
 from tests.test_scripts import (
     CONSUMER,
     LEASE_MS,
@@ -44,6 +52,7 @@ from wheel.storage.inspect import Inspector
 from wheel.storage.keys import GROUP, ShardKeys
 from wheel.storage.listing import Listing, Query
 from wheel.storage.registry import Registry
+from wheel.storage.schedules import Edit, ScheduleStore
 from wheel.storage.scripts import NAMES, Script
 from wheel.storage.shards import ShardQueue
 
@@ -299,6 +308,64 @@ async def _walk(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
     for delay_ms in (60_000, 3 * HOUR_MS, 3 * DAY_MS):
         await create(queue, delay_ms)
     await Listing(queue).page(Query(TimerState.PENDING, 100), None)
+
+
+@case("create_schedule", created_again)
+async def _create_schedule(
+    queue: ShardQueue, shard: ShardKeys, raw: Any
+) -> None:
+    await new_schedule(ScheduleStore(queue), redis_ms(raw) + 60_000)
+
+
+@case("patch_schedule", tag="pause")
+async def _pause(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    store = ScheduleStore(queue)
+    schedule_id = await new_schedule(store, redis_ms(raw) + 60_000)
+    await store.edit(schedule_id, lambda r: Edit(True, None))
+
+
+@case("patch_schedule", tag="edit")
+async def _edit(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    store = ScheduleStore(queue)
+    schedule_id = await new_schedule(store, redis_ms(raw) + 60_000)
+    await store.edit(
+        schedule_id,
+        lambda r: Edit(
+            False,
+            (r.next_ms or 0) + 2000,
+            definition(url="https://example.com/" + "z" * 100),
+        ),
+    )
+
+
+@case("delete_schedule")
+async def _delete(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    store = ScheduleStore(queue)
+    await store.delete(await new_schedule(store, redis_ms(raw) + 60_000))
+
+
+@case("roll", tag="due")
+async def _roll(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    store = ScheduleStore(queue)
+    schedule_id = await new_schedule(store, whole_seconds(raw, 0))
+    await roll(store, shard, await read(store, schedule_id), redis_ms(raw))
+
+
+@case("roll", tag="all-missed")
+async def _roll_all(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
+    store = ScheduleStore(queue)
+    made = definition(misfire="all")
+    schedule_id = await new_schedule(store, whole_seconds(raw, 20), made)
+    await roll(store, shard, await read(store, schedule_id), redis_ms(raw))
+
+
+@case("complete", tag="occurrence")
+async def _complete_occurrence(
+    queue: ShardQueue, shard: ShardKeys, raw: Any
+) -> None:
+    store = ScheduleStore(queue)
+    _, attempt = await occurrence_firing(store, shard, raw)
+    await queue.complete(shard, CONSUMER, attempt, deadline_s=2.0)
 
 
 def test_every_script_has_a_replay_case() -> None:

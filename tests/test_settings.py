@@ -45,6 +45,7 @@ OVERRIDES: list[tuple[str, str, Any]] = [
     ("api_tokens", "t0k3n-a,t0k3n-b", None),
     ("metrics_port", "9100", 9100),
     ("retry_after_max", "120", 120.0),
+    ("misfire_grace", "0", 0.0),
 ]
 
 
@@ -154,6 +155,8 @@ def test_unknown_variable_is_rejected_by_name(variable: str) -> None:
         ("WHEEL_KEY_PREFIX", ""),
         ("WHEEL_REDIS_URL", "localhost:6379"),
         ("WHEEL_REDIS_URL", "http://localhost:6379/0"),
+        ("WHEEL_MISFIRE_GRACE", "-1"),
+        ("WHEEL_MISFIRE_GRACE", "nan"),
     ],
 )
 def test_bad_value_is_rejected_by_name(variable: str, raw: str) -> None:

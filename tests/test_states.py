@@ -48,6 +48,7 @@ EXPECTED = {
     "C_CONFLICT": "conflict",
     "C_NOT_OURS": "not_ours",
     "C_FULL": "full",
+    "C_EARLY": "early",
 }
 
 

@@ -60,6 +60,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_tokens: str = ""
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
     retry_after_max: Seconds = 3600.0
+    misfire_grace: Annotated[float, msgspec.Meta(ge=0, le=86400)] = 30.0
 
     def __post_init__(self) -> None:
         least_s = self.webhook_timeout + CLAIM_MARGIN_S + STALL_GRACE_S

@@ -61,6 +61,8 @@ class Code(StrEnum):
     """A lease held by another ticker."""
     FULL = "full"
     """The shard's ready stream is at its bound (backpressure)."""
+    EARLY = "early"
+    """Not yet due by Redis' clock: nothing changed (try later)."""
 
 
 # The one table: Python value -> the string the scripts use. States are

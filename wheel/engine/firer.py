@@ -307,7 +307,13 @@ class Firer:
                 )
         result = str(delivery.status) if delivery.status else delivery.result
         attempt = Attempt(
-            entry, claim.attempt, outcome, result, delay_ms, took_ms
+            entry,
+            claim.attempt,
+            outcome,
+            result,
+            delay_ms,
+            took_ms,
+            claim.schedule_id,
         )
         code = await self._write(shard, attempt, sent_at)
         if code is None:

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from wheel.core import rendezvous
 from wheel.core.buckets import Bucket, Level
 from wheel.core.states import Code
+from wheel.engine.roller import Roller
 from wheel.runtime import metrics
 from wheel.runtime.lifecycle import ErrorLog, process_name, supervise
 from wheel.settings import Settings
@@ -78,6 +79,8 @@ class Ticker:
         self._errors = ErrorLog(log)
         self._live: list[str] | None = None
         self._held_until: dict[int, float] = {}
+        self.roller = Roller(queue, settings, self.by_node)
+        """Hands the held shards' due schedule occurrences over."""
 
     async def beat(self) -> float:
         """Register as alive, then take, keep or release leases; seconds
@@ -386,9 +389,12 @@ class Ticker:
                     loops.pop(node).cancel()
             return wait_s
 
+        rolling = asyncio.create_task(self.roller.run(stop))
         try:
             await supervise("beat", beat_and_regroup, stop, self._errors)
         finally:
+            rolling.cancel()
+            await asyncio.gather(rolling, return_exceptions=True)
             for task in loops.values():
                 task.cancel()
             await asyncio.gather(*loops.values(), return_exceptions=True)

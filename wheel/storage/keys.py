@@ -103,6 +103,24 @@ class ShardKeys:
         (so an expired hour leaves both sets)."""
         return self._base + b":fx"
 
+    def schedule(self, schedule_id: bytes) -> bytes:
+        """Hash: a schedule's record (its definition in chunks, version,
+        paused, next occurrence, last occurrence, counts)."""
+        return self._base + b":s:" + schedule_id
+
+    @property
+    def schedules_next(self) -> bytes:
+        """Sorted set: the id of every live (unpaused, unended) schedule,
+        scored by its next occurrence's instant: the one next occurrence
+        each has on the wheel, which the roller hands over when due."""
+        return self._base + b":S"
+
+    @property
+    def schedules(self) -> bytes:
+        """Sorted set: the id of every schedule, all scored 0, so in id
+        order (the listing of schedules walks it)."""
+        return self._base + b":sa"
+
     def idempotency(self, digest: bytes) -> bytes:
         """String: the timer an ``Idempotency-Key`` created, for a day."""
         return self._base + b":k:" + digest

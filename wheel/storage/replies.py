@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wheel.core.buckets import Bucket, Level
+from wheel.core.schedules import Definition, unpack_definition
 from wheel.core.states import (
     STATE_OF_CODE,
     Code,
@@ -119,6 +120,9 @@ class Claim:
     wait_ms: int = 0
     request: bytes = b""
     """The timer's own request (packed), empty for the default webhook."""
+    schedule_id: bytes = b""
+    """The schedule whose occurrence the timer is; empty for a timer of
+    its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +195,7 @@ def claim_of(item: list[Any]) -> Claim:
             as_int(item[2]),
             due_ms=as_int(item[3]),
             request=item[4] if len(item) > 4 else b"",
+            schedule_id=item[5] if len(item) > 5 else b"",
         )
     if verdict is Verdict.BUSY:
         return Claim(verdict, wait_ms=as_int(item[1]))
@@ -297,3 +302,60 @@ def healthy_replicas(info: bytes) -> int:
         ):
             count += 1
     return count
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """A schedule as its record holds it."""
+
+    schedule_id: bytes
+    version: bytes
+    """As stored: the compare-and-set of an edit or a roll sends it
+    back."""
+    definition: Definition
+    paused: bool
+    next_ms: int | None
+    """The one occurrence on the wheel; None when paused or ended."""
+    last_id: bytes | None
+    """The latest occurrence handed to the workers, if any."""
+    fired: int
+    failed: int
+    missed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rolled:
+    """Reply of ``roll``: its code and the occurrences it created."""
+
+    code: Code
+    created: int
+    now_ms: int
+
+
+def schedule_of(schedule_id: bytes, reply: list[Any]) -> ScheduleRecord | None:
+    """A schedule from its record's ``HGETALL`` (None: no such schedule,
+    or only a deletion's marker).
+
+    Raises:
+        ValueError: the record's definition cannot be read.
+    """
+    fields: dict[bytes, bytes] = dict(
+        zip(reply[::2], reply[1::2], strict=True)
+    )
+    version = fields.get(b"v")
+    if version is None:
+        return None
+    count = int(fields.get(b"d", b"0"))
+    packed = b"".join(fields.get(b"d%d" % i, b"") for i in range(1, count + 1))
+    next_ms = fields.get(b"n")
+    return ScheduleRecord(
+        schedule_id,
+        version,
+        unpack_definition(packed),
+        fields.get(b"p") == b"1",
+        None if next_ms is None else int(next_ms),
+        fields.get(b"l"),
+        int(fields.get(b"f", b"0")),
+        int(fields.get(b"x", b"0")),
+        int(fields.get(b"m", b"0")),
+    )

@@ -32,6 +32,10 @@ NAMES = (
     "release",
     "beat",
     "drop_consumer",
+    "create_schedule",
+    "patch_schedule",
+    "delete_schedule",
+    "roll",
 )
 
 

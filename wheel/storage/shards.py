@@ -80,6 +80,9 @@ class Attempt:
     delay_ms: int = 0
     duration_ms: int = 0
     """How long the attempt took (none for a deferral: nothing sent)."""
+    schedule_id: bytes = b""
+    """The schedule whose occurrence the timer is (its claim said): a
+    finished occurrence counts in that schedule's record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -611,6 +614,11 @@ class ShardQueue:
                 shard.tombstones,
                 shard.finished_hours,
                 shard.finished_expiry,
+                *(
+                    [shard.schedule(attempt.schedule_id)]
+                    if attempt.schedule_id
+                    else []
+                ),
             ],
             [
                 GROUP,

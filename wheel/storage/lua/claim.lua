@@ -14,8 +14,9 @@
 --     the ms until that claim lapses;
 --   * out of attempts: the timer fails and is dead-lettered, V_DEAD;
 --   * otherwise: state firing, attempts + 1, claim token set, V_FIRE
---     with the url, the attempt number, the due ms and the timer's own
---     request (packed; '' for the default webhook).
+--     with the url, the attempt number, the due ms, the timer's own
+--     request (packed; '' for the default webhook) and the id of the
+--     schedule whose occurrence it is ('' for a timer of its own).
 --
 -- Runs at maxmemory: yes (the first write per entry is an XACK or HDEL).
 --
@@ -35,7 +36,7 @@
 --           of its finished hash
 --
 -- Returns {now_ms, {verdict, ...}, ...}, one reply per entry in order:
--- {V_FIRE, url, attempt, due_ms, request}, {V_BUSY, wait_ms},
+-- {V_FIRE, url, attempt, due_ms, request, schedule_id}, {V_BUSY, wait_ms},
 -- {V_EARLY, sched_ms}, {V_SKIP} or {V_DEAD}.
 
 local now = now_ms()
@@ -71,7 +72,7 @@ local function fire(record, entry, rec)
     redis.call('HSET', record, 's', S_FIRING,
         'c', fmt(now) .. '|' .. entry .. '|' .. consumer)
     return {V_FIRE, rec[4], attempt, tonumber(rec[5]),
-        load_request(record, rec[7])}
+        load_request(record, rec[7]), rec[8] or ''}
 end
 
 for j = 1, (#ARGV - 6) / 4 do
@@ -81,9 +82,9 @@ for j = 1, (#ARGV - 6) / 4 do
     local sched = tonumber(ARGV[5 + 4 * j])
     local hour = ARGV[6 + 4 * j]
     -- s state, a attempts, c claim token, u url, d due, n next schedule,
-    -- q the request's chunks
+    -- q the request's chunks, g the schedule of an occurrence
     local rec = redis.call('HMGET', record, 's', 'a', 'c', 'u', 'd', 'n',
-        'q')
+        'q', 'g')
     local state = rec[1]
     local attempts = tonumber(rec[2]) or 0
     if state == S_PENDING then
@@ -105,7 +106,7 @@ for j = 1, (#ARGV - 6) / 4 do
         local age = now - (tonumber(claimed) or 0)
         if by_entry == entry and by == consumer then
             out[#out + 1] = {V_FIRE, rec[4], attempts, tonumber(rec[5]),
-                load_request(record, rec[7])}
+                load_request(record, rec[7]), rec[8] or ''}
         elseif age < hold then
             out[#out + 1] = {V_BUSY, hold - age}
         elseif attempts >= max_attempts then

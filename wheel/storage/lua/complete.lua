@@ -35,6 +35,9 @@
 --         hour or day bucket when it was rescheduled
 -- KEYS[10] the shard's finished hours, by hour (zset)
 -- KEYS[11] the shard's finished hours, by expiry (zset)
+-- KEYS[12] (optional) the record of the schedule whose occurrence this
+--          timer is: a finished occurrence counts there (fired f, or
+--          failed x); a replay returns early and counts nothing twice
 -- ARGV[1] consumer group
 -- ARGV[2] stream entry id
 -- ARGV[3] consumer name
@@ -101,6 +104,16 @@ if outcome == O_OK or outcome == O_FAIL then
     keep_extras(KEYS[3], id, request, history)
     keep(KEYS[3], tonumber(ARGV[12]), KEYS[10], KEYS[11], ARGV[15])
     redis.call('DECR', KEYS[8])
+    -- schedules: an occurrence counts in its schedule, if that still
+    -- exists (a deleted schedule leaves only a marker, without v).
+    if KEYS[12] and redis.call('HEXISTS', KEYS[12], 'v') == 1 then
+        local count = 'f'
+        if outcome == O_FAIL then
+            count = 'x'
+        end
+        redis.call('HINCRBY', KEYS[12], count, 1)
+    end
+    -- end of schedules
 else
     local sched = now + tonumber(ARGV[8])
     local attempts = attempt
