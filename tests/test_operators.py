@@ -66,6 +66,11 @@ def test_openapi_document_is_valid_and_covers_every_route(
         ("/timer/{timer_id}", "delete", "cancelTimer", "timers"),
         ("/timer/{timer_id}", "patch", "rescheduleTimer", "timers"),
         ("/timers", "get", "listTimers", "timers"),
+        ("/schedules", "post", "createSchedule", "schedules"),
+        ("/schedules", "get", "listSchedules", "schedules"),
+        ("/schedules/{schedule_id}", "get", "getSchedule", "schedules"),
+        ("/schedules/{schedule_id}", "patch", "updateSchedule", "schedules"),
+        ("/schedules/{schedule_id}", "delete", "deleteSchedule", "schedules"),
         ("/timer/{timer_id}/retry", "post", "retryTimer", "operators"),
         ("/dead-letters", "get", "listDeadLetters", "operators"),
         ("/stats", "get", "getStats", "operators"),
@@ -107,6 +112,49 @@ def test_openapi_document_is_valid_and_covers_every_route(
         "minutes",
         "seconds",
         "at",
+    }
+    assert set(schemas["ScheduleRequest"]["properties"]) == {
+        "cron",
+        "timezone",
+        "url",
+        "request",
+        "start_at",
+        "end_at",
+        "misfire",
+    }
+    assert set(schemas["ScheduleRequest"]["required"]) == {"cron", "url"}
+    assert set(schemas["ScheduleCreated"]["properties"]) == {"id", "next"}
+    assert set(schemas["SchedulePatch"]["properties"]) == {
+        "paused",
+        "cron",
+        "timezone",
+        "url",
+        "request",
+    }
+    assert set(schemas["ScheduleView"]["properties"]) == {
+        "id",
+        "cron",
+        "timezone",
+        "url",
+        "request",
+        "start_at",
+        "end_at",
+        "misfire",
+        "paused",
+        "next_at",
+        "last",
+        "fired",
+        "failed",
+        "missed",
+    }
+    assert set(schemas["LastOccurrence"]["properties"]) == {
+        "id",
+        "scheduled_for",
+        "status",
+    }
+    assert set(schemas["SchedulePage"]["properties"]) == {
+        "items",
+        "next_cursor",
     }
     for page in ("/docs", "/dashboard"):
         html = httpx.get(f"{base}{page}").text

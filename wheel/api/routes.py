@@ -3,6 +3,7 @@ router and the OpenAPI document are built."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -28,6 +29,13 @@ from wheel.api.openapi import Operation, Param, document
 from wheel.api.operators import MAX_DEAD_LETTERS
 from wheel.api.paging import DEFAULT_LIMIT, MAX_LIMIT
 from wheel.api.request_parts import MAX_IDEMPOTENCY_KEY
+from wheel.api.schedule_models import (
+    ScheduleCreated,
+    SchedulePage,
+    SchedulePatch,
+    ScheduleRequest,
+    ScheduleView,
+)
 from wheel.api.timers import Api, Endpoint
 
 
@@ -211,6 +219,7 @@ def operations(api: Api) -> list[tuple[Operation, Endpoint]]:
             ),
             api.listing.list_timers,
         ),
+        *schedule_operations(api, op, query),
         (
             op(
                 "/timer/{timer_id}/retry",
@@ -342,6 +351,157 @@ def operations(api: Api) -> list[tuple[Operation, Endpoint]]:
                 responses={200: (None, "an HTML page")},
             ),
             operators.dashboard,
+        ),
+    ]
+
+
+def schedule_operations(
+    api: Api,
+    op: Callable[..., Operation],
+    query: Callable[[str, dict[str, Any], str], Param],
+) -> list[tuple[Operation, Endpoint]]:
+    """The schedules' routes (tag ``schedules``)."""
+    schedules = api.schedules
+    schedule_id = Param(
+        "schedule_id", "path", {"type": "string"}, "The schedule's id."
+    )
+    unavailable_ = (Problem, "Redis did not answer (retry later)")
+    bad = (Problem, "the body is malformed")
+    too_large = (Problem, "the body is over 64 KiB")
+    missing = (Problem, "no schedule with this id (or a malformed id)")
+    tag = "schedules"
+    return [
+        (
+            op(
+                "/schedules",
+                "POST",
+                "createSchedule",
+                "Create a recurring schedule",
+                description=(
+                    "Each occurrence (cron in timezone, within start_at "
+                    "and end_at) is a timer that fires once. Invalid "
+                    "cron, an unknown zone, end_at before start_at and a "
+                    "schedule that never fires are 422s naming the field."
+                ),
+                body=ScheduleRequest,
+                guarded=True,
+                tag=tag,
+                responses={
+                    201: (
+                        ScheduleCreated,
+                        "created, with its next occurrences",
+                    ),
+                    400: bad,
+                    413: too_large,
+                    422: (Problem, "a field breaks a rule"),
+                    503: unavailable_,
+                    507: (Problem, "Redis is full; nothing created"),
+                },
+            ),
+            schedules.create_schedule,
+        ),
+        (
+            op(
+                "/schedules",
+                "GET",
+                "listSchedules",
+                "List schedules, a page at a time",
+                description=(
+                    "Shard by shard, in id order, each page doing bounded "
+                    "work: a page may hold fewer than limit schedules "
+                    "(even none) while next_cursor says more follow. A "
+                    "schedule that exists throughout is listed once."
+                ),
+                params=(
+                    query(
+                        "limit",
+                        {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_LIMIT,
+                            "default": DEFAULT_LIMIT,
+                        },
+                        "Most schedules in the page.",
+                    ),
+                    query(
+                        "cursor",
+                        {"type": "string"},
+                        "The next_cursor of the previous page.",
+                    ),
+                ),
+                guarded=True,
+                tag=tag,
+                responses={
+                    200: (SchedulePage, "a page of schedules"),
+                    422: (Problem, "a bad parameter or cursor"),
+                    503: unavailable_,
+                },
+            ),
+            schedules.list_schedules,
+        ),
+        (
+            op(
+                "/schedules/{schedule_id}",
+                "GET",
+                "getSchedule",
+                "Read a schedule",
+                params=(schedule_id,),
+                guarded=True,
+                tag=tag,
+                responses={
+                    200: (ScheduleView, "the schedule"),
+                    404: missing,
+                    503: unavailable_,
+                },
+            ),
+            schedules.read_schedule,
+        ),
+        (
+            op(
+                "/schedules/{schedule_id}",
+                "PATCH",
+                "updateSchedule",
+                "Pause, resume or edit a schedule",
+                description=(
+                    "Atomic against the firing: once it answers, no "
+                    "occurrence under the old definition is created; an "
+                    "occurrence already handed to a worker completes."
+                ),
+                body=SchedulePatch,
+                params=(schedule_id,),
+                guarded=True,
+                tag=tag,
+                responses={
+                    200: (ScheduleView, "the schedule as it is now"),
+                    400: bad,
+                    404: missing,
+                    413: too_large,
+                    422: (Problem, "a field breaks a rule"),
+                    503: unavailable_,
+                },
+            ),
+            schedules.update_schedule,
+        ),
+        (
+            op(
+                "/schedules/{schedule_id}",
+                "DELETE",
+                "deleteSchedule",
+                "Delete a schedule",
+                description=(
+                    "No occurrence is created once it answers; one already "
+                    "handed to a worker completes and stays readable."
+                ),
+                params=(schedule_id,),
+                guarded=True,
+                tag=tag,
+                responses={
+                    204: (None, "deleted"),
+                    404: missing,
+                    503: unavailable_,
+                },
+            ),
+            schedules.delete_schedule,
         ),
     ]
 

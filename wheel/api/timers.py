@@ -23,6 +23,7 @@ from wheel.api.response_parts import (
     unavailable,
     view,
 )
+from wheel.api.schedules import ScheduleEndpoints
 from wheel.api.service import (
     CancelRefused,
     IdempotencyMismatch,
@@ -80,6 +81,9 @@ class Api:
         self._errors = lifecycle.ErrorLog(log)
         self.operators = Operators(self.queue, self.registry)
         self.listing = TimerListing(self.queue)
+        self.schedules = ScheduleEndpoints(
+            self.queue, self._url_refusal, self._ready_for_timers
+        )
         self.document: dict[str, Any] = {}
         self._refusals: dict[str, str | None] = {}
         self.hot: dict[str, Endpoint] = {}

@@ -75,6 +75,8 @@ class Roller:
         self.peek = settings.batch_size
         self.grace_ms = int(settings.misfire_grace * 1000)
         self.created_total = 0
+        """Occurrences its rolls reported created (a roll that found
+        another roller's identical roll done reports that one's)."""
         self.missed_total = 0
         self._seen: dict[int, _Seen] = {}
         self._paused_until: dict[int, float] = {}
