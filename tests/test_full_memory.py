@@ -11,6 +11,7 @@ import redis as sync_redis
 from redis.exceptions import OutOfMemoryError
 
 from tests.conftest import redis7_binary
+from wheel.core.schedules import Definition, occurrence_request, plan_roll
 from wheel.core.states import Code, Outcome, TimerState, Verdict
 from wheel.embedded.server import RedisServer, find_binary
 from wheel.runtime.lifecycle import client_name
@@ -19,6 +20,7 @@ from wheel.storage.connection import Connection, connect
 from wheel.storage.errors import StoreFull
 from wheel.storage.keys import ShardKeys
 from wheel.storage.registry import Registry
+from wheel.storage.schedules import Edit, ScheduleStore
 from wheel.storage.shards import Attempt, Created, Idempotency, ShardQueue
 
 URL = "http://127.0.0.1:9/hook"
@@ -198,3 +200,40 @@ async def test_creates_work_again_once_memory_is_freed(full: Full) -> None:
     got = await full.queue.get(created.timer_id)
     assert got is not None
     assert got.state is TimerState.PENDING
+
+
+async def test_schedules_keep_firing_when_full(full: Full) -> None:
+    """At maxmemory a new schedule is refused whole, while a due one is
+    still handed over (its occurrence made, the next put on), paused,
+    resumed and deleted."""
+    store = ScheduleStore(full.queue)
+    every_s = Definition("* * * * * *", "UTC", URL, None, None, None)
+    now_ms = int(full.raw.time()[0]) * 1000
+    due = full.queue.ids.new(now_ms, SHARDS, SHARD)
+    other = full.queue.ids.new(now_ms, SHARDS, SHARD)
+    for schedule_id in (due, other):
+        await store.create(every_s, now_ms - 1000, schedule_id)
+    full.fill()
+    keys = set(full.raw.keys("*"))
+
+    with pytest.raises(StoreFull):
+        await store.create(every_s, now_ms + 1000)
+    assert set(full.raw.keys("*")) == keys
+
+    record = await store.get(due)
+    assert record is not None
+    plan = plan_roll(due, every_s, now_ms - 1000, now_ms, SHARDS, 60_000)
+    requests = [
+        occurrence_request(None, o.id, due, o.scheduled_ms) for o in plan.fire
+    ]
+    rolled = await store.roll(full.shard, record, plan, requests)
+    assert (rolled.code, rolled.created) == (Code.DONE, 1)
+    assert full.raw.xlen(full.shard.ready) == 1
+    paused = await store.edit(other, lambda r: Edit(True, None))
+    assert paused.code is Code.DONE
+    resumed = await store.edit(other, lambda r: Edit(False, now_ms + 5000))
+    assert resumed.code is Code.DONE
+    assert await store.delete(other) is Code.DONE
+    assert full.refused()
+    after = await store.get(due)
+    assert after is not None and after.next_ms == now_ms
