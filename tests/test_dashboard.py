@@ -626,3 +626,96 @@ def test_timers_view_retries_a_failed_timer(
         )
         assert page.get_by_test_id("found-status").text_content() == "fired"
     assert watch.problems == []
+
+
+def schedule_rows(page: Page) -> list[tuple[str, str, str]]:
+    """The Schedules view's rows, top to bottom: id, state, and the next
+    occurrence as the API wrote it."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll(
+             '[data-testid="schedule-row"]')].map((tr) => [tr.dataset.id,
+             tr.dataset.state,
+             tr.querySelector('[data-testid="schedule-next"]').title])"""
+    )
+
+
+def schedules_loaded(page: Page, count: int) -> None:
+    """Wait until the Schedules view has loaded its list ``count`` times."""
+    page.wait_for_function(
+        f"Number(document.body.dataset.schedulesLoads || 0) >= {count}"
+    )
+
+
+def test_schedules_view_shows_next_and_last_and_pauses_and_resumes(
+    procs: Procs, receiver: Receiver, browser: BrowserContext
+) -> None:
+    """The Schedules table lists active schedules by next occurrence
+    (then paused ones), shows the last occurrence's status once one has
+    fired, and Pause and Resume act through PATCH."""
+    base = procs.api()
+    procs.role("ticker")
+    procs.role("worker")
+    with httpx.Client(base_url=base) as api:
+
+        def create(cron: str) -> str:
+            body = {"cron": cron, "url": receiver.url}
+            reply = api.post("/schedules", json=body)
+            assert reply.status_code == 201, reply.text
+            return str(reply.json()["id"])
+
+        yearly = create("0 0 1 1 *")
+        often = create("*/2 * * * * *")
+        paused = create("0 12 * * *")
+        assert api.patch(
+            f"/schedules/{paused}", json={"paused": True}
+        ).is_success
+        wait_until(
+            lambda: (
+                api.get(f"/schedules/{often}").json()["last"] is not None
+                and api.get(f"/schedules/{often}").json()["last"]["status"]
+                == "fired"
+            ),
+            timeout_s=10,
+            what="an occurrence fired",
+        )
+        page, watch = open_page(browser, f"{base}/dashboard")
+        schedules_loaded(page, 1)
+        rows = schedule_rows(page)
+        assert [(i, state) for i, state, _ in rows] == [
+            (often, "active"),
+            (yearly, "active"),
+            (paused, "paused"),
+        ]
+        assert rows[1][2] == api.get(f"/schedules/{yearly}").json()["next_at"]
+        assert rows[2][2] == ""
+        last = page.locator(
+            f'[data-testid="schedule-row"][data-id="{often}"] '
+            '[data-testid="schedule-last"]'
+        )
+        assert last.get_attribute("data-status") == "fired"
+
+        row = page.locator(f'[data-testid="schedule-row"][data-id="{yearly}"]')
+        row.get_by_test_id("pause-button").click()
+        page.wait_for_function(
+            "document.querySelector('[data-testid=schedules-outcome]')"
+            ".textContent.includes('is paused')"
+        )
+        assert api.get(f"/schedules/{yearly}").json()["paused"] is True
+        page.wait_for_function(
+            f"""document.querySelector('[data-testid="schedule-row"]'
+                + '[data-id="{yearly}"]').dataset.state === 'paused'"""
+        )
+        row = page.locator(f'[data-testid="schedule-row"][data-id="{paused}"]')
+        row.get_by_test_id("resume-button").click()
+        page.wait_for_function(
+            "document.querySelector('[data-testid=schedules-outcome]')"
+            ".textContent.includes('is resumed')"
+        )
+        view = api.get(f"/schedules/{paused}").json()
+        assert view["paused"] is False and view["next_at"] is not None
+        page.wait_for_function(
+            f"""document.querySelector('[data-testid="schedule-row"]'
+                + '[data-id="{paused}"]').dataset.state === 'active'"""
+        )
+    assert all(url.startswith(f"{base}/") for url in watch.urls())
+    assert watch.problems == []
