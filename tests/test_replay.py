@@ -359,6 +359,15 @@ async def _roll_all(queue: ShardQueue, shard: ShardKeys, raw: Any) -> None:
     await roll(store, shard, await read(store, schedule_id), redis_ms(raw))
 
 
+@case("read_schedules")
+async def _read_schedules(
+    queue: ShardQueue, shard: ShardKeys, raw: Any
+) -> None:
+    store = ScheduleStore(queue)
+    schedule_id = await new_schedule(store, redis_ms(raw) + 60_000)
+    await store.get_many(shard, [schedule_id, b"\x03" * 16])
+
+
 @case("complete", tag="occurrence")
 async def _complete_occurrence(
     queue: ShardQueue, shard: ShardKeys, raw: Any

@@ -9,7 +9,8 @@ Python what fires now and what follows (cron, zone, misfire policy,
 ``end_at``: :func:`wheel.core.schedules.plan_roll`), and calls one
 compare-and-set script per schedule that creates the occurrences as
 timers in the ready stream and puts the successor in the set. Shards
-that got occurrences ring the workers' doorbell.
+that got occurrences ring the workers' doorbell, each as soon as its
+rolls are done.
 
 No leader and no extra process: tickers share shards by lease, and two
 rollers on one shard (a lease moving) are safe, because a roll whose
@@ -115,16 +116,8 @@ class Roller:
             wait_s = min(
                 wait_s, max(MIN_SLEEP_S, seen.peeked_at + tick_s - now)
             )
-        rung: list[ShardKeys] = []
-        for got, again_s in await asyncio.gather(*work):
-            if got is not None:
-                rung.append(got)
+        for again_s in await asyncio.gather(*work):
             wait_s = min(wait_s, again_s)
-        if rung:
-            try:
-                await ring(self.queue.connection, self.queue.keys, rung)
-            except Exception as exc:
-                self._errors.note("doorbell", exc)
         return wait_s
 
     async def _look(self, shards: list[ShardKeys], now: float) -> None:
@@ -158,15 +151,16 @@ class Roller:
         seen: _Seen,
         due: list[bytes],
         now_ms: int,
-    ) -> tuple[ShardKeys | None, float]:
-        """Roll one shard's due schedules: the shard when occurrences
-        were created (to ring for), and how soon to look again."""
+    ) -> float:
+        """Roll one shard's due schedules, ring the workers' doorbell
+        when that made occurrences (at once: a big minute's other shards
+        need not be rolled first), and say how soon to look again."""
         try:
             records = await self.store.get_many(shard, due)
         except Exception as exc:
             self._errors.note(f"schedules of shard {shard.shard}", exc)
             seen.peeked_at = 0.0
-            return None, self.settings.tick_interval
+            return self.settings.tick_interval
         calls: list[asyncio.Future[Rolled]] = []
         plans: list[tuple[ScheduleRecord, RollPlan]] = []
         for sid, record in zip(due, records, strict=True):
@@ -216,7 +210,12 @@ class Roller:
                 seen.members.pop(sid, None)
                 seen.peeked_at = 0.0
         self.created_total += created
-        return (shard if created else None), again_s
+        if created:
+            try:
+                await ring(self.queue.connection, self.queue.keys, [shard])
+            except Exception as exc:
+                self._errors.note("doorbell", exc)
+        return again_s
 
     def _call(
         self, shard: ShardKeys, record: ScheduleRecord, now_ms: int

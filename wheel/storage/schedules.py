@@ -11,7 +11,6 @@ against each other; see the scripts' headers.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -137,19 +136,19 @@ class ScheduleStore:
     async def get_many(
         self, shard: ShardKeys, schedule_ids: Sequence[bytes]
     ) -> list[ScheduleRecord | None]:
-        """Schedules of one shard, in order (None: unknown); the reads
-        share a round trip."""
-        replies = await asyncio.gather(
-            *(
-                self.connection.call(
-                    shard.schedule(sid), "HGETALL", shard.schedule(sid)
-                )
-                for sid in schedule_ids
-            )
+        """Schedules of one shard, in order (None: unknown), in one call
+        (``read_schedules.lua``)."""
+        if not schedule_ids:
+            return []
+        reply = await self.connection.script(
+            SCRIPTS["read_schedules"],
+            [shard.schedule(sid) for sid in schedule_ids],
+            [],
         )
+        self.queue.clocks.observe(shard.shard, as_int(reply[0]))
         return [
             schedule_of(sid, fields)
-            for sid, fields in zip(schedule_ids, replies, strict=True)
+            for sid, fields in zip(schedule_ids, reply[1:], strict=True)
         ]
 
     async def edit(

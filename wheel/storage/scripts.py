@@ -36,6 +36,7 @@ NAMES = (
     "patch_schedule",
     "delete_schedule",
     "roll",
+    "read_schedules",
 )
 
 
