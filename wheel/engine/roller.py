@@ -2,15 +2,15 @@
 
 A live schedule's next occurrence is one member of its shard's schedules
 set, scored by the instant. For the shards whose leases its ticker
-holds, the roller peeks at the earliest members (one ``ZRANGE`` a shard,
-at most every tick interval, batched), sleeps until the earliest is due,
-reads the due schedules' records (one round trip a shard), decides in
-Python what fires now and what follows (cron, zone, misfire policy,
-``end_at``: :func:`wheel.core.schedules.plan_roll`), and calls one
-compare-and-set script per schedule that creates the occurrences as
-timers in the ready stream and puts the successor in the set. Shards
-that got occurrences ring the workers' doorbell, each as soon as its
-rolls are done.
+holds, the roller peeks at the members due within the next tick
+interval (one ``ZRANGE`` a shard, at most every tick interval, batched),
+sleeps until the earliest is due, reads the due schedules' records (one
+call a shard, :data:`ROLL_BATCH` at most), decides in Python what fires
+now and what follows (cron, zone, misfire policy, ``end_at``:
+:func:`wheel.core.schedules.plan_roll`), and calls one compare-and-set
+script per schedule that creates the occurrences as timers in the ready
+stream and puts the successor in the set. Shards that got occurrences
+ring the workers' doorbell, each as soon as its rolls are done.
 
 No leader and no extra process: tickers share shards by lease, and two
 rollers on one shard (a lease moving) are safe, because a roll whose
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,6 +44,8 @@ MIN_SLEEP_S = 0.002
 EARLY_SLEEP_S = 0.005
 """How long to wait after Redis found an occurrence not yet due (this
 host's estimate of Redis' clock ran a little ahead)."""
+ROLL_BATCH = 100
+"""Most schedules of one shard a step rolls (the rest at once after)."""
 FULL_PAUSE_S = 0.05
 """How long a shard whose ready stream is full is left alone."""
 
@@ -55,11 +56,11 @@ Groups = Callable[[], dict[str, list[ShardKeys]]]
 @dataclass(slots=True)
 class _Seen:
     """What the last peek (and the rolls since) tell of one shard's set:
-    members and scores, complete up to ``bound`` (a full peek knows
-    nothing past its last score)."""
+    members and scores, complete up to ``bound`` (the end of the window
+    looked at, or the last score of a full peek)."""
 
     members: dict[bytes, int]
-    bound: float
+    bound: int
     peeked_at: float
 
 
@@ -103,16 +104,20 @@ class Roller:
             now_ms = self.queue.clocks.now_ms(shard.shard)
             due = [sid for sid, at in seen.members.items() if at <= now_ms]
             ahead = min(
-                (at for at in seen.members.values() if at > now_ms),
-                default=seen.bound,
+                [at for at in seen.members.values() if at > now_ms]
+                + [seen.bound]
             )
-            if due:
-                work.append(self._roll(shard, seen, due, now_ms))
-            if ahead <= now_ms:
+            if len(due) > ROLL_BATCH:
+                # A big minute: a batch a step, so that the first
+                # occurrences go out before the last are decided.
+                due, wait_s = due[:ROLL_BATCH], 0.0
+            elif ahead <= now_ms:
                 # Every member the peek saw was due: more may wait.
                 seen.peeked_at = 0.0
-            elif not math.isinf(ahead):
+            else:
                 wait_s = min(wait_s, max((ahead - now_ms) / 1e3, MIN_SLEEP_S))
+            if due:
+                work.append(self._roll(shard, seen, due, now_ms))
             wait_s = min(
                 wait_s, max(MIN_SLEEP_S, seen.peeked_at + tick_s - now)
             )
@@ -121,7 +126,9 @@ class Roller:
         return wait_s
 
     async def _look(self, shards: list[ShardKeys], now: float) -> None:
-        """Peek at the shards whose last look is a tick interval old."""
+        """Peek at the shards whose last look is a tick interval old: the
+        members due by the end of the next tick interval (at most a peek's
+        worth; what the look did not return is later than its bound)."""
         stale = [
             shard
             for shard in shards
@@ -131,18 +138,25 @@ class Roller:
         ]
         if not stale:
             return
+        tick_ms = int(self.settings.tick_interval * 1000)
+        until = [
+            self.queue.clocks.now_ms(shard.shard) + tick_ms for shard in stale
+        ]
         peeks = await asyncio.gather(
-            *(self.store.due(shard, self.peek) for shard in stale),
+            *(
+                self.store.due(shard, self.peek, until_ms)
+                for shard, until_ms in zip(stale, until, strict=True)
+            ),
             return_exceptions=True,
         )
-        for shard, peek in zip(stale, peeks, strict=True):
+        for shard, until_ms, peek in zip(stale, until, peeks, strict=True):
             if isinstance(peek, BaseException):
                 self._errors.note("peek schedules", peek)
                 self._seen.pop(shard.shard, None)
                 continue
             full = len(peek) >= self.peek
             self._seen[shard.shard] = _Seen(
-                dict(peek), peek[-1][1] if full else math.inf, now
+                dict(peek), peek[-1][1] if full else until_ms, now
             )
 
     async def _roll(

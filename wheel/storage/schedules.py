@@ -234,16 +234,24 @@ class ScheduleStore:
     # -- the roller -------------------------------------------------------
 
     async def due(
-        self, shard: ShardKeys, count: int, deadline_s: float = 1.0
+        self,
+        shard: ShardKeys,
+        count: int,
+        until_ms: int,
+        deadline_s: float = 1.0,
     ) -> list[tuple[bytes, int]]:
-        """The ``count`` earliest next occurrences of the shard's live
-        schedules: (schedule id, instant ms)."""
+        """The earliest next occurrences of the shard's live schedules
+        due by ``until_ms``, at most ``count``: (schedule id, instant)."""
         reply = await self.connection.call(
             shard.schedules_next,
             "ZRANGE",
             shard.schedules_next,
+            "-inf",
+            until_ms,
+            "BYSCORE",
+            "LIMIT",
             0,
-            count - 1,
+            count,
             "WITHSCORES",
             deadline_s=deadline_s,
         )
