@@ -127,18 +127,21 @@ class RedisCost:
     ``INFO commandstats`` are read at the start and at :meth:`per`; the
     difference over a count of timers is the cost per timer as Redis
     itself accounts it (a script's inner commands count under their
-    names, the script under ``evalsha``).
+    names, the script under ``evalsha``). ``us_<command>`` is the time
+    Redis spent in a command's own work (``usec`` of commandstats; a
+    script's includes its inner commands'): what the total CPU has on top
+    of the commands sent is reading, parsing and answering them.
     """
 
     def __init__(self, urls: list[str]) -> None:
         self.urls = list(urls)
         self._start = self._read()
 
-    def _read(self) -> tuple[float, dict[str, int]]:
+    def _read(self) -> tuple[float, dict[str, tuple[int, int]]]:
         import redis
 
         cpu = 0.0
-        calls: dict[str, int] = {}
+        calls: dict[str, tuple[int, int]] = {}
         for url in self.urls:
             client = redis.Redis.from_url(url)
             try:
@@ -148,8 +151,10 @@ class RedisCost:
                 )
                 for name, stats in client.info("commandstats").items():
                     command = name.removeprefix("cmdstat_")
-                    calls[command] = calls.get(command, 0) + int(
-                        stats["calls"]
+                    n, us = calls.get(command, (0, 0))
+                    calls[command] = (
+                        n + int(stats["calls"]),
+                        us + int(stats["usec"]),
                     )
             finally:
                 client.close()
@@ -161,9 +166,10 @@ class RedisCost:
         start_cpu, start_calls = self._start
         count = max(1, count)
         out = {"redis_cpu_us": round((cpu - start_cpu) * 1e6 / count, 1)}
-        for command, n in sorted(calls.items()):
-            used = n - start_calls.get(command, 0)
+        for command, (n, us) in sorted(calls.items()):
+            start_n, start_us = start_calls.get(command, (0, 0))
             # The meter's own INFO calls are not the service's.
-            if used > 0 and command != "info":
-                out[f"calls_{command}"] = round(used / count, 3)
+            if n > start_n and command != "info":
+                out[f"calls_{command}"] = round((n - start_n) / count, 3)
+                out[f"us_{command}"] = round((us - start_us) / count, 2)
         return out

@@ -47,7 +47,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from _api import Creator, first_arrivals, lateness_ms, read_views
+from _api import (
+    Creator,
+    epoch_ms,
+    first_arrivals,
+    lateness_ms,
+    read_views,
+)
 from _common import (
     BENCH_DIR,
     BIN_DIR,
@@ -243,6 +249,56 @@ def late_windows(
     return dict(sorted(windows.items(), key=lambda kv: float(kv[0])))
 
 
+LATE_EDGES_MS = (2, 5, 10, 20, 50, 100, 200, 500)
+"""Upper edges of the lateness histograms' bins (the last is open)."""
+
+
+def histogram(values: list[float]) -> dict[str, int]:
+    """How many ``values`` fall in each bin of :data:`LATE_EDGES_MS`."""
+    bins: dict[str, int] = {}
+    low = None
+    for edge in LATE_EDGES_MS:
+        name = f"<{edge}" if low is None else f"{low}-{edge}"
+        bins[name] = sum(
+            1 for v in values if (low is None or v >= low) and v < edge
+        )
+        low = edge
+    bins[f">={low}"] = sum(1 for v in values if v >= LATE_EDGES_MS[-1])
+    return bins
+
+
+def stages(
+    views: dict[str, dict], first: dict[str, float]
+) -> dict[str, object]:
+    """Where the lateness of first attempts went, from each fired timer's
+    history (when its webhook was sent, by Redis' clock) and its arrival:
+    ``to_sent`` = due to sent (the ticker's move, the doorbell, the read,
+    the claim), ``sent_to_arrival`` = sent to received (the worker's HTTP
+    client and the receiver). Each with its spread and a histogram; the
+    total's histogram beside them. Empty for a code without history."""
+    to_sent: list[float] = []
+    in_flight: list[float] = []
+    total: list[float] = []
+    for timer_id, view in views.items():
+        history = view.get("history") or []
+        if timer_id not in first or len(history) != 1:
+            continue
+        sent_ms = epoch_ms(history[0]["at"])
+        to_sent.append(sent_ms - view["due_ms"])
+        in_flight.append(first[timer_id] * 1000 - sent_ms)
+        total.append(first[timer_id] * 1000 - view["due_ms"])
+    if not total:
+        return {}
+    return {
+        "timers": len(total),
+        "to_sent_ms": spread(to_sent),
+        "sent_to_arrival_ms": spread(in_flight),
+        "histogram_total": histogram(total),
+        "histogram_to_sent": histogram(to_sent),
+        "histogram_sent_to_arrival": histogram(in_flight),
+    }
+
+
 def analyse(
     args: argparse.Namespace,
     creator: Creator,
@@ -282,6 +338,7 @@ def analyse(
     if late:
         result["lateness_ms"] = spread(late)
         result["late_windows"] = late_windows(views, first)
+        result["stages"] = stages(views, first)
         span = max(times) - min(times)
         result["webhooks_per_s"] = round(len(times) / span) if span else None
         result["makespan_s"] = round(max(times) - min(dues) / 1000, 2)
@@ -307,7 +364,8 @@ def report(result: dict[str, object]) -> None:
         f"  redis per fired {result.get('per_fired')}\n"
         f"  cpu while firing {result['cpu_firing']}, redis clients "
         f"{result['redis_clients']}\n"
-        f"  states {result['states']}",
+        f"  states {result['states']}\n"
+        f"  stages {result.get('stages')}",
         flush=True,
     )
     for name, summary in result["logs"].items():
@@ -388,6 +446,15 @@ def main() -> None:
             [r["lateness_ms"][q] for r in results if "lateness_ms" in r]
             or [math.nan]
         )
+    for stage in ("to_sent_ms", "sent_to_arrival_ms"):
+        for q in ("p50", "p99"):
+            found = [
+                r["stages"][stage][q]
+                for r in results
+                if stage in r.get("stages", {})
+            ]
+            if found:
+                summary[f"{stage.removesuffix('_ms')}_{q}_ms"] = median(found)
     for phase in ("per_create", "per_fired"):
         keys = sorted({k for r in results for k in r.get(phase, {})})
         for key in keys:

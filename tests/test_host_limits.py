@@ -10,6 +10,7 @@ from wheel.webhooks.host_limits import (
     LOCAL_WAIT_S,
     MAX_HOSTS,
     MIN_DEFER_S,
+    QUICK_S,
     HostLimiter,
 )
 
@@ -188,3 +189,61 @@ def test_a_quick_host_is_worth_waiting_for_a_silent_one_is_not() -> None:
     assert hosts.try_take("a")
     clock.now += LOCAL_WAIT_S / 2
     assert hosts.worth_waiting("a")
+
+
+def _make_quick(hosts: HostLimiter, host: str, answers: int = 20) -> None:
+    for _ in range(answers):
+        assert hosts.try_take(host)
+        hosts.give(host, 0.005)
+
+
+def test_a_new_host_gets_its_share_and_no_more() -> None:
+    """Before it has answered, a host is not known to be quick: it gets
+    its share, however many permits the worker has."""
+    hosts = HostLimiter(2, Clock(), ceiling=10)
+    assert [hosts.try_take("new") for _ in range(3)] == [True, True, False]
+
+
+def test_a_quick_host_borrows_up_to_the_ceiling() -> None:
+    """A host that answers within QUICK_S may use every permit of the
+    worker: nobody else waits longer than one of its answers for one."""
+    clock = Clock()
+    hosts = HostLimiter(2, clock, ceiling=10)
+    _make_quick(hosts, "quick")
+    assert [hosts.try_take("quick") for _ in range(11)] == [True] * 10 + [
+        False
+    ]
+    # Another host still gets its share at once (its timers hold the
+    # worker's permits the quick host gives back).
+    assert hosts.try_take("other") and hosts.try_take("other")
+
+
+def test_a_slow_host_never_borrows() -> None:
+    """A host whose mean attempt time is over QUICK_S keeps to its share,
+    however idle the worker is: the rest stays for other destinations."""
+    hosts = HostLimiter(3, Clock(), ceiling=10)
+    for _ in range(20):
+        assert hosts.try_take("slow")
+        hosts.give("slow", 2 * QUICK_S)
+    assert [hosts.try_take("slow") for _ in range(4)] == [True] * 3 + [False]
+
+
+def test_a_quick_host_gone_silent_stops_borrowing() -> None:
+    """Borrowing needs an answer within LOCAL_WAIT_S: a quick host that
+    stops answering is held to its share from then on."""
+    clock = Clock()
+    hosts = HostLimiter(2, clock, ceiling=10)
+    _make_quick(hosts, "h")
+    assert [hosts.try_take("h") for _ in range(4)] == [True] * 4
+    clock.now += 2 * LOCAL_WAIT_S
+    assert not hosts.try_take("h")
+    hosts.give("h", 0.005)
+    # It answered again: borrowing resumes.
+    assert hosts.try_take("h")
+
+
+def test_without_a_ceiling_the_share_is_the_limit() -> None:
+    """HostLimiter(share) alone never lends past the share."""
+    hosts = HostLimiter(2, Clock())
+    _make_quick(hosts, "h")
+    assert [hosts.try_take("h") for _ in range(3)] == [True, True, False]

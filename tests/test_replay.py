@@ -9,6 +9,7 @@ runs twice in a row; the data is read in full after each run.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -250,6 +251,33 @@ def completing(outcome: Outcome) -> Case:
 
 for _outcome in Outcome:
     case("complete", tag=_outcome.value)(completing(_outcome))
+
+
+@case("complete", tag="together")
+async def _complete_together(
+    queue: ShardQueue, shard: ShardKeys, raw: Any
+) -> None:
+    # Four attempts of one shard, each with its own outcome, in one call.
+    for _ in range(4):
+        await create(queue, 0)
+    entries = await deliver(queue, shard)
+    claims = await queue.claim(shard, CONSUMER, entries)
+    codes = await asyncio.gather(
+        *(
+            complete(
+                queue,
+                shard,
+                entry,
+                verdict.attempt,
+                outcome,
+                delay_ms=60_000,
+            )
+            for entry, verdict, outcome in zip(
+                entries, claims, Outcome, strict=True
+            )
+        )
+    )
+    assert codes == [Code.DONE] * 4
 
 
 @case("requeue")

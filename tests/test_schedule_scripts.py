@@ -4,6 +4,7 @@ claim and completion counting in its schedule."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import msgspec
@@ -634,3 +635,42 @@ async def test_an_occurrence_of_a_deleted_schedule_completes_alone(
     assert raw.hgetall(shard.schedule(schedule_id)) == {b"z": b"1"}
     timer = await store.queue.get(attempt.entry.timer_id)
     assert timer is not None and timer.state is TimerState.FIRED
+
+
+async def test_completions_gathered_in_one_call_count_each_schedule(
+    store: ScheduleStore, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """Three schedules' occurrences and a plain timer finish in the same
+    turn (one completion call): each schedule counts its own, once."""
+    queue = store.queue
+    due_ms = whole_seconds(raw, 0)
+    schedule_ids = [await new_schedule(store, due_ms) for _ in range(3)]
+    for schedule_id in schedule_ids:
+        got = await read(store, schedule_id)
+        await roll(store, shard, got, redis_ms(raw))
+    plain = queue.ids.new(due_ms, SHARDS, SHARD)
+    await queue.create(URL, 0, timer_id=plain)
+    raw.xadd(shard.ready, {"i": plain, "s": raw.hget(shard.timer(plain), "d")})
+    entries = await queue.read(shard, CONSUMER, 10)
+    claims = await queue.claim(shard, CONSUMER, entries)
+    assert sorted(c.schedule_id for c in claims) == sorted(
+        [b"", *schedule_ids]
+    )
+    outcomes = [Outcome.OK, Outcome.FAIL, Outcome.OK, Outcome.OK]
+    attempts = [
+        Attempt(e, c.attempt, o, "200", 0, 5, c.schedule_id)
+        for e, c, o in zip(entries, claims, outcomes, strict=True)
+    ]
+
+    done = await asyncio.gather(
+        *(queue.complete(shard, CONSUMER, a, deadline_s=2) for a in attempts)
+    )
+
+    assert [d.code for d in done] == [Code.DONE] * 4
+    for attempt in attempts:
+        if not attempt.schedule_id:
+            continue
+        got = await read(store, attempt.schedule_id)
+        assert (got.fired, got.failed) == (
+            (0, 1) if attempt.outcome is Outcome.FAIL else (1, 0)
+        )

@@ -7,6 +7,7 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis as sync_redis
@@ -29,7 +30,7 @@ from wheel.settings import Settings
 from wheel.storage.inspect import Inspector
 from wheel.storage.keys import GROUP, ShardKeys
 from wheel.storage.registry import Registry
-from wheel.storage.scripts import SCRIPTS
+from wheel.storage.scripts import SCRIPTS, Script
 from wheel.storage.shards import (
     IDEMPOTENCY_TTL_MS,
     Advanced,
@@ -1161,6 +1162,50 @@ async def test_complete_ok_finishes_and_acks(
     assert raw.get(shard.count) == b"0"
 
 
+async def test_completions_ending_together_share_one_call(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """Attempts of one shard completed in the same turn of the event loop
+    go to Redis in one script call, and each gets its own code: a stale
+    one (an attempt its claim did not start) is C_STALE beside the others'
+    C_DONE and changes nothing of its timer."""
+    for _ in range(3):
+        await create(queue, 0)
+    entries = await deliver(queue, shard)
+    claims = await queue.claim(shard, CONSUMER, entries)
+    calls: list[str] = []
+    original = queue.connection.script
+
+    async def counting(script: Script, *args: Any, **kw: Any) -> Any:
+        calls.append(script.name)
+        return await original(script, *args, **kw)
+
+    queue.connection.script = counting  # type: ignore[method-assign]
+    codes = await asyncio.gather(
+        complete(queue, shard, entries[0], claims[0].attempt, Outcome.OK),
+        complete(queue, shard, entries[1], claims[1].attempt + 1, Outcome.OK),
+        complete(
+            queue,
+            shard,
+            entries[2],
+            claims[2].attempt,
+            Outcome.RETRY,
+            delay_ms=60_000,
+        ),
+    )
+
+    assert calls == ["complete"]
+    assert codes == [Code.DONE, Code.STALE, Code.DONE]
+    states = []
+    for entry in entries:
+        got = await queue.get(entry.timer_id)
+        assert got is not None
+        states.append(got.state)
+    assert states == [TimerState.FIRED, TimerState.FIRING, TimerState.PENDING]
+    # Only the stale one's entry is still pending in the group.
+    assert pending(raw, shard) == 1
+
+
 async def test_complete_retry_fires_again_only_after_the_delay(
     queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
 ) -> None:
@@ -1730,10 +1775,12 @@ async def test_reschedule_moves_a_minute_timer(
     """A timer in a minute bucket moves: one copy, at the new due."""
     created = await create(queue, 120_000)
 
-    moved = await queue.reschedule(created.timer_id, delay_ms=600_000)
+    # Within HOUR_LEAD_MS of now a due is always in a minute bucket,
+    # whatever the time of day (further, it may fall in an hour bucket).
+    moved = await queue.reschedule(created.timer_id, delay_ms=240_000)
 
     assert moved.code is Code.DONE
-    assert moved.due_ms == moved.now_ms + 600_000
+    assert moved.due_ms == moved.now_ms + 240_000
     assert not raw.zscore(
         shard.bucket(minute_of(created.due_ms)), created.timer_id
     )

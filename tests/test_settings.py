@@ -254,3 +254,29 @@ def test_settings_redact_their_redis_url() -> None:
     """Settings expose a log-safe Redis URL."""
     settings = Settings(redis_url="redis://u:hunter2@db:6379/0")
     assert settings.redacted_redis_url() == "redis://u:***@db:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("worker", "host", "share"),
+    [
+        (200, 0, 100),
+        (50, 0, 25),
+        (1, 0, 1),
+        (3, 0, 1),
+        (50, 10, 10),
+        (50, 80, 50),
+    ],
+)
+def test_a_hosts_share_is_half_the_worker_unless_set(
+    worker: int, host: int, share: int
+) -> None:
+    """WHEEL_HOST_CONCURRENCY=0 (the default) gives each destination half
+    of the worker's slots, whatever WHEEL_WORKER_CONCURRENCY is; a value
+    sets it, capped at the worker's."""
+    settings = from_env(
+        {
+            "WHEEL_WORKER_CONCURRENCY": str(worker),
+            "WHEEL_HOST_CONCURRENCY": str(host),
+        }
+    )
+    assert settings.host_share == share

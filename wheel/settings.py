@@ -50,7 +50,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat_ttl: Annotated[float, msgspec.Meta(ge=1, le=3600)] = 15.0
     log_format: Literal["auto", "json", "text"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    host_concurrency: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 100
+    host_concurrency: Annotated[int, msgspec.Meta(ge=0, le=10000)] = 0
     ready_max: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 2000
     replica_acks: Annotated[int, msgspec.Meta(ge=0, le=16)] = 0
     replica_ack_timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
@@ -75,6 +75,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.retry_max < self.retry_base:
             raise SettingsError("WHEEL_RETRY_MAX must be >= WHEEL_RETRY_BASE")
+
+    @property
+    def host_share(self) -> int:
+        """Webhooks in flight to one host that a worker always allows:
+        WHEEL_HOST_CONCURRENCY, or half the worker's (0, the default)."""
+        if self.host_concurrency:
+            return min(self.host_concurrency, self.worker_concurrency)
+        return max(1, self.worker_concurrency // 2)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied and checked."""

@@ -93,7 +93,7 @@ class Firer:
         self.rng = rng or random.Random()
         self.minutes = minutes
         self.hosts = HostLimiter(
-            min(settings.host_concurrency, settings.worker_concurrency)
+            settings.host_share, ceiling=settings.worker_concurrency
         )
         self.tasks: set[asyncio.Task[None]] = set()
         self._waiting: dict[str, collections.deque[_Waiter]] = {}

@@ -37,6 +37,7 @@ from wheel.storage.errors import (
     group_exists,
     no_group,
 )
+from wheel.storage.gather import Gatherer
 from wheel.storage.keys import GROUP, Keys, ShardKeys
 from wheel.storage.replies import (
     Advanced,
@@ -63,6 +64,8 @@ DEAD_LETTER_MAXLEN = 10_000
 IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
 """How long an ``Idempotency-Key`` keeps mapping to its timer."""
 RESULT_CHARS = 200
+COMPLETIONS_PER_CALL = 64
+"""Most attempts one completion call records."""
 """Most characters of an attempt's error kept in a record."""
 RESCHEDULE_TRIES = 5
 """Reads and moves a reschedule tries while the timer keeps changing."""
@@ -120,6 +123,9 @@ class ShardQueue:
         self._retention_ms = int(settings.retention * 1000)
         self.hold_ms = int(settings.reclaim_idle * 1000)
         """How long a claim holds (``WHEEL_RECLAIM_IDLE``) in ms."""
+        self._completions: Gatherer[
+            tuple[ShardKeys, str], tuple[Attempt, float], Completed
+        ] = Gatherer(self._complete_many, COMPLETIONS_PER_CALL)
 
     def shard_of(self, timer_id: bytes) -> ShardKeys:
         """The keys of the shard that owns ``timer_id``."""
@@ -590,40 +596,61 @@ class ShardQueue:
     ) -> Completed:
         """Record an attempt's outcome and ack its entry (retry: wheel).
 
-        With replica acks, a completion the replicas did not confirm in
-        time is still done (it ran on the master): ``replicated`` says so.
+        Attempts of one shard completed in the same turn of the event
+        loop go in one script call (see :mod:`wheel.storage.gather`); a
+        failed call fails each of them. With replica acks, a completion
+        the replicas did not confirm in time is still done (it ran on the
+        master): ``replicated`` says so.
         """
-        timer_id = attempt.entry.timer_id
-        if attempt.outcome in (Outcome.RETRY, Outcome.DEFER):
-            place_keys, place_args = self._placement(
-                shard, self.clocks.now_ms(shard.shard) + attempt.delay_ms
-            )
-        else:
-            # Nothing goes back on the wheel: no bucket to name.
-            place_keys, place_args = [shard.index, shard.index], _NO_PLACE
-        call = self.connection.script(
-            SCRIPTS["complete"],
-            [
-                shard.ready,
+        return await self._completions.submit(
+            (shard, consumer), (attempt, deadline_s)
+        )
+
+    async def _complete_many(
+        self,
+        key: tuple[ShardKeys, str],
+        attempts: Sequence[tuple[Attempt, float]],
+    ) -> list[Completed]:
+        shard, consumer = key
+        keys = [
+            shard.ready,
+            shard.dead,
+            shard.index,
+            shard.count,
+            shard.tombstones,
+            shard.finished_hours,
+            shard.finished_expiry,
+        ]
+        args: list[Any] = [
+            GROUP,
+            consumer,
+            self._retention_ms,
+            DEAD_LETTER_MAXLEN,
+        ]
+        # An occurrence's schedule record goes after every attempt's keys;
+        # its attempt names its place (0: none).
+        schedules: list[bytes] = []
+        first_extra = len(keys) + 4 * len(attempts) + 1
+        for attempt, _ in attempts:
+            timer_id = attempt.entry.timer_id
+            schedule_at = 0
+            if attempt.schedule_id:
+                schedule_at = first_extra + len(schedules)
+                schedules.append(shard.schedule(attempt.schedule_id))
+            if attempt.outcome in (Outcome.RETRY, Outcome.DEFER):
+                place_keys, place_args = self._placement(
+                    shard, self.clocks.now_ms(shard.shard) + attempt.delay_ms
+                )
+            else:
+                # Nothing goes back on the wheel: no bucket to name.
+                place_keys, place_args = [shard.index, shard.index], _NO_PLACE
+            keys += [
                 shard.timer(timer_id),
                 self.finished_key(shard, timer_id),
-                shard.dead,
-                shard.index,
                 *place_keys,
-                shard.count,
-                shard.tombstones,
-                shard.finished_hours,
-                shard.finished_expiry,
-                *(
-                    [shard.schedule(attempt.schedule_id)]
-                    if attempt.schedule_id
-                    else []
-                ),
-            ],
-            [
-                GROUP,
+            ]
+            args += [
                 attempt.entry.entry_id,
-                consumer,
                 attempt.attempt,
                 attempt.outcome.value,
                 # One line: the history keeps a line per attempt.
@@ -631,23 +658,28 @@ class ShardQueue:
                 timer_id,
                 attempt.delay_ms,
                 *place_args,
-                self._retention_ms,
-                DEAD_LETTER_MAXLEN,
                 max(0, attempt.duration_ms),
                 ids.finished_hour(timer_id),
-            ],
+                schedule_at,
+            ]
+        call = self.connection.script(
+            SCRIPTS["complete"],
+            [*keys, *schedules],
+            args,
             ack=True,
-            deadline_s=deadline_s,
+            deadline_s=min(deadline for _, deadline in attempts),
         )
         replicated = True
         try:
             reply = await call
         except NotReplicated as exc:
-            # It ran on the master: the outcome is recorded there. Only a
-            # failover before the replicas catch up could lose it.
+            # It ran on the master: the outcomes are recorded there. Only
+            # a failover before the replicas catch up could lose them.
             reply, replicated = exc.reply, False
         self.clocks.observe(shard.shard, as_int(reply[0]))
-        return Completed(Code(as_text(reply[1])), replicated)
+        return [
+            Completed(Code(as_text(code)), replicated) for code in reply[1:]
+        ]
 
     async def requeue(self, shard: ShardKeys, entry: Entry) -> Code:
         """Put an entry that is not yet due back on the wheel."""

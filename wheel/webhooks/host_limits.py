@@ -2,13 +2,25 @@
 
 One receiver that answers slowly (or not at all, until the timeout) must
 not take every webhook permit of a worker and hold up everyone else's
-timers. Each worker lets at most ``limit`` webhooks be in flight to one
-host. A timer due for a host at its limit waits in the worker (a fraction
-of a second, keeping its own permit) when the host is answering quickly
-and a burst only outran it; otherwise it is not sent but put back on the
+timers. Each host has a share of a worker's permits (``share``, half of
+them by default). Within its share a host is never held back. Past it, a
+host may borrow more, up to every permit, only while it is *quick*: its
+mean attempt time is within :data:`QUICK_S` and it answered within
+:data:`LOCAL_WAIT_S`. So the limit costs nothing when one destination
+has all the work (a catch-up, a burst to one receiver): a permit held by
+a quick host comes free within a fraction of a second, and the next
+timer read, for any host, takes it. A host that is slow, silent or new
+(its mean starts at :data:`INITIAL_ATTEMPT_S`) gets its share and no
+more, so other destinations always keep the rest of the permits. A quick
+host that turns silent stops borrowing within LOCAL_WAIT_S; the permits
+it borrowed before are held until its webhooks time out.
+
+A timer due for a host over its limit waits in the worker (a fraction of
+a second, keeping its own permit) when the host is answering quickly and
+a burst only outran it; otherwise it is not sent but put back on the
 wheel (without counting an attempt) for when the host is expected to
 have room: the deferrals of one host are spaced at the rate it has been
-completing webhooks (``limit`` per mean attempt time), so a backlog for
+completing webhooks (``share`` per mean attempt time), so a backlog for
 a slow host drains at that host's pace while other hosts' timers keep
 their permits.
 """
@@ -25,6 +37,10 @@ LOCAL_WAIT_S = 0.2
 EWMA_WEIGHT = 0.2
 """Weight of the newest attempt time in a host's mean."""
 INITIAL_ATTEMPT_S = 1.0
+"""A new host's mean attempt time: slow until it has answered."""
+QUICK_S = LOCAL_WAIT_S
+"""Longest mean attempt time of a host that may borrow permits past its
+share: what another destination's timer waits, at most, for one."""
 MIN_DEFER_S = 0.05
 MAX_HOSTS = 10_000
 """Hosts remembered; idle ones are forgotten past this."""
@@ -41,12 +57,20 @@ class _Host:
 
 
 class HostLimiter:
-    """Counts webhooks in flight per host and spaces deferrals."""
+    """Counts webhooks in flight per host and spaces deferrals.
+
+    ``share`` is what a host may always have in flight; ``ceiling``
+    (default: ``share``, no borrowing) what a quick host may borrow up to.
+    """
 
     def __init__(
-        self, limit: int, clock: Callable[[], float] = time.monotonic
+        self,
+        share: int,
+        clock: Callable[[], float] = time.monotonic,
+        ceiling: int | None = None,
     ) -> None:
-        self.limit = limit
+        self.share = share
+        self.ceiling = max(share, ceiling or share)
         self._clock = clock
         self._hosts: dict[str, _Host] = {}
 
@@ -72,14 +96,22 @@ class HostLimiter:
         return state.in_flight if state else 0
 
     def try_take(self, host: str) -> bool:
-        """Take a permit of ``host``; False when it is at its limit."""
+        """Take a permit of ``host``; False when it is at its limit (its
+        share, or the ceiling for a quick host)."""
         state = self._host(host)
-        if state.in_flight >= self.limit:
+        if state.in_flight >= self.share and not self._may_borrow(state):
             return False
         if not state.in_flight:
             state.progress_at = state.used_at
         state.in_flight += 1
         return True
+
+    def _may_borrow(self, state: _Host) -> bool:
+        return (
+            state.in_flight < self.ceiling
+            and state.mean_s <= QUICK_S
+            and state.used_at - state.progress_at < LOCAL_WAIT_S
+        )
 
     def give(self, host: str, took_s: float) -> None:
         """Give back a permit of ``host`` after an attempt of ``took_s``."""
@@ -102,10 +134,11 @@ class HostLimiter:
         """How long to put off a timer for ``host``, which is at its limit.
 
         Each deferral takes the next free place in the host's virtual
-        queue, one every ``mean attempt time / limit`` seconds.
+        queue, one every ``mean attempt time / share`` seconds.
         """
         state = self._host(host)
         now = self._clock()
         start = max(now, state.next_free)
-        state.next_free = start + state.mean_s / self.limit
-        return max(MIN_DEFER_S, start - now + state.mean_s / self.limit)
+        step = state.mean_s / self.share
+        state.next_free = start + step
+        return max(MIN_DEFER_S, start - now + step)

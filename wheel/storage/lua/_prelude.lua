@@ -163,16 +163,23 @@ local function load_request(record, count)
     return table.concat(parts)
 end
 
--- A record's history as lines joined by newlines ('' if none).
-local function load_history(record)
-    local lines = redis.call('HMGET', record, unpack(HISTORY_FIELDS))
+-- History lines joined by newlines ('' if none), from the values of
+-- HISTORY_FIELDS in `values` from index `first` on (a caller's HMGET
+-- reads them with the rest of the record, in one command).
+local function history_of(values, first)
     local out = {}
-    for i = 1, #HISTORY_FIELDS do
-        if lines[i] then
-            out[#out + 1] = lines[i]
+    for i = 0, #HISTORY_FIELDS - 1 do
+        if values[first + i] then
+            out[#out + 1] = values[first + i]
         end
     end
     return table.concat(out, '\n')
+end
+
+-- A record's history as lines joined by newlines ('' if none).
+local function load_history(record)
+    return history_of(
+        redis.call('HMGET', record, unpack(HISTORY_FIELDS)), 1)
 end
 
 -- Store history lines (joined by newlines, at most #HISTORY_FIELDS).

@@ -67,9 +67,10 @@ local function fail(record, finished, entry, id, rec, attempts, hour)
 end
 
 local function fire(record, entry, rec)
+    -- HDEL first: it cannot grow memory, so a full Redis still fires.
     redis.call('HDEL', record, 'n')
-    local attempt = redis.call('HINCRBY', record, 'a', 1)
-    redis.call('HSET', record, 's', S_FIRING,
+    local attempt = (tonumber(rec[2]) or 0) + 1
+    redis.call('HSET', record, 's', S_FIRING, 'a', attempt,
         'c', fmt(now) .. '|' .. entry .. '|' .. consumer)
     return {V_FIRE, rec[4], attempt, tonumber(rec[5]),
         load_request(record, rec[7]), rec[8] or ''}

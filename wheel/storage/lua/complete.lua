@@ -1,7 +1,10 @@
--- complete.lua: record the outcome of a webhook attempt and ack its entry;
--- replay-safe.
+-- complete.lua: record the outcomes of webhook attempts of one shard and
+-- ack their entries; replay-safe.
 --
--- Only the claim that started the attempt may complete it: the record
+-- One call completes any number of attempts (a worker sends the ones that
+-- ended together in one call), each on its own terms, in order:
+--
+-- Only the claim that started an attempt may complete it: the record
 -- must be firing with the claim's attempt number and consumer. Anything
 -- else changes nothing and acks nothing (C_STALE): the entry was
 -- reclaimed by another worker, or this very completion already ran (a
@@ -17,122 +20,139 @@
 --   O_OK     fired: the record becomes a finished record (kept for the
 --            retention), the entry is acked and deleted
 --   O_FAIL   failed: the same, plus a dead letter
---   O_RETRY  back on the wheel at now + ARGV[8] ms, attempt counted
---   O_DEFER  back on the wheel at now + ARGV[8] ms, attempt not counted
+--   O_RETRY  back on the wheel at now + its delay, attempt counted
+--   O_DEFER  back on the wheel at now + its delay, attempt not counted
 --            (the destination was saturated; nothing was sent)
 --
--- Runs at maxmemory: yes (its first write is an XACK).
+-- Runs at maxmemory: yes (the first write of an attempt that is not
+-- stale is an XACK; a stale one writes nothing).
 --
 -- KEYS[1] ready stream
--- KEYS[2] timer record (hash)
--- KEYS[3] finished hash of the id's hour
--- KEYS[4] dead-letter stream
--- KEYS[5] bucket index (zset)
--- KEYS[6] minute bucket (zset) of minute ARGV[9], for retry and defer
--- KEYS[7] coarse bucket ARGV[10..11], or KEYS[6] when none
--- KEYS[8] the shard's count of unfinished timers (string)
--- KEYS[9] the shard's tombstones (zset): a copy the timer left in an
+-- KEYS[2] dead-letter stream
+-- KEYS[3] bucket index (zset)
+-- KEYS[4] the shard's count of unfinished timers (string)
+-- KEYS[5] the shard's tombstones (zset): a copy the timer left in an
 --         hour or day bucket when it was rescheduled
--- KEYS[10] the shard's finished hours, by hour (zset)
--- KEYS[11] the shard's finished hours, by expiry (zset)
--- KEYS[12] (optional) the record of the schedule whose occurrence this
---          timer is: a finished occurrence counts there (fired f, or
---          failed x); a replay returns early and counts nothing twice
+-- KEYS[6] the shard's finished hours, by hour (zset)
+-- KEYS[7] the shard's finished hours, by expiry (zset)
+-- KEYS[8..] per attempt, 4 keys: timer record (hash); finished hash of
+--           the id's hour; minute bucket (zset) of the attempt's minute,
+--           for retry and defer; coarse bucket of its level and number,
+--           or the minute bucket when none
+-- KEYS[after every attempt's] the records of the schedules whose
+--           occurrences some attempts are (each attempt's last value
+--           names its place)
 -- ARGV[1] consumer group
--- ARGV[2] stream entry id
--- ARGV[3] consumer name
--- ARGV[4] attempt number from the claim
--- ARGV[5] outcome
--- ARGV[6] result: HTTP status code, or the error of the attempt
--- ARGV[7] timer id (16 bytes)
--- ARGV[8] delay in ms before the next attempt (retry, defer)
--- ARGV[9] minute number of KEYS[6]
--- ARGV[10] level of KEYS[7]: 'h', 'd', or 'm' when none
--- ARGV[11] bucket number of KEYS[7]
--- ARGV[12] retention of a finished record, in ms
--- ARGV[13] most entries kept in the dead-letter stream (approximate)
--- ARGV[14] how long the attempt took, in ms
--- ARGV[15] the hour of KEYS[3]
+-- ARGV[2] consumer name
+-- ARGV[3] retention of a finished record, in ms
+-- ARGV[4] most entries kept in the dead-letter stream (approximate)
+-- ARGV[5..] per attempt, 12 values: stream entry id; attempt number from
+--           the claim; outcome; result (HTTP status code, or the error);
+--           timer id (16 bytes); delay in ms before the next attempt
+--           (retry, defer); minute number of its minute bucket; level of
+--           its coarse bucket ('h', 'd', or 'm' when none); number of
+--           its coarse bucket; how long the attempt took, in ms; the hour
+--           of its finished hash; the place in KEYS of its schedule's
+--           record, 0 for a timer of its own
 --
--- Returns {now_ms, code}: C_DONE or C_STALE.
+-- Returns {now_ms, code, ...}: one code per attempt, C_DONE or C_STALE.
 
 local now = now_ms()
-local attempt = tonumber(ARGV[4])
-local outcome = ARGV[5]
-local id = ARGV[7]
+local group, consumer = ARGV[1], ARGV[2]
+local retention = tonumber(ARGV[3])
 local HISTORY_KEPT = 5
--- s state, a attempts, c claim token, u url, d due, q request chunks
-local rec = redis.call('HMGET', KEYS[2], 's', 'a', 'c', 'u', 'd', 'q')
-local by = string.match(rec[3] or '', '^%d+|[^|]*|(.*)$')
-if rec[1] ~= S_FIRING or tonumber(rec[2]) ~= attempt or by ~= ARGV[3] then
-    if outcome == O_RETRY and rec[1] == S_PENDING
-            and tonumber(rec[2]) == attempt then
-        return {now, C_DONE}
-    end
-    if outcome == O_DEFER and rec[1] == S_PENDING
-            and tonumber(rec[2]) == attempt - 1 then
-        return {now, C_DONE}
-    end
-    if (outcome == O_OK or outcome == O_FAIL) and not rec[1] then
-        local finished = redis.call('HGET', KEYS[3], id)
-        if finished and tonumber(string.match(finished, '^%a(%d+)'))
-                == attempt then
-            return {now, C_DONE}
-        end
-    end
-    return {now, C_STALE}
-end
 
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-local due = tonumber(rec[5])
-local duration = tonumber(ARGV[14])
-local entry = fmt(now - duration) .. ',' .. fmt(duration) .. ',' .. ARGV[6]
-if outcome == O_OK or outcome == O_FAIL then
-    local state = S_FIRED
-    if outcome == O_FAIL then
-        state = S_FAILED
-        redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[13], '*', 'i', id,
-            'u', rec[4], 'a', attempt, 'e', ARGV[6], 't', fmt(now))
-    end
-    local request = load_request(KEYS[2], rec[6])
-    local history = push_history(load_history(KEYS[2]), nil,
-        HISTORY_KEPT - 1)
-    redis.call('DEL', KEYS[2])
-    redis.call('HSET', KEYS[3], id,
-        pack_finished(state, attempt, due, now, ARGV[6], duration))
-    keep_extras(KEYS[3], id, request, history)
-    keep(KEYS[3], tonumber(ARGV[12]), KEYS[10], KEYS[11], ARGV[15])
-    redis.call('DECR', KEYS[8])
-    -- schedules: an occurrence counts in its schedule, if that still
-    -- exists (a deleted schedule leaves only a marker, without v).
-    if KEYS[12] and redis.call('HEXISTS', KEYS[12], 'v') == 1 then
-        local count = 'f'
-        if outcome == O_FAIL then
-            count = 'x'
+local function complete(k, a)
+    local record, finished = KEYS[k], KEYS[k + 1]
+    local entry_id = ARGV[a]
+    local attempt = tonumber(ARGV[a + 1])
+    local outcome = ARGV[a + 2]
+    local result = ARGV[a + 3]
+    local id = ARGV[a + 4]
+    -- s state, a attempts, c claim token, u url, d due, q request chunks,
+    -- then the history's fields
+    local rec = redis.call('HMGET', record, 's', 'a', 'c', 'u', 'd', 'q',
+        unpack(HISTORY_FIELDS))
+    local by = string.match(rec[3] or '', '^%d+|[^|]*|(.*)$')
+    if rec[1] ~= S_FIRING or tonumber(rec[2]) ~= attempt
+            or by ~= consumer then
+        if outcome == O_RETRY and rec[1] == S_PENDING
+                and tonumber(rec[2]) == attempt then
+            return C_DONE
         end
-        redis.call('HINCRBY', KEYS[12], count, 1)
+        if outcome == O_DEFER and rec[1] == S_PENDING
+                and tonumber(rec[2]) == attempt - 1 then
+            return C_DONE
+        end
+        if (outcome == O_OK or outcome == O_FAIL) and not rec[1] then
+            local done = redis.call('HGET', finished, id)
+            if done and tonumber(string.match(done, '^%a(%d+)'))
+                    == attempt then
+                return C_DONE
+            end
+        end
+        return C_STALE
     end
-    -- end of schedules
-else
-    local sched = now + tonumber(ARGV[8])
+
+    redis.call('XACK', KEYS[1], group, entry_id)
+    redis.call('XDEL', KEYS[1], entry_id)
+    local due = tonumber(rec[5])
+    local duration = tonumber(ARGV[a + 9])
+    local line = fmt(now - duration) .. ',' .. fmt(duration) .. ','
+        .. result
+    if outcome == O_OK or outcome == O_FAIL then
+        local state = S_FIRED
+        if outcome == O_FAIL then
+            state = S_FAILED
+            redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',
+                'i', id, 'u', rec[4], 'a', attempt, 'e', result,
+                't', fmt(now))
+        end
+        local request = load_request(record, rec[6])
+        local history = push_history(history_of(rec, 7), nil,
+            HISTORY_KEPT - 1)
+        redis.call('DEL', record)
+        redis.call('HSET', finished, id,
+            pack_finished(state, attempt, due, now, result, duration))
+        keep_extras(finished, id, request, history)
+        keep(finished, retention, KEYS[6], KEYS[7], ARGV[a + 10])
+        redis.call('DECR', KEYS[4])
+        -- schedules: an occurrence counts in its schedule (fired f, or
+        -- failed x), if that still exists (a deleted schedule leaves only
+        -- a marker, without v); a replay returned above: no second count.
+        local schedule_record = KEYS[tonumber(ARGV[a + 11])]
+        if schedule_record
+                and redis.call('HEXISTS', schedule_record, 'v') == 1 then
+            redis.call('HINCRBY', schedule_record,
+                outcome == O_FAIL and 'x' or 'f', 1)
+        end
+        -- end of schedules
+        return C_DONE
+    end
+    local sched = now + tonumber(ARGV[a + 5])
     local attempts = attempt
     if outcome == O_DEFER then
         attempts = attempt - 1
     end
-    redis.call('HDEL', KEYS[2], 'c')
-    redis.call('HSET', KEYS[2], 's', S_PENDING, 'a', attempts,
+    redis.call('HDEL', record, 'c')
+    redis.call('HSET', record, 's', S_PENDING, 'a', attempts,
         'n', fmt(sched))
     if outcome == O_RETRY then
-        redis.call('HSET', KEYS[2], 'r', ARGV[6])
-        store_history(KEYS[2],
-            push_history(load_history(KEYS[2]), entry, HISTORY_KEPT))
+        redis.call('HSET', record, 'r', result)
+        store_history(record,
+            push_history(history_of(rec, 7), line, HISTORY_KEPT))
     end
     -- A copy a reschedule left behind at this very due is still on the
     -- wheel: it serves again rather than a second one.
-    if redis.call('ZREM', KEYS[9], coarse_member(id, sched)) == 0 then
-        schedule(KEYS[5], KEYS[6], ARGV[9], KEYS[7], ARGV[10], ARGV[11],
-            id, sched, now)
+    if redis.call('ZREM', KEYS[5], coarse_member(id, sched)) == 0 then
+        schedule(KEYS[3], KEYS[k + 2], ARGV[a + 6], KEYS[k + 3],
+            ARGV[a + 7], ARGV[a + 8], id, sched, now)
     end
+    return C_DONE
 end
-return {now, C_DONE}
+
+local out = {now}
+for j = 0, (#ARGV - 4) / 12 - 1 do
+    out[#out + 1] = complete(8 + 4 * j, 5 + 12 * j)
+end
+return out
