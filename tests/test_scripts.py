@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -415,6 +416,97 @@ def idempotency(key: str, fingerprint: str) -> Idempotency:
         hashlib.sha256(key.encode()).digest(),
         hashlib.sha256(fingerprint.encode()).digest(),
     )
+
+
+def idempotency_on(shard: int, fingerprint: str = "a") -> Idempotency:
+    """An Idempotency-Key whose record (and timer) is on ``shard``."""
+    for n in range(1000):
+        key = idempotency(f"key-{n}", fingerprint)
+        if key.shard(SHARDS) == shard:
+            return key
+    raise AssertionError("no key maps to the shard")
+
+
+async def create_together(queue: ShardQueue) -> list[Created]:
+    """Six creates of :data:`SHARD` made in one turn of the event loop:
+    two plain, one at an instant with its own request, a keyed one, the
+    same key and fingerprint again, and the key with another one."""
+    now = queue.clocks.now_ms(SHARD)
+    keyed = idempotency_on(SHARD)
+    other = Idempotency(keyed.key_digest, hashlib.sha256(b"b").digest())
+
+    def on_shard(delay_ms: int) -> bytes:
+        return queue.ids.new(now + delay_ms, SHARDS, SHARD)
+
+    return await asyncio.gather(
+        queue.create(URL, 60_000, timer_id=on_shard(60_000)),
+        queue.create(URL, 2 * HOUR_MS, timer_id=on_shard(2 * HOUR_MS)),
+        queue.create(
+            URL,
+            0,
+            timer_id=on_shard(90_000),
+            at_ms=now + 90_000,
+            request=pack(WebhookRequest(method="PUT", body="x")),
+        ),
+        queue.create(URL, 60_000, keyed),
+        queue.create(URL, 60_000, keyed),
+        queue.create(URL, 60_000, other),
+    )
+
+
+async def test_creates_arriving_together_share_one_call(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """Creates of one shard made in the same turn of the event loop go to
+    Redis in one script call, each on its own terms: a keyed create
+    repeated in that call answers the first's timer, another fingerprint
+    a mismatch, and the shard counts the four new timers once each."""
+    calls: list[str] = []
+    original = queue.connection.script
+
+    async def counting(script: Script, *args: Any, **kw: Any) -> Any:
+        calls.append(script.name)
+        return await original(script, *args, **kw)
+
+    queue.connection.script = counting  # type: ignore[method-assign]
+    created = await create_together(queue)
+
+    assert calls == ["create"]
+    assert [c.code for c in created] == [
+        Code.DONE,
+        Code.DONE,
+        Code.DONE,
+        Code.DONE,
+        Code.EXISTS,
+        Code.MISMATCH,
+    ]
+    assert created[4].timer_id == created[5].timer_id == created[3].timer_id
+    assert created[4].due_ms == created[3].due_ms
+    assert raw.get(shard.count) == b"4"
+    for new in created[:4]:
+        got = await queue.get(new.timer_id)
+        assert got is not None
+        assert (got.state, got.due_ms) == (TimerState.PENDING, new.due_ms)
+    # The minute timers in a minute bucket, the two-hour one in an hour's.
+    levels = {member[:1] for member in raw.zrange(shard.index, 0, -1)}
+    assert levels == {b"m", b"h"}
+
+
+async def test_plain_creates_of_a_turn_go_to_one_shard_in_turn(
+    queue: ShardQueue,
+) -> None:
+    """Creates without a key or id made together land on one shard, and
+    the next turn's on the next shard: every shard gets its share."""
+    turns = []
+    for _ in range(SHARDS):
+        created = await asyncio.gather(
+            *(queue.create(URL, 60_000) for _ in range(5))
+        )
+        turns.append({ids.shard_of(c.timer_id, SHARDS) for c in created})
+    assert all(len(shards) == 1 for shards in turns)
+    order = [shards.pop() for shards in turns]
+    assert sorted(order) == list(range(SHARDS))
+    assert all((b - a) % SHARDS == 1 for a, b in itertools.pairwise(order))
 
 
 async def test_idempotent_create_same_fingerprint_answers_first(
