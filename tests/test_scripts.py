@@ -487,9 +487,18 @@ async def test_creates_arriving_together_share_one_call(
         got = await queue.get(new.timer_id)
         assert got is not None
         assert (got.state, got.due_ms) == (TimerState.PENDING, new.due_ms)
-    # The minute timers in a minute bucket, the two-hour one in an hour's.
-    levels = {member[:1] for member in raw.zrange(shard.index, 0, -1)}
-    assert levels == {b"m", b"h"}
+    # The minute timers in a minute bucket, the two-hour one in an hour's;
+    # each minute bucket's index score is its earliest timer's due.
+    index = dict(raw.zrange(shard.index, 0, -1, withscores=True))
+    assert {member[:1] for member in index} == {b"m", b"h"}
+    earliest: dict[bytes, int] = {}
+    for new in created[:4]:
+        if new.due_ms - new.now_ms < HOUR_MS:
+            member = b"m%d" % (new.due_ms // MINUTE_MS)
+            earliest[member] = min(
+                earliest.get(member, new.due_ms), new.due_ms
+            )
+    assert {m: s for m, s in index.items() if m[:1] == b"m"} == earliest
 
 
 async def test_plain_creates_of_a_turn_go_to_one_shard_in_turn(

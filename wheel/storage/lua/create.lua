@@ -48,6 +48,7 @@
 local now = now_ms()
 local idempotency_ttl = ARGV[1]
 local created = 0
+local marks = new_marks()
 
 local function create(k, a)
     local record, minute_key, coarse_key = KEYS[k], KEYS[k + 1], KEYS[k + 2]
@@ -89,7 +90,7 @@ local function create(k, a)
     redis.call('HSET', record, 'u', url, 'd', fmt(due), 's', S_PENDING)
     store_request(record, ARGV[a + 8])
     schedule(KEYS[1], minute_key, ARGV[a + 3], coarse_key, ARGV[a + 4],
-        ARGV[a + 5], id, due, now)
+        ARGV[a + 5], id, due, now, marks)
     created = created + 1
     if fingerprint ~= '' then
         redis.call('SET', idempotency,
@@ -109,6 +110,7 @@ while a <= #ARGV do
     k, a = k + 5, a + 9
 end
 if created > 0 then
+    write_marks(KEYS[1], marks)
     redis.call('INCRBY', KEYS[2], created)
 end
 return reply
