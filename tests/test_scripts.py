@@ -427,6 +427,19 @@ def idempotency_on(shard: int, fingerprint: str = "a") -> Idempotency:
     raise AssertionError("no key maps to the shard")
 
 
+def count_script_calls(queue: ShardQueue) -> list[str]:
+    """The names of the scripts ``queue`` calls from now on, in order."""
+    calls: list[str] = []
+    original = queue.connection.script
+
+    async def counting(script: Script, *args: Any, **kw: Any) -> Any:
+        calls.append(script.name)
+        return await original(script, *args, **kw)
+
+    queue.connection.script = counting  # type: ignore[method-assign]
+    return calls
+
+
 async def create_together(queue: ShardQueue) -> list[Created]:
     """Six creates of :data:`SHARD` made in one turn of the event loop:
     two plain, one at an instant with its own request, a keyed one, the
@@ -461,14 +474,7 @@ async def test_creates_arriving_together_share_one_call(
     Redis in one script call, each on its own terms: a keyed create
     repeated in that call answers the first's timer, another fingerprint
     a mismatch, and the shard counts the four new timers once each."""
-    calls: list[str] = []
-    original = queue.connection.script
-
-    async def counting(script: Script, *args: Any, **kw: Any) -> Any:
-        calls.append(script.name)
-        return await original(script, *args, **kw)
-
-    queue.connection.script = counting  # type: ignore[method-assign]
+    calls = count_script_calls(queue)
     created = await create_together(queue)
 
     assert calls == ["create"]
@@ -1274,14 +1280,7 @@ async def test_completions_ending_together_share_one_call(
         await create(queue, 0)
     entries = await deliver(queue, shard)
     claims = await queue.claim(shard, CONSUMER, entries)
-    calls: list[str] = []
-    original = queue.connection.script
-
-    async def counting(script: Script, *args: Any, **kw: Any) -> Any:
-        calls.append(script.name)
-        return await original(script, *args, **kw)
-
-    queue.connection.script = counting  # type: ignore[method-assign]
+    calls = count_script_calls(queue)
     codes = await asyncio.gather(
         complete(queue, shard, entries[0], claims[0].attempt, Outcome.OK),
         complete(queue, shard, entries[1], claims[1].attempt + 1, Outcome.OK),
@@ -1303,8 +1302,11 @@ async def test_completions_ending_together_share_one_call(
         assert got is not None
         states.append(got.state)
     assert states == [TimerState.FIRED, TimerState.FIRING, TimerState.PENDING]
-    # Only the stale one's entry is still pending in the group.
+    # Only the stale one's entry is still pending in the group, and in
+    # the stream; the two done ones left the count of unfinished timers.
     assert pending(raw, shard) == 1
+    assert [e for e, _ in raw.xrange(shard.ready)] == [entries[1].entry_id]
+    assert raw.get(shard.count) == b"2"
 
 
 async def test_complete_retry_fires_again_only_after_the_delay(
@@ -1495,8 +1497,12 @@ async def idle_entries(
     hold_ms = queue.hold_ms
 
     async def idle() -> bool:
-        oldest = raw.xpending_range(shard.ready, GROUP, "-", "+", 1)
-        return bool(oldest) and oldest[0]["time_since_delivered"] >= hold_ms
+        # Every entry, not only the oldest: a loaded machine may deliver
+        # them in more than one read, some milliseconds apart.
+        held = raw.xpending_range(shard.ready, GROUP, "-", "+", count)
+        return len(held) == count and all(
+            entry["time_since_delivered"] >= hold_ms for entry in held
+        )
 
     await until(idle, what="the entries to idle past the hold")
     return timer_ids
