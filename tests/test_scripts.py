@@ -33,6 +33,7 @@ from wheel.storage.keys import GROUP, ShardKeys
 from wheel.storage.registry import Registry
 from wheel.storage.scripts import SCRIPTS, Script
 from wheel.storage.shards import (
+    CREATES_PER_CALL,
     IDEMPOTENCY_TTL_MS,
     Advanced,
     Attempt,
@@ -522,6 +523,19 @@ async def test_plain_creates_of_a_turn_go_to_one_shard_in_turn(
     order = [shards.pop() for shards in turns]
     assert sorted(order) == list(range(SHARDS))
     assert all((b - a) % SHARDS == 1 for a, b in itertools.pairwise(order))
+
+
+async def test_a_turn_with_more_creates_than_a_call_spreads_them(
+    queue: ShardQueue,
+) -> None:
+    """More plain creates in one turn than a call takes (an import that
+    gathers thousands): a full call's worth on each shard in turn, not
+    all of them on one."""
+    created = await asyncio.gather(
+        *(queue.create(URL, 60_000) for _ in range(3 * CREATES_PER_CALL))
+    )
+    per_shard = Counter(ids.shard_of(c.timer_id, SHARDS) for c in created)
+    assert sorted(per_shard.values()) == [CREATES_PER_CALL] * 3
 
 
 async def test_idempotent_create_same_fingerprint_answers_first(

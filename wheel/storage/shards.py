@@ -144,6 +144,7 @@ class ShardQueue:
             Gatherer(self._create_many, CREATES_PER_CALL)
         )
         self._turn: int | None = None
+        self._turn_creates = 0
         self._next_shard = random.randrange(settings.shards)
 
     def shard_of(self, timer_id: bytes) -> ShardKeys:
@@ -240,12 +241,17 @@ class ShardQueue:
 
     def _turn_shard(self) -> int:
         """The shard of the plain creates made in this turn of the event
-        loop: one shard a turn, the next one each turn, so creates that
-        arrive together go in one call and every shard gets its share."""
+        loop: one shard for up to a call's worth of them, then the next,
+        so creates that arrive together go in full calls and every shard
+        gets its share."""
         if self._turn is None:
-            self._turn = self._next_shard
-            self._next_shard = (self._next_shard + 1) % self.settings.shards
             asyncio.get_running_loop().call_soon(self._end_turn)
+        elif self._turn_creates < CREATES_PER_CALL:
+            self._turn_creates += 1
+            return self._turn
+        self._turn = self._next_shard
+        self._next_shard = (self._next_shard + 1) % self.settings.shards
+        self._turn_creates = 1
         return self._turn
 
     def _end_turn(self) -> None:
