@@ -17,9 +17,11 @@ class Calls:
         self.made: list[tuple[str, list[int]]] = []
         self.fail = fail
         self.results_short = False
+        self.started = asyncio.Event()
 
     async def __call__(self, key: str, items: Sequence[int]) -> list[int]:
         self.made.append((key, list(items)))
+        self.started.set()
         await asyncio.sleep(0)
         if self.fail is not None:
             raise self.fail
@@ -87,13 +89,46 @@ async def test_a_result_count_that_does_not_match_fails_the_call() -> None:
         await asyncio.gather(gatherer.submit("a", 1), gatherer.submit("a", 2))
 
 
-async def test_a_cancelled_request_leaves_the_others_their_results() -> None:
-    """A caller that gives up (shutdown) does not take the others down."""
+async def test_a_request_given_up_before_its_group_leaves_is_not_sent() -> (
+    None
+):
+    """A caller that gives up before the call goes out (a create whose
+    client went away) is left out of it; the others get their results."""
     calls = Calls()
     gatherer: Gatherer[str, int, int] = Gatherer(calls)
     first = asyncio.ensure_future(gatherer.submit("a", 1))
     second = asyncio.ensure_future(gatherer.submit("a", 2))
     await asyncio.sleep(0)
+    first.cancel()
+    assert await second == 20
+    assert first.cancelled()
+    assert calls.made == [("a", [2])]
+
+
+async def test_a_group_given_up_entirely_makes_no_call() -> None:
+    """Nothing left to send: no call at all."""
+    calls = Calls()
+    gatherer: Gatherer[str, int, int] = Gatherer(calls)
+    only = asyncio.ensure_future(gatherer.submit("a", 1))
+    await asyncio.sleep(0)
+    only.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await only
+    await asyncio.sleep(0)
+    assert calls.made == []
+    assert await gatherer.submit("a", 2) == 20
+
+
+async def test_a_request_cancelled_in_flight_leaves_the_others_theirs() -> (
+    None
+):
+    """A caller that gives up once the call is out (shutdown) does not
+    take the others down."""
+    calls = Calls()
+    gatherer: Gatherer[str, int, int] = Gatherer(calls)
+    first = asyncio.ensure_future(gatherer.submit("a", 1))
+    second = asyncio.ensure_future(gatherer.submit("a", 2))
+    await calls.started.wait()
     first.cancel()
     assert await second == 20
     assert first.cancelled()

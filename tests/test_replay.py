@@ -32,6 +32,7 @@ from tests.test_scripts import (
     TOKEN,
     complete,
     create,
+    create_together,
     deliver,
     firing,
     hand_over,
@@ -148,11 +149,19 @@ def same(first: Any, second: Any) -> bool:
 
 
 def created_again(first: Any, second: Any) -> bool:
-    """A replayed create finds its own record: exists, same id and due."""
+    """A replayed create finds its own records: each timer exists, with
+    the same id and due (a call creates several, three values each)."""
+    done, exists = Code.DONE.value.encode(), Code.EXISTS.value.encode()
+    mismatch = Code.MISMATCH.value.encode()
     return (
-        first[1] == Code.DONE.value.encode()
-        and second[1] == Code.EXISTS.value.encode()
-        and first[2:] == second[2:]
+        len(first) == len(second)
+        and done in first[1::3]
+        and all(
+            code in (done, exists, mismatch) and again in (exists, mismatch)
+            for code, again in zip(first[1::3], second[1::3], strict=True)
+        )
+        and first[2::3] == second[2::3]
+        and first[3::3] == second[3::3]
     )
 
 
@@ -278,6 +287,16 @@ async def _complete_together(
         )
     )
     assert codes == [Code.DONE] * 4
+
+
+@case("create", created_again, tag="together")
+async def _create_together(
+    queue: ShardQueue, shard: ShardKeys, raw: Any
+) -> None:
+    # Six creates in one call, keyed and plain, at an instant, with a
+    # request, in a minute and in an hour bucket.
+    created = await create_together(queue)
+    assert [c.code for c in created].count(Code.DONE) == 4
 
 
 @case("requeue")

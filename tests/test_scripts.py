@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -32,6 +33,7 @@ from wheel.storage.keys import GROUP, ShardKeys
 from wheel.storage.registry import Registry
 from wheel.storage.scripts import SCRIPTS, Script
 from wheel.storage.shards import (
+    CREATES_PER_CALL,
     IDEMPOTENCY_TTL_MS,
     Advanced,
     Attempt,
@@ -415,6 +417,125 @@ def idempotency(key: str, fingerprint: str) -> Idempotency:
         hashlib.sha256(key.encode()).digest(),
         hashlib.sha256(fingerprint.encode()).digest(),
     )
+
+
+def idempotency_on(shard: int, fingerprint: str = "a") -> Idempotency:
+    """An Idempotency-Key whose record (and timer) is on ``shard``."""
+    for n in range(1000):
+        key = idempotency(f"key-{n}", fingerprint)
+        if key.shard(SHARDS) == shard:
+            return key
+    raise AssertionError("no key maps to the shard")
+
+
+def count_script_calls(queue: ShardQueue) -> list[str]:
+    """The names of the scripts ``queue`` calls from now on, in order."""
+    calls: list[str] = []
+    original = queue.connection.script
+
+    async def counting(script: Script, *args: Any, **kw: Any) -> Any:
+        calls.append(script.name)
+        return await original(script, *args, **kw)
+
+    queue.connection.script = counting  # type: ignore[method-assign]
+    return calls
+
+
+async def create_together(queue: ShardQueue) -> list[Created]:
+    """Six creates of :data:`SHARD` made in one turn of the event loop:
+    two plain, one at an instant with its own request, a keyed one, the
+    same key and fingerprint again, and the key with another one."""
+    now = queue.clocks.now_ms(SHARD)
+    keyed = idempotency_on(SHARD)
+    other = Idempotency(keyed.key_digest, hashlib.sha256(b"b").digest())
+
+    def on_shard(delay_ms: int) -> bytes:
+        return queue.ids.new(now + delay_ms, SHARDS, SHARD)
+
+    return await asyncio.gather(
+        queue.create(URL, 60_000, timer_id=on_shard(60_000)),
+        queue.create(URL, 2 * HOUR_MS, timer_id=on_shard(2 * HOUR_MS)),
+        queue.create(
+            URL,
+            0,
+            timer_id=on_shard(90_000),
+            at_ms=now + 90_000,
+            request=pack(WebhookRequest(method="PUT", body="x")),
+        ),
+        queue.create(URL, 60_000, keyed),
+        queue.create(URL, 60_000, keyed),
+        queue.create(URL, 60_000, other),
+    )
+
+
+async def test_creates_arriving_together_share_one_call(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """Creates of one shard made in the same turn of the event loop go to
+    Redis in one script call, each on its own terms: a keyed create
+    repeated in that call answers the first's timer, another fingerprint
+    a mismatch, and the shard counts the four new timers once each."""
+    calls = count_script_calls(queue)
+    created = await create_together(queue)
+
+    assert calls == ["create"]
+    assert [c.code for c in created] == [
+        Code.DONE,
+        Code.DONE,
+        Code.DONE,
+        Code.DONE,
+        Code.EXISTS,
+        Code.MISMATCH,
+    ]
+    assert created[4].timer_id == created[5].timer_id == created[3].timer_id
+    assert created[4].due_ms == created[3].due_ms
+    assert raw.get(shard.count) == b"4"
+    for new in created[:4]:
+        got = await queue.get(new.timer_id)
+        assert got is not None
+        assert (got.state, got.due_ms) == (TimerState.PENDING, new.due_ms)
+    # The minute timers in a minute bucket, the two-hour one in an hour's;
+    # each minute bucket's index score is its earliest timer's due.
+    index = dict(raw.zrange(shard.index, 0, -1, withscores=True))
+    assert {member[:1] for member in index} == {b"m", b"h"}
+    earliest: dict[bytes, int] = {}
+    for new in created[:4]:
+        if new.due_ms - new.now_ms < HOUR_MS:
+            member = b"m%d" % (new.due_ms // MINUTE_MS)
+            earliest[member] = min(
+                earliest.get(member, new.due_ms), new.due_ms
+            )
+    assert {m: s for m, s in index.items() if m[:1] == b"m"} == earliest
+
+
+async def test_plain_creates_of_a_turn_go_to_one_shard_in_turn(
+    queue: ShardQueue,
+) -> None:
+    """Creates without a key or id made together land on one shard, and
+    the next turn's on the next shard: every shard gets its share."""
+    turns = []
+    for _ in range(SHARDS):
+        created = await asyncio.gather(
+            *(queue.create(URL, 60_000) for _ in range(5))
+        )
+        turns.append({ids.shard_of(c.timer_id, SHARDS) for c in created})
+    assert all(len(shards) == 1 for shards in turns)
+    order = [shards.pop() for shards in turns]
+    assert sorted(order) == list(range(SHARDS))
+    assert all((b - a) % SHARDS == 1 for a, b in itertools.pairwise(order))
+
+
+async def test_a_turn_with_more_creates_than_a_call_spreads_them(
+    queue: ShardQueue,
+) -> None:
+    """More plain creates in one turn than a call takes (an import that
+    gathers thousands): a full call's worth on each shard in turn, not
+    all of them on one."""
+    created = await asyncio.gather(
+        *(queue.create(URL, 60_000) for _ in range(3 * CREATES_PER_CALL))
+    )
+    per_shard = Counter(ids.shard_of(c.timer_id, SHARDS) for c in created)
+    assert sorted(per_shard.values()) == [CREATES_PER_CALL] * 3
 
 
 async def test_idempotent_create_same_fingerprint_answers_first(
@@ -1173,14 +1294,7 @@ async def test_completions_ending_together_share_one_call(
         await create(queue, 0)
     entries = await deliver(queue, shard)
     claims = await queue.claim(shard, CONSUMER, entries)
-    calls: list[str] = []
-    original = queue.connection.script
-
-    async def counting(script: Script, *args: Any, **kw: Any) -> Any:
-        calls.append(script.name)
-        return await original(script, *args, **kw)
-
-    queue.connection.script = counting  # type: ignore[method-assign]
+    calls = count_script_calls(queue)
     codes = await asyncio.gather(
         complete(queue, shard, entries[0], claims[0].attempt, Outcome.OK),
         complete(queue, shard, entries[1], claims[1].attempt + 1, Outcome.OK),
@@ -1202,8 +1316,11 @@ async def test_completions_ending_together_share_one_call(
         assert got is not None
         states.append(got.state)
     assert states == [TimerState.FIRED, TimerState.FIRING, TimerState.PENDING]
-    # Only the stale one's entry is still pending in the group.
+    # Only the stale one's entry is still pending in the group, and in
+    # the stream; the two done ones left the count of unfinished timers.
     assert pending(raw, shard) == 1
+    assert [e for e, _ in raw.xrange(shard.ready)] == [entries[1].entry_id]
+    assert raw.get(shard.count) == b"2"
 
 
 async def test_complete_retry_fires_again_only_after_the_delay(
@@ -1394,8 +1511,12 @@ async def idle_entries(
     hold_ms = queue.hold_ms
 
     async def idle() -> bool:
-        oldest = raw.xpending_range(shard.ready, GROUP, "-", "+", 1)
-        return bool(oldest) and oldest[0]["time_since_delivered"] >= hold_ms
+        # Every entry, not only the oldest: a loaded machine may deliver
+        # them in more than one read, some milliseconds apart.
+        held = raw.xpending_range(shard.ready, GROUP, "-", "+", count)
+        return len(held) == count and all(
+            entry["time_since_delivered"] >= hold_ms for entry in held
+        )
 
     await until(idle, what="the entries to idle past the hold")
     return timer_ids

@@ -115,7 +115,8 @@ def timer_of(timer_id: bytes, record: Record, url: str = "") -> Timer:
 
 
 class TimerService:
-    """Creates, reads and cancels timers for the API; one script call each."""
+    """Creates, reads and cancels timers for the API: a script call
+    each (creates of one shard made together share theirs)."""
 
     def __init__(self, queue: ShardQueue) -> None:
         self.queue = queue

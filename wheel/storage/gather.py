@@ -10,7 +10,8 @@ call is sent in the same turn a lone request would have been.
 
 Every request gets its own result, or the call's exception: a failed call
 fails each of its requests, and each caller decides for itself whether to
-try again (then in whatever group forms at that time).
+try again (then in whatever group forms at that time). A request whose
+caller gave up before its group left is not sent.
 """
 
 from __future__ import annotations
@@ -52,7 +53,11 @@ class Gatherer(Generic[K, T, R]):
         return await future
 
     def _send(self, key: K) -> None:
-        group = self._open.pop(key)
+        group = [
+            (item, future)
+            for item, future in self._open.pop(key)
+            if not future.done()
+        ]
         for start in range(0, len(group), self._most):
             task = asyncio.ensure_future(
                 self._run(key, group[start : start + self._most])

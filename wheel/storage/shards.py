@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,9 +65,11 @@ DEAD_LETTER_MAXLEN = 10_000
 IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
 """How long an ``Idempotency-Key`` keeps mapping to its timer."""
 RESULT_CHARS = 200
+"""Most characters of an attempt's error kept in a record."""
 COMPLETIONS_PER_CALL = 64
 """Most attempts one completion call records."""
-"""Most characters of an attempt's error kept in a record."""
+CREATES_PER_CALL = 64
+"""Most timers one create call stores."""
 RESCHEDULE_TRIES = 5
 """Reads and moves a reschedule tries while the timer keeps changing."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -86,6 +89,17 @@ class Attempt:
     schedule_id: bytes = b""
     """The schedule whose occurrence the timer is (its claim said): a
     finished occurrence counts in that schedule's record."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewTimer:
+    """One create's share of a create call: its keys (record, minute
+    bucket, coarse bucket, idempotency record), its values and its
+    finished hash (see ``create.lua``)."""
+
+    keys: list[bytes]
+    args: list[Any]
+    finished: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +140,12 @@ class ShardQueue:
         self._completions: Gatherer[
             tuple[ShardKeys, str], tuple[Attempt, float], Completed
         ] = Gatherer(self._complete_many, COMPLETIONS_PER_CALL)
+        self._creates: Gatherer[ShardKeys, NewTimer, tuple[Created, str]] = (
+            Gatherer(self._create_many, CREATES_PER_CALL)
+        )
+        self._turn: int | None = None
+        self._turn_creates = 0
+        self._next_shard = random.randrange(settings.shards)
 
     def shard_of(self, timer_id: bytes) -> ShardKeys:
         """The keys of the shard that owns ``timer_id``."""
@@ -164,87 +184,110 @@ class ShardQueue:
 
         The id is chosen here, before the call, so the connection layer
         may send the call again after a lost reply: the script finds its
-        own record and answers as created. Waits for replicas when
-        ``replica_acks`` is set.
+        own record and answers as created. A timer without a key or an id
+        of its own goes to the shard of this turn of the event loop
+        (:meth:`_turn_shard`), so the creates that arrive together share
+        one script call (see :mod:`wheel.storage.gather`). Waits for
+        replicas when ``replica_acks`` is set.
+
+        Raises:
+            OutcomeUnknown: the call may have run (its reply was lost, or
+                the replicas did not confirm it); it names the id.
         """
         shards = self.settings.shards
         if at_ms is not None:
             # The estimate only names the id's hour and the buckets.
             delay_ms = max(0, at_ms - self.clocks.now_ms(0))
-        if idempotency is None:
-            guess_ms = self.clocks.now_ms(0) + delay_ms
-            timer_id = timer_id or self.ids.new(guess_ms)
-            shard = self.shard_of(timer_id)
-            idem_key, fingerprint = shard.timer(timer_id), b""
-        else:
+        if idempotency is not None:
             k = idempotency.shard(shards)
             guess_ms = self.clocks.now_ms(k) + delay_ms
             timer_id = timer_id or self.ids.new(guess_ms, shards, k)
             shard = self.keys.shard(k)
             idem_key = shard.idempotency(idempotency.key_digest)
             fingerprint = idempotency.fingerprint
-        try:
-            reply = await self._create(
-                shard,
-                timer_id,
-                url,
-                delay_ms,
-                idem_key,
-                fingerprint,
-                at_ms,
-                request,
-            )
-        except RedisUnavailable as exc:
-            if exc.maybe_applied:
-                raise OutcomeUnknown(timer_id, str(exc)) from exc
-            raise
-        except NotReplicated as exc:
-            # It ran on the primary: its reply names the timer's id.
-            reply = exc.reply
-            assert isinstance(reply, list)
-            raise OutcomeUnknown(reply[3], str(exc)) from exc
-        now_ms = as_int(reply[0])
-        self.clocks.observe(shard.shard, now_ms)
-        return Created(
-            Code(as_text(reply[1])), reply[3], as_int(reply[2]), now_ms
-        )
-
-    async def _create(
-        self,
-        shard: ShardKeys,
-        timer_id: bytes,
-        url: str,
-        delay_ms: int,
-        idem_key: bytes,
-        fingerprint: bytes,
-        at_ms: int | None,
-        request: bytes,
-    ) -> Any:
+        else:
+            if timer_id is None:
+                k = self._turn_shard()
+                guess_ms = self.clocks.now_ms(k) + delay_ms
+                timer_id = self.ids.new(guess_ms, shards, k)
+            shard = self.shard_of(timer_id)
+            idem_key, fingerprint = shard.timer(timer_id), b""
         place_keys, place_args = self._placement(
             shard, self.clocks.now_ms(shard.shard) + delay_ms
         )
-        return await self.connection.script(
-            SCRIPTS["create"],
-            [
-                shard.timer(timer_id),
-                shard.index,
-                *place_keys,
-                idem_key,
-                self.finished_key(shard, timer_id),
-                shard.count,
-            ],
+        new = NewTimer(
+            [shard.timer(timer_id), *place_keys, idem_key],
             [
                 timer_id,
                 url,
                 delay_ms,
                 *place_args,
                 fingerprint,
-                IDEMPOTENCY_TTL_MS,
                 "" if at_ms is None else at_ms,
                 request,
             ],
-            ack=True,
+            self.finished_key(shard, timer_id),
         )
+        try:
+            created, unconfirmed = await self._creates.submit(shard, new)
+        except RedisUnavailable as exc:
+            if exc.maybe_applied:
+                raise OutcomeUnknown(timer_id, str(exc)) from exc
+            raise
+        if unconfirmed:
+            # It ran on the primary: its reply names the timer's id.
+            raise OutcomeUnknown(created.timer_id, unconfirmed)
+        return created
+
+    def _turn_shard(self) -> int:
+        """The shard of the plain creates made in this turn of the event
+        loop: one shard for up to a call's worth of them, then the next,
+        so creates that arrive together go in full calls and every shard
+        gets its share."""
+        if self._turn is None:
+            asyncio.get_running_loop().call_soon(self._end_turn)
+        elif self._turn_creates < CREATES_PER_CALL:
+            self._turn_creates += 1
+            return self._turn
+        self._turn = self._next_shard
+        self._next_shard = (self._next_shard + 1) % self.settings.shards
+        self._turn_creates = 1
+        return self._turn
+
+    def _end_turn(self) -> None:
+        self._turn = None
+
+    async def _create_many(
+        self, shard: ShardKeys, timers: Sequence[NewTimer]
+    ) -> list[tuple[Created, str]]:
+        """Each timer's reply, and why the replicas did not confirm the
+        call ('' when they did)."""
+        keys = [shard.index, shard.count]
+        args: list[Any] = [IDEMPOTENCY_TTL_MS]
+        for timer in timers:
+            keys += [*timer.keys, timer.finished]
+            args += timer.args
+        unconfirmed = ""
+        try:
+            reply = await self.connection.script(
+                SCRIPTS["create"], keys, args, ack=True
+            )
+        except NotReplicated as exc:
+            reply, unconfirmed = exc.reply, str(exc)
+        now_ms = as_int(reply[0])
+        self.clocks.observe(shard.shard, now_ms)
+        return [
+            (
+                Created(
+                    Code(as_text(reply[i])),
+                    reply[i + 2],
+                    as_int(reply[i + 1]),
+                    now_ms,
+                ),
+                unconfirmed,
+            )
+            for i in range(1, len(reply), 3)
+        ]
 
     async def get(self, timer_id: bytes) -> Record | None:
         """The timer ``timer_id``, or None when unknown or expired."""

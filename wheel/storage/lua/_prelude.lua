@@ -43,18 +43,58 @@ end
 -- bucket (minute_key, number minute) and, when it expected one, a coarse
 -- bucket (coarse_key, level, number) in KEYS; the coarse one is used only
 -- when Redis' clock agrees, else the minute bucket, which is always
--- correct: its index score is its earliest due time.
+-- correct: its index score is its earliest due time. With `marks` (from
+-- new_marks) the index is not written here: the bucket's score is noted,
+-- and write_marks writes each bucket a call touched once (the timers of
+-- one call mostly share their buckets).
 local function schedule(index, minute_key, minute, coarse_key, level,
-                        number, id, due, now)
+                        number, id, due, now, marks)
     local want_level, want_number = place(due, now)
     if want_level ~= 'm' and want_level == level
             and want_number == tonumber(number) then
         redis.call('RPUSH', coarse_key, id .. struct.pack('>I6', due))
-        redis.call('ZADD', index, cascade_ms(level, want_number),
-            level .. fmt(want_number))
+        local member = level .. fmt(want_number)
+        local score = cascade_ms(level, want_number)
+        if marks then
+            marks.coarse[member] = score
+        else
+            redis.call('ZADD', index, score, member)
+        end
     else
         redis.call('ZADD', minute_key, due, id)
-        redis.call('ZADD', index, 'LT', due, 'm' .. minute)
+        local member = 'm' .. minute
+        if marks then
+            local earliest = marks.minute[member]
+            if not earliest or due < earliest then
+                marks.minute[member] = due
+            end
+        else
+            redis.call('ZADD', index, 'LT', due, member)
+        end
+    end
+end
+
+local function new_marks()
+    return {minute = {}, coarse = {}}
+end
+
+-- The index entries `marks` noted: a minute bucket's score only ever
+-- moves earlier (LT), a coarse bucket's is its cascade time.
+local function write_marks(index, marks)
+    local lower, set = {}, {}
+    for member, due in pairs(marks.minute) do
+        lower[#lower + 1] = due
+        lower[#lower + 1] = member
+    end
+    for member, score in pairs(marks.coarse) do
+        set[#set + 1] = score
+        set[#set + 1] = member
+    end
+    if #lower > 0 then
+        redis.call('ZADD', index, 'LT', unpack(lower))
+    end
+    if #set > 0 then
+        redis.call('ZADD', index, unpack(set))
     end
 end
 

@@ -61,6 +61,10 @@ local now = now_ms()
 local group, consumer = ARGV[1], ARGV[2]
 local retention = tonumber(ARGV[3])
 local HISTORY_KEPT = 5
+-- What the attempts of a call share is written once, after them all:
+-- their entries' deletion, the count of unfinished timers, and the
+-- expiry of a finished hash (they mostly share one hour's).
+local deleted, finished_count, kept = {}, 0, {}
 
 local function complete(k, a)
     local record, finished = KEYS[k], KEYS[k + 1]
@@ -95,7 +99,7 @@ local function complete(k, a)
     end
 
     redis.call('XACK', KEYS[1], group, entry_id)
-    redis.call('XDEL', KEYS[1], entry_id)
+    deleted[#deleted + 1] = entry_id
     local due = tonumber(rec[5])
     local duration = tonumber(ARGV[a + 9])
     local line = fmt(now - duration) .. ',' .. fmt(duration) .. ','
@@ -115,8 +119,11 @@ local function complete(k, a)
         redis.call('HSET', finished, id,
             pack_finished(state, attempt, due, now, result, duration))
         keep_extras(finished, id, request, history)
-        keep(finished, retention, KEYS[6], KEYS[7], ARGV[a + 10])
-        redis.call('DECR', KEYS[4])
+        if not kept[finished] then
+            keep(finished, retention, KEYS[6], KEYS[7], ARGV[a + 10])
+            kept[finished] = true
+        end
+        finished_count = finished_count + 1
         -- schedules: an occurrence counts in its schedule (fired f, or
         -- failed x), if that still exists (a deleted schedule leaves only
         -- a marker, without v); a replay returned above: no second count.
@@ -154,5 +161,11 @@ end
 local out = {now}
 for j = 0, (#ARGV - 4) / 12 - 1 do
     out[#out + 1] = complete(8 + 4 * j, 5 + 12 * j)
+end
+if #deleted > 0 then
+    redis.call('XDEL', KEYS[1], unpack(deleted))
+end
+if finished_count > 0 then
+    redis.call('DECRBY', KEYS[4], finished_count)
 end
 return out

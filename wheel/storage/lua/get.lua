@@ -22,12 +22,13 @@ local out = {now}
 for i = 1, #ARGV do
     local id = ARGV[i]
     local record = KEYS[2 * i - 1]
+    -- The history's fields come with the rest: one command a record.
     local rec = redis.call('HMGET', record, 's', 'd', 'a', 'n', 'r', 'u',
-        'q', 'c')
+        'q', 'c', unpack(HISTORY_FIELDS))
     if rec[1] then
         out[#out + 1] = {'r', rec[1], rec[2], rec[3] or '0', rec[4] or '',
             rec[5] or '', rec[6] or '', load_request(record, rec[7]),
-            load_history(record), rec[8] or ''}
+            history_of(rec, 9), rec[8] or ''}
     else
         local finished = redis.call('HMGET', KEYS[2 * i], id, id .. 'q',
             id .. 'h')
