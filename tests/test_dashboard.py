@@ -304,6 +304,15 @@ def test_dashboard_shows_what_stats_reports(
     assert stats["dead_letters"] == 1
     assert sum(stats["backlog_hour"]) == 1
     assert sum(stats["backlog_day"]) == 2
+    # Coarse buckets count at their start: the charts say so.
+    for note, unit in (
+        ("backlog-hour-note", "hour"),
+        ("backlog-day-note", "day"),
+    ):
+        text = " ".join(
+            (page.get_by_test_id(note).text_content() or "").split()
+        )
+        assert f"counts at the start of its {unit}" in text
     names = [row[1] for row in page.evaluate(SNAPSHOT_JS)["processes"]]
     assert any(f":{ticker.pid}:" in name for name in names)
     assert any(f":{worker.pid}:" in name for name in names)
