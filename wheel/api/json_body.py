@@ -121,6 +121,15 @@ def _find_surrogate(document: Any) -> str | None:
     return None
 
 
+def load_object(body: bytes) -> dict[str, Any]:
+    """The JSON object of ``body``, or the problem saying why not."""
+    document = load(body)
+    if not isinstance(document, dict):
+        message = f"must be a JSON object, not {kind(document)}"
+        raise unprocessable([FieldError("$", message)])
+    return document
+
+
 def kind(value: object) -> str:
     """What a decoded JSON value is, as a message names it."""
     if value is True or value is False:

@@ -38,6 +38,16 @@ class ProblemError(Exception):
         self.headers = headers
 
 
+def url_refused(refusal: str) -> ProblemError:
+    """The 422 for a webhook url that the outbound policy refuses."""
+    return ProblemError(
+        422,
+        "Unprocessable Content",
+        f"url: {refusal}",
+        [FieldError("url", refusal)],
+    )
+
+
 def json_response(body: object, status: int = 200, **headers: str) -> Response:
     """A JSON response encoded by msgspec."""
     return Response(

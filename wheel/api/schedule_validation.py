@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from wheel.api.json_body import kind, load, unprocessable
+from wheel.api.json_body import kind, load_object, unprocessable
 from wheel.api.models import FieldError
 from wheel.api.validation import check_url
 from wheel.core.cron import (
@@ -76,7 +76,7 @@ def parse_new_schedule(body: bytes, now_ms: int) -> NewSchedule:
             bad field (a bad cron, an unknown zone, end_at before
             start_at, a schedule that never fires, ...).
     """
-    document = _object(body)
+    document = load_object(body)
     errors: list[FieldError] = []
     for key in document:
         if key not in FIELDS:
@@ -128,7 +128,7 @@ def parse_change(body: bytes) -> ScheduleChange:
         InvalidRequest: as :func:`parse_new_schedule` (the cron and zone
             rules are checked against the schedule, by the caller).
     """
-    document = _object(body)
+    document = load_object(body)
     errors: list[FieldError] = []
     for key in document:
         if key in ("start_at", "end_at", "misfire"):
@@ -168,14 +168,6 @@ def parse_change(body: bytes) -> ScheduleChange:
 
 
 _BOUNDS = ("start_at", "end_at")
-
-
-def _object(body: bytes) -> dict[str, Any]:
-    document = load(body)
-    if not isinstance(document, dict):
-        message = f"must be a JSON object, not {kind(document)}"
-        raise unprocessable([FieldError("$", message)])
-    return document
 
 
 def _string(

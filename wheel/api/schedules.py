@@ -18,7 +18,11 @@ from starlette.responses import Response
 from wheel.api.models import FieldError, Method, RequestSpec
 from wheel.api.paging import invalid, page_params
 from wheel.api.request_parts import read_body
-from wheel.api.response_parts import ProblemError, json_response
+from wheel.api.response_parts import (
+    ProblemError,
+    json_response,
+    url_refused,
+)
 from wheel.api.schedule_models import (
     LastOccurrence,
     Misfire,
@@ -74,12 +78,7 @@ class ScheduleEndpoints:
     def _refuse_url(self, url: str | None) -> None:
         refusal = None if url is None else self._url_refusal(url)
         if refusal:
-            raise ProblemError(
-                422,
-                "Unprocessable Content",
-                f"url: {refusal}",
-                [FieldError("url", refusal)],
-            )
+            raise url_refused(refusal)
 
     async def create_schedule(self, request: Request) -> Response:
         """``POST /schedules``."""

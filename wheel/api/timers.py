@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from wheel.api.listing import TimerListing
-from wheel.api.models import FieldError, Problem, Status, TimerCreated
+from wheel.api.models import Problem, Status, TimerCreated
 from wheel.api.operators import Operators
 from wheel.api.request_parts import Tokens, idempotency_key, read_body
 from wheel.api.response_parts import (
@@ -21,6 +21,7 @@ from wheel.api.response_parts import (
     json_response,
     problem_response,
     unavailable,
+    url_refused,
     view,
 )
 from wheel.api.schedules import ScheduleEndpoints
@@ -201,12 +202,7 @@ class Api:
             raise _problem(exc) from None
         refusal = self._url_refusal(timer_input.url)
         if refusal:
-            raise ProblemError(
-                422,
-                "Unprocessable Content",
-                f"url: {refusal}",
-                [FieldError("url", refusal)],
-            )
+            raise url_refused(refusal)
         digests = None
         if key is not None:
             digests = idempotency(

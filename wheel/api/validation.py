@@ -17,7 +17,7 @@ from wheel.api.json_body import (
     DELAY_FIELD,
     InvalidRequest,
     kind,
-    load,
+    load_object,
     unprocessable,
 )
 from wheel.api.models import MAX_URL_LENGTH, FieldError
@@ -164,7 +164,7 @@ def _analyse(
     body: bytes, max_delay_s: int, now_ms: int | None = None
 ) -> TimerInput:
     """The slow, complete verdict on a body the fast path did not pass."""
-    document = _object(body)
+    document = load_object(body)
     errors: list[FieldError] = []
     url = None
     request: WebhookRequest | None = None
@@ -212,7 +212,7 @@ def parse_reschedule(
     Raises:
         InvalidRequest: as :func:`parse_timer_request`.
     """
-    document = _object(body)
+    document = load_object(body)
     errors = []
     when = _When(document, max_delay_s, now_ms)
     for key, value in document.items():
@@ -237,15 +237,6 @@ def parse_reschedule(
     if errors:
         raise unprocessable(errors)
     return ScheduleInput(when.delay_ms, when.at_ms)
-
-
-def _object(body: bytes) -> dict[str, Any]:
-    """The JSON object of ``body``, or the problem saying why not."""
-    document = load(body)
-    if not isinstance(document, dict):
-        message = f"must be a JSON object, not {kind(document)}"
-        raise unprocessable([FieldError("$", message)])
-    return document
 
 
 class _When:

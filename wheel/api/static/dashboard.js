@@ -673,10 +673,29 @@
     replaceChart(id, svg, table);
   }
 
-  // ---- shared with the Timers view (timers.js) ------------------------
+  // ---- shared with the Timers and Schedules views ---------------------
+
+  const when = new Intl.DateTimeFormat(undefined, {
+    year: "numeric",
+    month: "short",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+    second: "2-digit",
+    hour12: false,
+  });
 
   window.timerWheel = {
     call,
+    /** An RFC 3339 instant from the API in the reader's zone ("" for
+     * none; the text itself if it does not parse). */
+    instant(text) {
+      if (!text) {
+        return "";
+      }
+      const at = Date.parse(text);
+      return Number.isNaN(at) ? text : when.format(at);
+    },
     onUnauthorized() {
       setToken("");
       askForToken(true);

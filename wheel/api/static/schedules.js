@@ -9,30 +9,13 @@
   const PAGE_LIMIT = 100;
   const MAX_PAGES = 5;
   const REFRESH_MS = 5000;
-  const { call, onUnauthorized, whenReady } = window.timerWheel;
+  const { call, instant, onUnauthorized, whenReady } = window.timerWheel;
 
   const $ = (id) => document.getElementById(id);
-  const when = new Intl.DateTimeFormat(undefined, {
-    year: "numeric",
-    month: "short",
-    day: "2-digit",
-    hour: "2-digit",
-    minute: "2-digit",
-    second: "2-digit",
-    hour12: false,
-  });
   const integer = new Intl.NumberFormat();
 
   const view = { items: [], more: false, loading: null, busy: new Set() };
   let timer = 0;
-
-  function instant(text) {
-    if (!text) {
-      return "";
-    }
-    const at = Date.parse(text);
-    return Number.isNaN(at) ? text : when.format(at);
-  }
 
   function say(text, bad) {
     const outcome = $("schedules-outcome");

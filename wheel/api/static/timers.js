@@ -8,18 +8,9 @@
   const PAGE_LIMIT = 100;
   const MAX_PAGES = 5;
   const SHOWN = 100;
-  const { call, onUnauthorized, whenReady } = window.timerWheel;
+  const { call, instant, onUnauthorized, whenReady } = window.timerWheel;
 
   const $ = (id) => document.getElementById(id);
-  const when = new Intl.DateTimeFormat(undefined, {
-    year: "numeric",
-    month: "short",
-    day: "2-digit",
-    hour: "2-digit",
-    minute: "2-digit",
-    second: "2-digit",
-    hour12: false,
-  });
 
   const view = {
     tab: "pending",
@@ -28,14 +19,6 @@
     loading: null,
     busy: new Set(),
   };
-
-  function instant(text) {
-    if (!text) {
-      return "";
-    }
-    const at = Date.parse(text);
-    return Number.isNaN(at) ? text : when.format(at);
-  }
 
   /** When a timer fires next: its retry, else its due time. */
   function nextDue(item) {
