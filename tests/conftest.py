@@ -130,9 +130,10 @@ def settings(redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def raw(redis_url: str) -> Iterator[sync_redis.Redis]:
-    """A plain synchronous client, to look at (and break) the data."""
-    client = sync_redis.Redis.from_url(redis_url)
+def raw(settings: Settings) -> Iterator[sync_redis.Redis]:
+    """A plain synchronous client of the server ``settings`` name (a
+    module's own settings included), to look at (and break) the data."""
+    client = sync_redis.Redis.from_url(settings.redis_url)
     yield client
     client.close()
 

@@ -140,21 +140,30 @@ def test_own_put_arrives_byte_for_byte_signed_on_every_retry(
     assert [a["status"] for a in final["history"]] == [500, 500, 200]
 
 
-def test_gone_stops_after_one_attempt(procs: Procs, redis_url: str) -> None:
-    """A 410 answer fails the timer at once: one attempt, no retry."""
-    hooks = Receiver(Behaviour(answers=[(410, {})] * 3))
+def one_timer(
+    procs: Procs, answers: list[tuple[int, dict[str, str]]], status: str
+) -> tuple[str, str, Receiver]:
+    """The service and a receiver giving ``answers``; one timer created
+    and followed until its status is ``status``. Returns the API's base
+    url, the timer's id and the (stopped) receiver."""
+    hooks = Receiver(Behaviour(answers=answers))
     hooks.start()
     try:
         base = start_all(procs)
-        timer_id = str(
-            create_timer(httpx.Client(base_url=base), hooks.url)["id"]
-        )
+        with httpx.Client(base_url=base) as client:
+            timer_id = str(create_timer(client, hooks.url)["id"])
         wait_until(
-            lambda: view(base, timer_id)["status"] == "failed",
-            what="the timer to fail",
+            lambda: view(base, timer_id)["status"] == status,
+            what=f"the timer to be {status}",
         )
     finally:
         hooks.stop()
+    return base, timer_id, hooks
+
+
+def test_gone_stops_after_one_attempt(procs: Procs, redis_url: str) -> None:
+    """A 410 answer fails the timer at once: one attempt, no retry."""
+    base, timer_id, hooks = one_timer(procs, [(410, {})] * 3, "failed")
     assert hooks.ids()[timer_id] == 1
     final = view(base, timer_id)
     assert final["attempts"] == 1
@@ -169,19 +178,9 @@ def test_retry_after_delays_the_next_attempt(
 ) -> None:
     """A 503 with Retry-After: 2 puts the next attempt at least 2 s
     after it (the plain backoff here is at most 0.5 s)."""
-    hooks = Receiver(Behaviour(answers=[(503, {"Retry-After": "2"})]))
-    hooks.start()
-    try:
-        base = start_all(procs)
-        timer_id = str(
-            create_timer(httpx.Client(base_url=base), hooks.url)["id"]
-        )
-        wait_until(
-            lambda: view(base, timer_id)["status"] == "fired",
-            what="the second attempt",
-        )
-    finally:
-        hooks.stop()
+    base, timer_id, hooks = one_timer(
+        procs, [(503, {"Retry-After": "2"})], "fired"
+    )
     first, second = hooks.times(timer_id)
     assert second - first >= 2.0
     history = view(base, timer_id)["history"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -158,14 +158,6 @@ async def one(redis_url: str) -> AsyncIterator[Deployment]:
     await deployment.app.state.api.check_identity()
     yield deployment
     await deployment.aclose()
-
-
-@pytest.fixture
-def raw(redis_url: str) -> Iterator[sync_redis.Redis]:
-    """A plain client of the test Redis."""
-    client = sync_redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def command_calls(raw: sync_redis.Redis) -> Counter[str]:

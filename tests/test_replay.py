@@ -10,7 +10,7 @@ runs twice in a row; the data is read in full after each run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -65,14 +65,6 @@ Snapshot = dict[bytes, object]
 def settings(any_redis_url: str) -> Settings:
     """Four shards on each Redis version in turn."""
     return Settings(redis_url=any_redis_url, shards=SHARDS)
-
-
-@pytest.fixture
-def raw(any_redis_url: str) -> Iterator[sync_redis.Redis]:
-    """A plain client of the same server, to read the data."""
-    client = sync_redis.Redis.from_url(any_redis_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture

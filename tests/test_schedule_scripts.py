@@ -5,7 +5,6 @@ claim and completion counting in its schedule."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import msgspec
 import pytest
@@ -48,14 +47,6 @@ EVERY_2S = "*/2 * * * * *"
 def settings(any_redis_url: str) -> Settings:
     """Four shards on each Redis version in turn."""
     return Settings(redis_url=any_redis_url, shards=SHARDS)
-
-
-@pytest.fixture
-def raw(any_redis_url: str) -> Iterator[sync_redis.Redis]:
-    """A plain client of the same server, to look at the data."""
-    client = sync_redis.Redis.from_url(any_redis_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture

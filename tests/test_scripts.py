@@ -7,7 +7,7 @@ import hashlib
 import itertools
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -57,14 +57,6 @@ SHARD = 1
 def settings(any_redis_url: str) -> Settings:
     """Four shards on each Redis version in turn."""
     return Settings(redis_url=any_redis_url, shards=SHARDS)
-
-
-@pytest.fixture
-def raw(any_redis_url: str) -> Iterator[sync_redis.Redis]:
-    """A plain client of the same server, to look at the data."""
-    client = sync_redis.Redis.from_url(any_redis_url)
-    yield client
-    client.close()
 
 
 @pytest.fixture
