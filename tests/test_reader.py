@@ -3,9 +3,14 @@ queue and the firer are stand-ins that record what they are asked)."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import logging
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
+
+import pytest
 
 from wheel.engine.capacity import Capacity
 from wheel.engine.firer import Firer
@@ -84,3 +89,77 @@ async def test_a_shard_gained_is_read_at_once() -> None:
     queue.reads.clear()
     await one.step()
     assert sorted(queue.reads) == [0, 3]
+
+
+class FailingFirer(ReturningFirer):
+    """Hands the slots back, then fails (a bug past the claim)."""
+
+    async def dispatch(self, shard: ShardKeys, entries: list[Any]) -> None:
+        self.capacity.give(len(entries))
+        raise RuntimeError("dispatch broke")
+
+
+class SlowFirer(ReturningFirer):
+    """Takes a moment before handing the slots back."""
+
+    def __init__(self, capacity: Capacity) -> None:
+        super().__init__(capacity)
+        self.dispatched = 0
+        self.started = asyncio.Event()
+
+    async def dispatch(self, shard: ShardKeys, entries: list[Any]) -> None:
+        self.started.set()
+        await asyncio.sleep(0.05)
+        self.dispatched += 1
+        self.capacity.give(len(entries))
+
+
+async def test_what_escapes_a_read_is_logged_not_left_to_the_loop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An error past the read (the firer's dispatch) is the reader's to
+    log: nothing is left for asyncio's "never retrieved"."""
+    queue = BacklogQueue()
+    capacity = Capacity(40)
+    one = Reader(
+        cast(ShardQueue, queue),
+        capacity,
+        cast(Firer, FailingFirer(capacity)),
+        Settings(shards=SHARDS, batch_size=10),
+        "w1",
+    )
+    one.own(frozenset({0}))
+    unretrieved: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: unretrieved.append(context))
+    with caplog.at_level(logging.WARNING, logger="wheel.engine.reader"):
+        tasks = await one._launch()
+        await asyncio.wait(tasks)
+        del tasks
+        gc.collect()
+    loop.set_exception_handler(None)
+    assert unretrieved == []
+    assert "dispatch broke" in caplog.text
+
+
+async def test_run_returns_only_once_its_reads_are_done() -> None:
+    """Stopping the reader waits for the reads under way, so the worker's
+    wait for webhooks in flight sees what they claimed."""
+    queue = BacklogQueue()
+    capacity = Capacity(40)
+    firer = SlowFirer(capacity)
+    one = Reader(
+        cast(ShardQueue, queue),
+        capacity,
+        cast(Firer, firer),
+        Settings(shards=SHARDS, batch_size=10),
+        "w1",
+    )
+    one.own(frozenset(range(SHARDS)))
+    stop = asyncio.Event()
+    running = asyncio.create_task(one.run(stop))
+    await asyncio.wait_for(firer.started.wait(), 2)
+    stop.set()
+    one.ring(None)
+    await asyncio.wait_for(running, 2)
+    assert firer.dispatched == len(queue.reads)

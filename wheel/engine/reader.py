@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -85,18 +86,26 @@ class Reader:
             self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Read until ``stop``; reads still under way are left to finish."""
-        while not stop.is_set():
-            try:
-                await self._wait_for_work()
-                if stop.is_set():
-                    return
-                await self._launch()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._errors.note("read", exc)
-                await asyncio.sleep(0.5)
+        """Read until ``stop``, then wait for the reads under way (their
+        claims hand webhooks to the firer, which the worker then waits
+        for; a read cancelled with this call is cancelled too)."""
+        try:
+            while not stop.is_set():
+                try:
+                    await self._wait_for_work()
+                    if stop.is_set():
+                        return
+                    await self._launch()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self._errors.note("read", exc)
+                    await asyncio.sleep(0.5)
+        finally:
+            if self._reading:
+                await asyncio.gather(
+                    *self._reading.values(), return_exceptions=True
+                )
 
     def _readable(self) -> list[int]:
         """Hot shards not being read, on nodes with no stuck completion."""
@@ -149,14 +158,17 @@ class Reader:
         for k, count in zip(hot, counts, strict=True):
             task = asyncio.create_task(self._read(k, count))
             self._reading[k] = task
-            task.add_done_callback(self._read_done)
+            task.add_done_callback(functools.partial(self._read_done, k))
             tasks.append(task)
         return tasks
 
-    def _read_done(self, task: asyncio.Task[int]) -> None:
-        for k, each in list(self._reading.items()):
-            if each is task:
-                del self._reading[k]
+    def _read_done(self, k: int, task: asyncio.Task[int]) -> None:
+        # A read's own errors are noted in _read; what escapes it (the
+        # firer's dispatch) is noted here, never left to the loop.
+        if self._reading.get(k) is task:
+            del self._reading[k]
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._errors.note("read", exc)
         self._wake.set()
 
     async def _read(self, k: int, count: int) -> int:
