@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import redis as sync_redis
+from redis.exceptions import ResponseError
 
 from wheel.core import ids
 from wheel.core.buckets import (
@@ -41,6 +42,7 @@ from wheel.storage.shards import (
     Created,
     Entry,
     Idempotency,
+    NewTimer,
     ShardQueue,
 )
 
@@ -498,6 +500,33 @@ async def test_creates_arriving_together_share_one_call(
                 earliest.get(member, new.due_ms), new.due_ms
             )
     assert {m: s for m, s in index.items() if m[:1] == b"m"} == earliest
+
+
+async def test_a_create_call_with_a_bad_item_writes_nothing(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """The index and the count are written after a call's last timer, so
+    a bad argument in any item refuses the whole call before its first
+    write: no timer on a bucket the index does not name."""
+    now = queue.clocks.now_ms(SHARD)
+
+    def new_timer(delay: object) -> NewTimer:
+        timer_id = queue.ids.new(now + 60_000, SHARDS, SHARD)
+        minute = (now + 60_000) // MINUTE_MS
+        return NewTimer(
+            [
+                shard.timer(timer_id),
+                shard.minute(minute),
+                shard.minute(minute),
+                shard.timer(timer_id),
+            ],
+            [timer_id, URL, delay, minute, "m", 0, "", "", ""],
+            finished_key(shard, timer_id),
+        )
+
+    with pytest.raises(ResponseError, match="is not a number"):
+        await queue._create_many(shard, [new_timer(60_000), new_timer("soon")])
+    assert raw.keys("*") == []
 
 
 async def test_plain_creates_of_a_turn_go_to_one_shard_in_turn(

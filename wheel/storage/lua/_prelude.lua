@@ -39,6 +39,24 @@ local function place(due, now)
     return 'm', math.floor(due / MINUTE_MS)
 end
 
+-- A call of many items writes what they share after the last one, so a
+-- bad argument must stop it before its first write, not half way: every
+-- ARGV[a + offset] must be a number, for a = first, first + stride, ...
+-- (an offset in `or_empty` may also be '').
+local function check_numbers(first, stride, offsets, or_empty)
+    for a = first, #ARGV, stride do
+        for _, offset in ipairs(offsets) do
+            local value = ARGV[a + offset]
+            if not tonumber(value)
+                    and not (or_empty[offset] and value == '') then
+                return redis.error_reply('ERR argument ' .. (a + offset)
+                    .. ' is not a number')
+            end
+        end
+    end
+    return nil
+end
+
 -- Put timer `id` due at `due` on the wheel. The caller named a minute
 -- bucket (minute_key, number minute) and, when it expected one, a coarse
 -- bucket (coarse_key, level, number) in KEYS; the coarse one is used only

@@ -57,6 +57,10 @@
 --
 -- Returns {now_ms, code, ...}: one code per attempt, C_DONE or C_STALE.
 
+local bad = check_numbers(5, 12, {1, 5, 6, 8, 9, 10, 11}, {})
+if bad then
+    return bad
+end
 local now = now_ms()
 local group, consumer = ARGV[1], ARGV[2]
 local retention = tonumber(ARGV[3])

@@ -45,6 +45,10 @@
 --              the timer it created)
 --   C_CONFLICT the id exists with another url (never for random ids)
 
+local bad = check_numbers(2, 9, {2, 3, 5, 7}, {[7] = true})
+if bad then
+    return bad
+end
 local now = now_ms()
 local idempotency_ttl = ARGV[1]
 local created = 0
