@@ -441,12 +441,6 @@ def test_seconds_field(cron: str, after: str, expected: list[str]) -> None:
     assert times == expected
 
 
-def test_six_fields_flag() -> None:
-    """A spec tells whether its expression has the seconds field."""
-    assert parse_schedule("*/10 * * * * *").has_seconds
-    assert not parse_schedule("* * * * *").has_seconds
-
-
 @pytest.mark.parametrize(
     ("window", "after", "count", "expected"),
     [

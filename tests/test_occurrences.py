@@ -12,15 +12,12 @@ from wheel.core.ids import HOUR_MS, finished_hour, shard_of, to_text
 from wheel.core.occurrences import (
     _RAND_B_MASK,
     ALL_CAP,
-    MAX_AHEAD,
     OVERDUE_COUNT_CAP,
     CatchUp,
     Misfire,
-    Occurrence,
     _on_shard,
     catch_up,
     occurrence_id,
-    plan_ahead,
     scheduled_ms_of,
 )
 
@@ -121,35 +118,15 @@ def test_bad_id_inputs_are_refused(
         occurrence_id(schedule, scheduled_ms, shards)
 
 
-def test_plan_ahead_lists_the_next_occurrences_with_their_ids() -> None:
-    """plan_ahead gives the next instants, each with its derived id."""
-    spec = parse_schedule("*/15 * * * *", "Europe/Amsterdam")
-    planned = plan_ahead(spec, SCHEDULE, T0_MS, shards=16)
-    instants = next_occurrences(spec, T0_MS, 8)
-    assert planned == [
-        Occurrence(occurrence_id(SCHEDULE, instant, 16), instant)
-        for instant in instants
-    ]
-    assert len(planned) == 8
-
-
-def test_plan_ahead_stops_at_end_at() -> None:
-    """Planning ahead never passes end_at."""
+def test_next_occurrences_stop_at_end_at() -> None:
+    """The occurrences of a schedule never pass its end_at."""
     spec = parse_schedule("* * * * *", end_at_ms=T0_MS + 3 * MINUTE_MS)
-    planned = plan_ahead(spec, SCHEDULE, T0_MS)
-    assert [p.scheduled_ms - T0_MS for p in planned] == [
+    instants = next_occurrences(spec, T0_MS, 8)
+    assert [instant - T0_MS for instant in instants] == [
         MINUTE_MS,
         2 * MINUTE_MS,
         3 * MINUTE_MS,
     ]
-
-
-def test_plan_ahead_is_bounded() -> None:
-    """plan_ahead refuses more than MAX_AHEAD instants."""
-    spec = parse_schedule("* * * * *")
-    assert len(plan_ahead(spec, SCHEDULE, T0_MS, MAX_AHEAD)) == MAX_AHEAD
-    with pytest.raises(ValueError, match="count"):
-        plan_ahead(spec, SCHEDULE, T0_MS, MAX_AHEAD + 1)
 
 
 def _minutes(*offsets: int) -> tuple[int, ...]:

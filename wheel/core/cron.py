@@ -124,11 +124,6 @@ class ScheduleSpec:
     zone: ZoneInfo = field(compare=False, repr=False)
     interval: bool = field(compare=False)
 
-    @property
-    def has_seconds(self) -> bool:
-        """Whether the expression has the seconds field (6 fields)."""
-        return self.cron.count(" ") == 5
-
 
 def parse_schedule(
     cron: str,

@@ -1,5 +1,5 @@
-"""A schedule's occurrences: their ids, the instants planned ahead, and
-what fires after downtime (the misfire policy).
+"""A schedule's occurrences: their ids, and what fires after downtime
+(the misfire policy).
 
 **Ids.** An occurrence is a timer whose id derives from the schedule id
 and the occurrence instant, so creating it twice yields the same timer.
@@ -27,9 +27,7 @@ fires now:
 An occurrence merely late (the next one not yet due) fires under every
 policy. ``missed`` counts the overdue occurrences that get no fire.
 The catch-up of ``once`` is the occurrence whose timer already exists,
-so it needs no new timer and a replay creates none. The script that
-hands occurrences over can tell downtime without Python: the next
-instant planned ahead is already past.
+so it needs no new timer and a replay creates none.
 """
 
 from __future__ import annotations
@@ -41,10 +39,6 @@ from enum import StrEnum
 from wheel.core.cron import ScheduleSpec, iter_occurrences, next_occurrences
 from wheel.core.ids import shard_of
 
-AHEAD_COUNT = 8
-"""Instants a schedule record carries ahead of the wheel by default."""
-MAX_AHEAD = 32
-"""The most instants :func:`plan_ahead` computes in one call."""
 ALL_CAP = 100
 """The most overdue occurrences the ``all`` policy fires."""
 OVERDUE_COUNT_CAP = 10_000
@@ -140,30 +134,6 @@ def _on_shard(number: int, shard: int, shards: int) -> int:
 def scheduled_ms_of(occurrence_id: bytes) -> int:
     """The instant (epoch ms) an occurrence id was derived from."""
     return int.from_bytes(occurrence_id[:6], "big")
-
-
-def plan_ahead(
-    spec: ScheduleSpec,
-    schedule_id: bytes,
-    after_ms: int,
-    count: int = AHEAD_COUNT,
-    shards: int = 1,
-) -> list[Occurrence]:
-    """The next ``count`` occurrences after ``after_ms``, with their ids.
-
-    What a schedule record carries so that the script handing one
-    occurrence to the workers creates the next without Python. Cheap:
-    one cron step per occurrence, microseconds for common expressions;
-    an expression that matches rarely (29 February on a Sunday) may scan
-    up to cronsim's horizon per step, about 10 ms. ``count`` is at most
-    :data:`MAX_AHEAD`.
-    """
-    if not 0 <= count <= MAX_AHEAD:
-        raise ValueError(f"count must be 0 to {MAX_AHEAD}")
-    return [
-        Occurrence(occurrence_id(schedule_id, instant, shards), instant)
-        for instant in next_occurrences(spec, after_ms, count)
-    ]
 
 
 def catch_up(

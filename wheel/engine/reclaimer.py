@@ -11,6 +11,7 @@ groups do not collect one consumer per worker restart.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -47,7 +48,6 @@ class Reclaimer:
         self.consumer = consumer
         self._cursors: dict[int, bytes] = {}
         self.reclaimed_total = 0
-        self.dropped_total = 0
         self.live: frozenset[str] | None = None
         """Live workers' names (from the heartbeats); None while unknown,
         and then no consumer is deleted."""
@@ -69,6 +69,7 @@ class Reclaimer:
         """
         started = time.monotonic()
         failed: set[str] = set()
+        dropped = 0
         node_of = self.queue.connection.node_of
         for shard in self.queue.keys.all_shards():
             node = node_of(shard.ready)
@@ -76,15 +77,22 @@ class Reclaimer:
                 continue
             try:
                 await self._shard(shard)
-                await self._drop_dead_consumers(shard)
             except Exception as exc:
                 failed.add(node)
                 self._errors.note(f"reclaim on {node}", exc)
+                continue
+            # Housekeeping: its failure must not hold up reclaiming the
+            # node's other shards.
+            try:
+                dropped += await self._drop_dead_consumers(shard)
+            except Exception as exc:
+                self._errors.note(f"consumer clean-up on {node}", exc)
         log.debug(
             "reclaim sweep",
             extra={
                 "took_s": round(time.monotonic() - started, 3),
                 "failed_nodes": sorted(failed),
+                "consumers_dropped": dropped,
             },
         )
         return self.interval_s
@@ -114,14 +122,19 @@ class Reclaimer:
             if cursor == b"0-0":
                 return
 
-    async def _drop_dead_consumers(self, shard: ShardKeys) -> None:
+    async def _drop_dead_consumers(self, shard: ShardKeys) -> int:
         """Delete the shard's consumers of workers that are not alive and
-        hold nothing (the script checks that again, atomically)."""
+        hold nothing (the script checks that again, atomically); how
+        many went."""
         live = self.live
         if live is None:
-            return
-        for consumer in await self.queue.consumers(shard):
-            if consumer.name in live or consumer.pending:
-                continue
-            if await self.queue.drop_consumer(shard, consumer.name):
-                self.dropped_total += 1
+            return 0
+        dead = [
+            consumer.name
+            for consumer in await self.queue.consumers(shard)
+            if consumer.name not in live and not consumer.pending
+        ]
+        gone = await asyncio.gather(
+            *(self.queue.drop_consumer(shard, name) for name in dead)
+        )
+        return sum(gone)

@@ -71,7 +71,6 @@ class Ticker:
         self.cascaded_total = 0
         self._lease_ttl_ms = int(settings.lease_ttl * 1000)
         self._beat_every_s = settings.lease_ttl / 3
-        self._next_beat_at = 0.0
         self._paused_until: dict[int, float] = {}
         self._index: dict[int, dict[Bucket, int]] = {}
         """Per shard, the index members and scores last seen."""
@@ -336,16 +335,6 @@ class Ticker:
         )
         self.held.discard(shard.shard)
         return False
-
-    async def step(self) -> float:
-        """One beat (when due) and one tick of every node; seconds to wait
-        after (tests and tools)."""
-        now = time.monotonic()
-        if now >= self._next_beat_at:
-            await self.beat()
-            self._next_beat_at = now + self._beat_every_s
-        wait_s = await self.tick()
-        return min(wait_s, max(0.0, self._next_beat_at - time.monotonic()))
 
     async def release_all(self) -> None:
         """Give up every lease and leave the registry at once."""

@@ -54,6 +54,7 @@ from wheel.storage.errors import (
     StoreFull,
     classify,
     describe,
+    retrieve,
 )
 from wheel.storage.node import SOCKET_TIMEOUT_S, Limits, Node
 from wheel.storage.scripts import Script
@@ -109,22 +110,6 @@ class Outage:
             )
             if not self.down_since:
                 self.failures = 0
-
-    @property
-    def down(self) -> list[str]:
-        """The nodes in an outage now."""
-        return list(self.down_since)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Mark a reply's error as seen, for a caller that stopped awaiting.
-
-    A caller whose deadline passed no longer awaits its reply; asyncio
-    would log each such error as never retrieved (a traceback per
-    timed-out call after an outage).
-    """
-    if not future.cancelled():
-        future.exception()
 
 
 class Connection:
@@ -197,7 +182,7 @@ class Connection:
             task.done() and (task.cancelled() or task.exception())
         ):
             task = self._started = asyncio.create_task(self._detect())
-            task.add_done_callback(_retrieve)
+            task.add_done_callback(retrieve)
         await asyncio.shield(task)
 
     @property
@@ -250,7 +235,7 @@ class Connection:
         tasks = [asyncio.ensure_future(ask(name)) for name in candidates]
         for task in tasks:
             # Every answer is seen, the ones that lost the race included.
-            task.add_done_callback(_retrieve)
+            task.add_done_callback(retrieve)
         pending = set(tasks)
         last: BaseException | None = None
         try:
@@ -281,7 +266,7 @@ class Connection:
             0.0, self._refreshed_at + REFRESH_EVERY_S - time.monotonic()
         )
         self._refreshing = asyncio.create_task(self._refresh(wait))
-        self._refreshing.add_done_callback(_retrieve)
+        self._refreshing.add_done_callback(retrieve)
 
     async def _refresh(self, wait_s: float) -> None:
         await asyncio.sleep(wait_s)
@@ -378,7 +363,7 @@ class Connection:
                 call = node.batcher.submit(
                     command, ack=ack, deadline=deadline, asking=bool(asking)
                 )
-                call.future.add_done_callback(_retrieve)
+                call.future.add_done_callback(retrieve)
                 asking = None
                 # A deadline that passes cancels this future only; the
                 # batcher skips it if not sent yet, and the other callers

@@ -12,8 +12,10 @@ only (and :data:`REDIS_ERRORS` where any failure of a call is meant).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from enum import Enum
+from typing import Any
 
 from redis.exceptions import (
     AskError,
@@ -177,3 +179,14 @@ def describe(exc: BaseException) -> str:
     """A short one-line description of an error, for logs and replies."""
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:300]
+
+
+def retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a reply's error as seen, for a caller that stopped awaiting.
+
+    A caller whose deadline passed no longer awaits its reply; asyncio
+    would log each such error as never retrieved (a traceback per
+    timed-out call after an outage).
+    """
+    if not future.cancelled():
+        future.exception()

@@ -15,6 +15,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from wheel.settings import Settings
 from wheel.storage.batcher import Batcher
+from wheel.storage.errors import retrieve
 from wheel.storage.scripts import SCRIPTS
 
 SOCKET_TIMEOUT_S = 10.0
@@ -82,9 +83,7 @@ class Node:
         if self._loading is None or self._loading.done():
             self._loading = asyncio.create_task(self._load())
             # A caller that gave up must not leave its error unseen.
-            self._loading.add_done_callback(
-                lambda task: task.cancelled() or task.exception()
-            )
+            self._loading.add_done_callback(retrieve)
         await asyncio.shield(self._loading)
 
     async def _load(self) -> None:

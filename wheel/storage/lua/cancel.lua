@@ -4,8 +4,8 @@
 -- of its id still in a bucket or the ready stream is dropped by the
 -- claim, which finds no pending record. A timer being fired (claimed) or
 -- finished is not changed. Its request and attempt history, if any,
--- stay readable beside the finished record. Cancelling a cancelled timer is done again
--- (so a retried DELETE answers as the first did).
+-- stay readable beside the finished record. Cancelling a cancelled
+-- timer is done again (so a retried DELETE answers as the first did).
 --
 -- Runs at maxmemory: yes (its first write is a DEL).
 --
@@ -22,10 +22,12 @@
 -- state letter of a firing or finished timer, or C_NOT_FOUND.
 
 local now = now_ms()
-local rec = redis.call('HMGET', KEYS[1], 's', 'd', 'a', 'q')
+-- The history's fields come with the rest: one command a record.
+local rec = redis.call('HMGET', KEYS[1], 's', 'd', 'a', 'q',
+    unpack(HISTORY_FIELDS))
 if rec[1] == S_PENDING then
     local request = load_request(KEYS[1], rec[4])
-    local history = load_history(KEYS[1])
+    local history = history_of(rec, 5)
     redis.call('DEL', KEYS[1])
     redis.call('HSET', KEYS[2], ARGV[1], pack_finished(S_CANCELLED,
         tonumber(rec[3]) or 0, tonumber(rec[2]), now, ''))
