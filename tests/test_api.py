@@ -354,3 +354,27 @@ async def test_create_answers_503_when_replicas_do_not_confirm(
     problem = assert_problem(reply, 503)
     assert "replicas" in problem["detail"]
     assert "Idempotency-Key" in problem["detail"]
+
+
+async def test_a_schedule_create_not_confirmed_says_how_to_find_it(
+    settings: Settings,
+) -> None:
+    """The same for POST /schedules: the 503 names the schedule's id and
+    GET /schedules/{id}, which finds it, and warns that another POST
+    makes a second schedule (no Idempotency-Key applies there)."""
+    acked = settings.replace(replica_acks=1, replica_ack_timeout=0.1)
+    connection = connect(acked, client_name("acks"))
+    app = api_app.create_app(acked, connection)
+    await app.state.api.check_identity()
+    try:
+        async with http_client(app) as http:
+            reply = await http.post(
+                "/schedules", json={"cron": "0 3 * * *", "url": URL}
+            )
+            problem = assert_problem(reply, 503)
+            found = await http.get(f"/schedules/{problem['id']}")
+    finally:
+        await connection.aclose()
+    assert "GET /schedules/{id}" in problem["detail"]
+    assert "Idempotency-Key" not in problem["detail"]
+    assert found.status_code == 200

@@ -6,6 +6,7 @@ from typing import cast
 
 from starlette.responses import Response
 
+from wheel.api.json_body import InvalidRequest
 from wheel.api.models import (
     FieldError,
     HistoryEntry,
@@ -36,6 +37,13 @@ class ProblemError(Exception):
         super().__init__(detail)
         self.problem = Problem(title, status, detail, errors=errors or [])
         self.headers = headers
+
+    @classmethod
+    def of(cls, invalid: InvalidRequest) -> ProblemError:
+        """The problem answering a request body or query refused."""
+        return cls(
+            invalid.status, invalid.title, invalid.detail, invalid.errors
+        )
 
 
 def url_refused(refusal: str) -> ProblemError:
@@ -110,7 +118,7 @@ def view(timer: Timer) -> TimerView:
         last_status=timer.last_status,
         last_error=timer.last_error,
         url=timer.url or None,
-        request=_request(timer.request),
+        request=request_spec(timer.request),
     )
 
 
@@ -127,7 +135,9 @@ def _attempt(past: PastAttempt) -> HistoryEntry:
     )
 
 
-def _request(packed: bytes) -> RequestSpec | None:
+def request_spec(packed: bytes | None) -> RequestSpec | None:
+    """The API's view of a packed request (None for none, or for bytes
+    that do not unpack: a view never fails on them)."""
     if not packed:
         return None
     try:

@@ -15,12 +15,13 @@ from typing import cast
 from starlette.requests import Request
 from starlette.responses import Response
 
-from wheel.api.models import FieldError, Method, RequestSpec
+from wheel.api.models import FieldError
 from wheel.api.paging import invalid, page_params
 from wheel.api.request_parts import read_body
 from wheel.api.response_parts import (
     ProblemError,
     json_response,
+    request_spec,
     url_refused,
 )
 from wheel.api.schedule_models import (
@@ -45,7 +46,7 @@ from wheel.core.cron import (
 from wheel.core.delays import rfc3339
 from wheel.core.occurrences import scheduled_ms_of
 from wheel.core.paging import CursorInvalid
-from wheel.core.requests import pack, unpack
+from wheel.core.requests import pack
 from wheel.core.schedules import NEXT_SHOWN, Definition
 from wheel.core.states import Code
 from wheel.storage.replies import Record, ScheduleRecord
@@ -88,7 +89,7 @@ class ScheduleEndpoints:
         try:
             new = parse_new_schedule(body, now_ms)
         except InvalidRequest as exc:
-            raise _problem(exc) from None
+            raise ProblemError.of(exc) from None
         self._refuse_url(new.url)
         spec = new.spec
         definition = Definition(
@@ -140,7 +141,7 @@ class ScheduleEndpoints:
         try:
             change = parse_change(body)
         except InvalidRequest as exc:
-            raise _problem(exc) from None
+            raise ProblemError.of(exc) from None
         self._refuse_url(change.url)
         now_ms = self._now_ms()
         try:
@@ -243,7 +244,7 @@ def view(record: ScheduleRecord, last: Record | None) -> ScheduleView:
         definition.cron,
         definition.timezone,
         definition.url,
-        _request(definition.request),
+        request_spec(definition.request),
         _instant(definition.start_at_ms),
         _instant(definition.end_at_ms),
         cast(Misfire, definition.misfire),
@@ -260,15 +261,6 @@ def _instant(ms: int | None) -> str | None:
     return None if ms is None else rfc3339(ms)
 
 
-def _request(packed: bytes | None) -> RequestSpec | None:
-    if not packed:
-        return None
-    request = unpack(packed)
-    return RequestSpec(
-        cast(Method, request.method), dict(request.headers), request.body
-    )
-
-
 def _schedule_id(request: Request) -> bytes:
     schedule_id = ids.parse(request.path_params["schedule_id"])
     if schedule_id is None:
@@ -279,7 +271,3 @@ def _schedule_id(request: Request) -> bytes:
 def not_found() -> ProblemError:
     """The 404 of an unknown schedule."""
     return ProblemError(404, "Not Found", "no schedule with this id")
-
-
-def _problem(exc: InvalidRequest) -> ProblemError:
-    return ProblemError(exc.status, exc.title, exc.detail, exc.errors)

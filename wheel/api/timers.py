@@ -112,9 +112,19 @@ class Api:
             except OutcomeUnknown as exc:
                 self._errors.note(route, exc, expected=True)
                 response = unavailable(
-                    "the timer store did not confirm this create in time "
-                    f"({exc}); it may exist: GET /timer/{{id}} with the id "
-                    "here tells, or retry with the same Idempotency-Key",
+                    (
+                        "the schedule store did not confirm this create in "
+                        f"time ({exc}); it may exist: GET /schedules/{{id}} "
+                        "with the id here tells (a new POST would create a "
+                        "second schedule)"
+                    )
+                    if exc.schedule
+                    else (
+                        "the timer store did not confirm this create in time "
+                        f"({exc}); it may exist: GET /timer/{{id}} with the "
+                        "id here tells, or retry with the same "
+                        "Idempotency-Key"
+                    ),
                     timer_id=ids.to_text(exc.timer_id),
                 )
             except Overloaded:
@@ -199,7 +209,7 @@ class Api:
                 body, self.settings.max_delay, self.queue.clocks.now_ms(0)
             )
         except InvalidRequest as exc:
-            raise _problem(exc) from None
+            raise ProblemError.of(exc) from None
         refusal = self._url_refusal(timer_input.url)
         if refusal:
             raise url_refused(refusal)
@@ -275,7 +285,7 @@ class Api:
                 body, self.settings.max_delay, self.queue.clocks.now_ms(0)
             )
         except InvalidRequest as exc:
-            raise _problem(exc) from None
+            raise ProblemError.of(exc) from None
         try:
             timer = await self.timers.reschedule(
                 text_id, when.delay_ms, when.at_ms
@@ -362,7 +372,3 @@ class Api:
 def not_found() -> ProblemError:
     """The 404 of an unknown timer."""
     return ProblemError(404, "Not Found", "no timer with this id")
-
-
-def _problem(exc: InvalidRequest) -> ProblemError:
-    return ProblemError(exc.status, exc.title, exc.detail, exc.errors)

@@ -158,11 +158,16 @@ class NotReplicated(Exception):
 class OutcomeUnknown(Exception):
     """A create that may exist: sent and its reply lost, or applied on the
     master and not confirmed by enough replicas (it may not survive a
-    failover). ``timer_id`` is the id it used: reading it tells."""
+    failover). ``timer_id`` is the id it used: reading it tells.
+    ``schedule``: the create was of a schedule (read at /schedules/{id},
+    and no Idempotency-Key makes a second POST safe)."""
 
-    def __init__(self, timer_id: bytes, reason: str) -> None:
+    def __init__(
+        self, timer_id: bytes, reason: str, *, schedule: bool = False
+    ) -> None:
         super().__init__(reason)
         self.timer_id = timer_id
+        self.schedule = schedule
 
 
 REDIS_ERRORS: tuple[type[Exception], ...] = (

@@ -115,10 +115,12 @@ class ScheduleStore:
             )
         except RedisUnavailable as exc:
             if exc.maybe_applied:
-                raise OutcomeUnknown(schedule_id, str(exc)) from exc
+                raise OutcomeUnknown(
+                    schedule_id, str(exc), schedule=True
+                ) from exc
             raise
         except NotReplicated as exc:
-            raise OutcomeUnknown(schedule_id, str(exc)) from exc
+            raise OutcomeUnknown(schedule_id, str(exc), schedule=True) from exc
         self.queue.clocks.observe(shard.shard, as_int(reply[0]))
         stored = reply[2]
         return (
