@@ -40,6 +40,10 @@ EVERY_S = "* * * * * *"
 KEYS = Keys("tw", SHARDS)
 HEARTBEAT_TTL_S = 3.0
 """A killed worker's shards go to the others within about this."""
+TAKEOVER_S = HEARTBEAT_TTL_S + HEARTBEAT_TTL_S / 3 + 1.0
+"""The most an occurrence may be late across a kill: the heartbeat
+lapses, the survivors see it at their next beat (a third of the TTL),
+and a tick and a read follow; a ticker's lease (2 s) lapses sooner."""
 
 
 @pytest.fixture
@@ -197,10 +201,10 @@ def test_every_2s_for_30s_through_a_ticker_and_a_worker_sigkill(
         client.close()
     got = occurrences(receiver)
     assert_each_once_none_early(got, schedule_id, expected)
-    for occurrence in got:
-        # Lease takeover (2 s TTL + a beat) or heartbeat lapse (3 s) and a
-        # reclaim at most; never a missed period.
-        assert occurrence.at_ms - occurrence.scheduled_ms < 8_000
+    # The worker died with nothing in flight (its last webhook was
+    # recorded): a takeover at most, no reclaim; never a missed period.
+    late_s = max(o.at_ms - o.scheduled_ms for o in got) / 1000
+    assert late_s <= TAKEOVER_S, late_s
     final = view(base, schedule_id)
     assert (final["fired"], final["failed"], final["missed"]) == (16, 0, 0)
     assert final["next_at"] is None
