@@ -1344,6 +1344,45 @@ async def test_completions_ending_together_share_one_call(
     assert raw.get(shard.count) == b"2"
 
 
+async def test_a_completion_call_with_a_bad_item_writes_nothing(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A completion call deletes its entries and lowers the count after
+    its last attempt, so a bad argument in any attempt refuses the whole
+    call before its first write: no attempt half recorded."""
+    for _ in range(2):
+        await create(queue, 0)
+    entries = await deliver(queue, shard)
+    claims = await queue.claim(shard, CONSUMER, entries)
+    original = queue.connection.script
+
+    async def spoiling(script: Script, keys: Any, args: Any, **kw: Any) -> Any:
+        # The second attempt's duration (ARGV[5 + 12 + 9]) is no number.
+        args = list(args)
+        args[4 + 12 + 9] = "soon"
+        return await original(script, keys, args, **kw)
+
+    queue.connection.script = spoiling  # type: ignore[method-assign]
+    before = {e.timer_id: record(raw, shard, e.timer_id) for e in entries}
+    outcomes = await asyncio.gather(
+        *(
+            complete(queue, shard, entry, claim.attempt, Outcome.OK)
+            for entry, claim in zip(entries, claims, strict=True)
+        ),
+        return_exceptions=True,
+    )
+
+    assert all(
+        isinstance(o, ResponseError) and "is not a number" in str(o)
+        for o in outcomes
+    )
+    assert {e.timer_id: record(raw, shard, e.timer_id) for e in entries} == (
+        before
+    )
+    assert pending(raw, shard) == 2
+    assert raw.xlen(shard.ready) == 2
+
+
 async def test_complete_retry_fires_again_only_after_the_delay(
     queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
 ) -> None:
