@@ -33,7 +33,7 @@ from tests.support import Procs, Receiver, wait_until
 from wheel.core import ids
 from wheel.embedded.cluster import EmbeddedCluster
 from wheel.embedded.server import RedisServer
-from wheel.storage.keys import Keys
+from wheel.storage.keys import GROUP, Keys
 from wheel.storage.slots import key_slot
 
 CREATE_CONCURRENCY = 32
@@ -466,9 +466,12 @@ def refused_writes(
 ) -> Figures:
     """Writes refused for ``refuse_s`` while ``timers`` webhooks are in
     flight (the receiver holds each for a second): ``refuse`` starts the
-    refusal and returns what ends it. Arrivals are counted until a
-    reclaim (``reclaim_s``, the roles' WHEEL_RECLAIM_IDLE) and a sweep
-    after the refusal: a completion lost to it would fire again then."""
+    refusal and returns what ends it. Arrivals are counted once no ready
+    entry is pending any more, on any shard: a completion lost to the
+    refusal leaves its entry pending until a reclaim (``reclaim_s``, the
+    roles' WHEEL_RECLAIM_IDLE, and a sweep) fires it again, and only that
+    second attempt's completion removes it. That wait is bounded by the
+    reclaim and a sweep after the refusal."""
     figures = Figures()
     base = run_roles(procs, tickers=1, workers=1)
     acked = asyncio.run(
@@ -491,11 +494,32 @@ def refused_writes(
     client.close()
     figures.groups = {"acked": set(acked)}
     settle(figures, receiver, time.time() + 15, set(acked))
-    time.sleep(
-        max(0.0, figures.times["resumed"] + reclaim_s * 1.25 + 1 - time.time())
-    )
+    keys = Keys("tw", int(procs.env["WHEEL_SHARDS"]))
+    with contextlib.suppress(AssertionError):
+        wait_until(
+            lambda: pending_entries(redis_url, keys) == 0,
+            timeout_s=max(
+                0.1,
+                figures.times["resumed"] + reclaim_s * 1.25 + 1 - time.time(),
+            ),
+            what="every ready entry acknowledged",
+        )
+    figures.extra["pending_after"] = pending_entries(redis_url, keys)
     figures.take(receiver)
     return figures
+
+
+def pending_entries(redis_url: str, keys: Keys) -> int:
+    """Ready entries read by a worker and not yet acknowledged, on every
+    shard of one Redis."""
+    client = sync_redis.Redis.from_url(redis_url, socket_timeout=5)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for shard in keys.all_shards():
+            pipe.xpending(shard.ready, GROUP)
+        return sum(int(summary["pending"]) for summary in pipe.execute())
+    finally:
+        client.close()
 
 
 def refuse_noreplicas(client: sync_redis.Redis) -> Callable[[], None]:

@@ -43,6 +43,33 @@ FAST_ENV = {
 """Settings of the end-to-end tests: quick leases, retries and timeouts,
 and loopback receivers allowed past the SSRF guard."""
 
+# What the README promises, in these settings: the bounds of the waits.
+RECLAIM_S = float(FAST_ENV["WHEEL_RECLAIM_IDLE"])
+START_S = 3.0
+"""A role process started by a test: import, connect, first beat (on a
+loaded 2-core CI machine)."""
+REFIRE_S = RECLAIM_S + RECLAIM_S / 4 + START_S
+"""A webhook in flight when its worker died is fired again after
+WHEEL_RECLAIM_IDLE (its entry idle that long), by the next reclaim sweep
+(one every WHEEL_RECLAIM_IDLE / 4) of a worker that may have to start."""
+HEARTBEAT_TTL_S = 3.0
+"""WHEEL_HEARTBEAT_TTL of the tests that kill a worker: its shards go to
+the others within about this."""
+TAKEOVER_S = HEARTBEAT_TTL_S + HEARTBEAT_TTL_S / 3 + 1.0
+"""The most a timer on a killed role's shards may be late (its own
+reading never started): the heartbeat lapses, the survivors see it at
+their next beat (a third of the TTL), and a tick and a read follow; a
+ticker's lease (LEASE_TTL_S) lapses sooner."""
+BACK_S = 3.0
+"""Timers due while Redis or the roles were away fire "as soon as one
+comes back": the reconnect backoff (at most 1 s), a tick, a read, a claim
+and the webhook."""
+LOADED_LATE_S = 5.0
+"""How late a timer may fire while the machine's two cores also run
+every role, the receiver and the load (the README's figures are tens of
+ms at 1,000 timers a second): room for a slower CI machine, not for a
+stall."""
+
 TIMER_WHEEL = shutil.which("timer-wheel") or str(
     Path(sys.executable).with_name("timer-wheel")
 )

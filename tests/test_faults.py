@@ -20,7 +20,9 @@ import redis as sync_redis
 
 from tests.proxy import TcpProxy
 from tests.support import (
+    BACK_S,
     FAST_ENV,
+    START_S,
     TIMER_WHEEL,
     Behaviour,
     Procs,
@@ -104,9 +106,11 @@ def test_slow_receivers_never_early_never_twice_at_once(
         procs.role("ticker")
         procs.role("worker")
         timer_ids = create_many([base], hooks.url, [0] * 24)
+        # Three waves of 8 (the worker's slots), each attempt a 0.5 s
+        # timeout and a retry at most 2 s after it.
         wait_until(
             lambda: all(status(base, t) == "failed" for t in timer_ids),
-            timeout_s=60,
+            timeout_s=START_S + 3 * 3 * (0.5 + 2),
             what="every timer to fail",
         )
         counts = hooks.ids()
@@ -205,14 +209,16 @@ def test_redis_restart_keeps_completions_and_answers_no_5xx(
         aof_redis.start()
         wait_until(
             lambda: httpx.get(f"{base}/readyz").status_code == 200,
-            what="ready again",
+            timeout_s=BACK_S,
+            what="ready again once Redis is back",
         )
         codes = [
             httpx.get(f"{base}/timer/{t}").status_code for t in timer_ids * 3
         ]
         assert codes == [200] * 60
         client = inspector(aof_redis.url)
-        wait_until(lambda: settled(client), timeout_s=30, what="settled")
+        # The completions kept while Redis was away are written at once.
+        wait_until(lambda: settled(client), timeout_s=BACK_S, what="settled")
         client.close()
         assert all(status(base, t) == "fired" for t in timer_ids)
         assert max(slow.ids().values()) == 1
@@ -283,9 +289,10 @@ def test_full_memory_refuses_creates_and_keeps_firing(
         assert "full" in refused.json()["detail"]
         procs.role("ticker")
         procs.role("worker")
+        # Due already: they fire as soon as the roles are up.
         wait_until(
             lambda: all(status(base, t) == "fired" for t in timer_ids),
-            timeout_s=30,
+            timeout_s=START_S + BACK_S,
             what="the earlier timers to fire",
         )
         assert sorted(receiver.ids().values()) == [1] * 50

@@ -220,6 +220,7 @@ def test_refused_writes_never_resend_an_answered_webhook(
     assert not figures.lost, summary
     assert not figures.duplicated, summary
     assert not figures.unexplained, summary
+    assert figures.extra["pending_after"] == 0, summary
 
 
 def test_one_stopped_master_delays_only_its_own_shards(

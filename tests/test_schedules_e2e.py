@@ -25,7 +25,9 @@ import redis as sync_redis
 
 from tests.support import (
     FAST_ENV,
+    HEARTBEAT_TTL_S,
     SHARDS,
+    TAKEOVER_S,
     Procs,
     Receiver,
     inspector,
@@ -38,12 +40,6 @@ from wheel.storage.keys import Keys
 EVERY_2S = "*/2 * * * * *"
 EVERY_S = "* * * * * *"
 KEYS = Keys("tw", SHARDS)
-HEARTBEAT_TTL_S = 3.0
-"""A killed worker's shards go to the others within about this."""
-TAKEOVER_S = HEARTBEAT_TTL_S + HEARTBEAT_TTL_S / 3 + 1.0
-"""The most an occurrence may be late across a kill: the heartbeat
-lapses, the survivors see it at their next beat (a third of the TTL),
-and a tick and a read follow; a ticker's lease (2 s) lapses sooner."""
 
 
 @pytest.fixture
