@@ -10,9 +10,11 @@ otherwise) and one API process of the code under test (``--code DIR``:
 
     python benchmarks/api_load.py --runs 5
 
-``--server granian`` serves the same app with granian instead
-(``serve_api.py``; granian must be importable by the code's venv or be
-installed in ``--granian-path``, default /tmp/tw-granian), and
+``--server granian`` serves the same app with granian's ASGI interface
+instead, ``--server granian-rsgi`` with its RSGI interface
+(``serve_api.py`` and ``rsgi_app.py``; granian must be importable by the
+code's venv or be installed in ``--granian-path``, default
+/tmp/tw-granian), and
 ``--no-metrics`` replaces the API's Prometheus counters and histograms
 with no-ops first. Without wrk on PATH (``apt-get install -y wrk``) it
 falls back to locust (``benchmarks/locustfile.py``, a 3:1 mix, both
@@ -222,7 +224,7 @@ def start_api(
     if args.no_metrics:
         cmd.append("--no-metrics")
     env = dict(env)
-    if args.server == "granian":
+    if args.server.startswith("granian"):
         extra = granian_path(code, args.granian_path)
         if extra is None:
             raise SystemExit(
@@ -286,7 +288,9 @@ def main() -> None:
         "--tool", choices=["auto", "wrk", "locust"], default="auto"
     )
     parser.add_argument(
-        "--server", choices=["uvicorn", "granian"], default="uvicorn"
+        "--server",
+        choices=["uvicorn", "granian", "granian-rsgi"],
+        default="uvicorn",
     )
     parser.add_argument(
         "--no-metrics",

@@ -11,8 +11,10 @@ receiver, then from that second on a steady ``--rate`` (default 100/s)
 of timers for the fast one, for ``--duration`` seconds, each created
 ``--fast-delay`` s before it is due. It reports the fast receiver's
 lateness (arrival minus ``due_at``) p50/p99/max, lost fast timers, how
-many webhooks the slow receiver had in flight at most, and the settings
-the roles ran with (WHEEL_HOST_CONCURRENCY among them)::
+many webhooks the slow receiver had in flight at most, Redis' CPU
+seconds and script calls from the flood's start to the fast receiver's
+last timer, and the settings the roles ran with
+(WHEEL_HOST_CONCURRENCY among them)::
 
     python benchmarks/fairness.py --runs 3
     python benchmarks/fairness.py --code /tmp/tw-old --runs 1
@@ -38,6 +40,7 @@ from _common import (
     save_report,
     spread,
 )
+from _redis import RedisCost
 from _service import Service, log_summary, service_env, start_sink
 
 
@@ -68,6 +71,7 @@ def run_once(
         time.sleep(max(0.0, slow_due - args.fast_delay - time.time()))
         pids = {p.name: p.pid for p in service.workers + service.tickers}
         meter = CpuMeter(pids)
+        redis_cost = RedisCost(redis.node_urls)
         fast_creator = Creator(service.api_urls, lanes=args.lanes)
         peak = {"slow_in_flight": 0}
         stop = threading.Event()
@@ -97,6 +101,7 @@ def run_once(
             stop.set()
             watcher.join(5)
         cpu = meter.shares()
+        spent = redis_cost.per(1)
         dump = fast.dump()
         views = asyncio.run(read_views(service.api_urls[0], fast_creator.ids))
         service.stop_roles()
@@ -113,6 +118,8 @@ def run_once(
         "fast_lateness_ms": spread(late),
         "slow_max_in_flight": peak["slow_in_flight"],
         "slow_arrivals": peak.get("slow_arrivals", 0),
+        "redis_cpu_s": round(spent["redis_cpu_us"] / 1e6, 2),
+        "script_calls": int(spent.get("calls_evalsha", 0)),
         "cpu": cpu,
         "settings": code.effective(env),
         "logs": logs,
@@ -173,6 +180,8 @@ def main() -> None:
     summary["slow_max_in_flight"] = median(
         [r["slow_max_in_flight"] for r in results]
     )
+    for key in ("redis_cpu_s", "script_calls"):
+        summary[key] = median([r[key] for r in results])
     print(f"\nmedian of {args.runs} runs: {summary} (target max <= 1000 ms)")
     save_report("fairness", args, code, summary, results)
 

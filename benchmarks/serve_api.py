@@ -9,7 +9,8 @@ Run with the interpreter of the code under test, in its folder
 
 ``uvicorn`` serves exactly as ``timer-wheel api`` does (it calls the
 CLI). ``granian`` serves ``api:app`` over ASGI in one worker process on
-uvloop (granian must be importable: in the venv or on PYTHONPATH).
+uvloop, ``granian-rsgi`` the same app through ``rsgi_app.py`` over RSGI
+(granian must be importable: in the venv or on PYTHONPATH).
 ``--no-metrics`` replaces every counter and histogram of
 ``wheel.runtime.metrics`` with a no-op before ``api`` is imported (the
 endpoints look them up once, when the app is built), so the hot path pays
@@ -62,7 +63,9 @@ def disable_metrics() -> list[str]:
     return replaced
 
 
-def serve_granian(port: int) -> None:
+def serve_granian(port: int, interface: str = "asgi") -> None:
+    """granian in one worker on uvloop: ``api:app`` over ASGI, or
+    ``rsgi_app:rsgi`` (this folder's adapter) over RSGI."""
     from granian import Granian
 
     try:
@@ -74,10 +77,10 @@ def serve_granian(port: int) -> None:
     settings = from_env()
     logs.setup(settings.log_format, settings.log_level)
     Granian(
-        "api:app",
+        "api:app" if interface == "asgi" else "rsgi_app:rsgi",
         address="127.0.0.1",
         port=port,
-        interface="asgi",
+        interface=interface,
         workers=1,
         loop="uvloop",
         http="1",
@@ -91,15 +94,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument(
-        "--server", choices=["uvicorn", "granian"], default="uvicorn"
+        "--server",
+        choices=["uvicorn", "granian", "granian-rsgi"],
+        default="uvicorn",
     )
     parser.add_argument("--no-metrics", action="store_true")
     args = parser.parse_args()
     if args.no_metrics:
         replaced = disable_metrics()
         print(f"serve_api: metrics off: {replaced}", file=sys.stderr)
-    if args.server == "granian":
-        serve_granian(args.port)
+    if args.server.startswith("granian"):
+        serve_granian(
+            args.port, "rsgi" if args.server == "granian-rsgi" else "asgi"
+        )
         return 0
     from wheel.cli import main as cli_main
 

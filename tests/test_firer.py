@@ -3,6 +3,7 @@ queue and the sender are stand-ins that record what they are asked)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 import pytest
@@ -14,9 +15,20 @@ from wheel.engine.firer import Firer
 from wheel.settings import Settings
 from wheel.storage.keys import Keys
 from wheel.storage.replies import Completed
-from wheel.storage.shards import Attempt, Claim, Entry, ShardQueue
+from wheel.storage.shards import (
+    Attempt,
+    Claim,
+    Deferral,
+    Entry,
+    ShardQueue,
+)
 from wheel.webhooks.host_limits import LOCAL_WAIT_S, HostLimiter
-from wheel.webhooks.sender import Delivery, WebhookSender, host_key
+from wheel.webhooks.sender import (
+    Delivery,
+    WebhookSender,
+    destination_prefix,
+    host_key,
+)
 
 URL = "http://receiver.example/hook"
 
@@ -40,10 +52,28 @@ class RecordingQueue:
         self.clocks = Clocks()
         self.connection = OneNode()
         self.completed: list[Outcome] = []
+        self.deferrals: list[list[Deferral]] = []
 
     async def claim(
-        self, shard: Any, consumer: str, entries: list[Entry]
+        self,
+        shard: Any,
+        consumer: str,
+        entries: list[Entry],
+        deferrals: Sequence[Deferral] = (),
     ) -> list[Claim]:
+        """FIRE each entry; DEFERRED when its url's prefix is saturated
+        (as ``claim.lua`` answers)."""
+        self.deferrals.append(list(deferrals))
+        for number, deferral in enumerate(deferrals, 1):
+            if deferral.prefix == destination_prefix(URL):
+                return [
+                    Claim(
+                        Verdict.DEFERRED,
+                        wait_ms=deferral.first_ms,
+                        deferral=number,
+                    )
+                    for _ in entries
+                ]
         return [Claim(Verdict.FIRE, URL, 1, 0) for _ in entries]
 
     async def complete(
@@ -53,13 +83,11 @@ class RecordingQueue:
         return Completed(Code.DONE)
 
 
-async def test_a_deferral_leaves_nothing_behind_for_shutdown() -> None:
-    """A timer for a host at its limit that is not worth waiting for
-    goes back on the wheel, and the firer is idle at once: no empty
-    waiting line is left to hold a shutdown until its grace runs out."""
+def busy_host_firer(queue: RecordingQueue, capacity: Capacity) -> Firer:
+    """A firer whose one permit for URL's host (a share of 1) is taken
+    by a webhook that has not answered for twice LOCAL_WAIT_S: a timer
+    for that host is not worth waiting for."""
     now = [100.0]
-    queue = RecordingQueue()
-    capacity = Capacity(4)
     firer = Firer(
         cast(ShardQueue, queue),
         cast(WebhookSender, object()),
@@ -68,15 +96,56 @@ async def test_a_deferral_leaves_nothing_behind_for_shutdown() -> None:
         "w1",
     )
     firer.hosts = HostLimiter(1, clock=lambda: now[0])
-    # The host took its one slot and has not answered since.
     assert firer.hosts.try_take(host_key(URL))
     now[0] += 2 * LOCAL_WAIT_S
     assert not firer.hosts.worth_waiting(host_key(URL))
+    return firer
+
+
+async def test_a_deferral_leaves_nothing_behind_for_shutdown() -> None:
+    """A timer for a host at its limit that is not worth waiting for
+    goes back on the wheel, and the firer is idle at once: no empty
+    waiting line is left to hold a shutdown until its grace runs out."""
+    queue = RecordingQueue()
+    capacity = Capacity(4)
+    firer = busy_host_firer(queue, capacity)
     await capacity.take(1)
     await firer.dispatch(Keys("tw", 1).shard(0), [Entry(b"1-0", bytes(16), 0)])
     assert await firer.wait_idle(0.5)
     assert queue.completed == [Outcome.DEFER]
     assert capacity.free == 4
+
+
+async def test_a_saturated_host_is_deferred_inside_the_claim() -> None:
+    """Once a host's timer was deferred (its url's prefix is known), the
+    next claims name it as saturated: its timers come back DEFERRED,
+    counted, their permits given back, with no completion call; the
+    deferrals take their places in the host's virtual queue."""
+    queue = RecordingQueue()
+    capacity = Capacity(4)
+    firer = busy_host_firer(queue, capacity)
+    shard = Keys("tw", 1).shard(0)
+    await capacity.take(1)
+    await firer.dispatch(shard, [Entry(b"1-0", bytes(16), 0)])
+    assert await firer.wait_idle(0.5)
+    assert queue.completed == [Outcome.DEFER]
+    assert queue.deferrals == [[]]
+    step_ms = int(1000 * firer.hosts.saturated()[0].step_s)
+
+    await capacity.take(3)
+    entries = [Entry(b"%d-0" % n, bytes(16), 0) for n in range(2, 5)]
+    await firer.dispatch(shard, entries)
+
+    assert queue.deferrals[1] == [
+        Deferral(destination_prefix(URL), 2 * step_ms, step_ms)
+    ]
+    assert queue.completed == [Outcome.DEFER]
+    assert firer.counts["deferred"] == 4
+    assert capacity.free == 4
+    # The three took the next three places: the next starts after them.
+    assert firer.hosts.saturated()[0].first_s == pytest.approx(
+        5 * step_ms / 1000
+    )
 
 
 class Answering:
@@ -104,7 +173,11 @@ class KeepingQueue(RecordingQueue):
         self.attempts: list[Attempt] = []
 
     async def claim(
-        self, shard: Any, consumer: str, entries: list[Entry]
+        self,
+        shard: Any,
+        consumer: str,
+        entries: list[Entry],
+        deferrals: Sequence[Deferral] = (),
     ) -> list[Claim]:
         return [
             Claim(Verdict.FIRE, URL, self.attempt, 0, request=self.request)

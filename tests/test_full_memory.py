@@ -21,7 +21,14 @@ from wheel.storage.errors import StoreFull
 from wheel.storage.keys import ShardKeys
 from wheel.storage.registry import Registry
 from wheel.storage.schedules import Edit, ScheduleStore
-from wheel.storage.shards import Attempt, Created, Idempotency, ShardQueue
+from wheel.storage.shards import (
+    Attempt,
+    Created,
+    Deferral,
+    Idempotency,
+    ShardQueue,
+)
+from wheel.webhooks.sender import destination_prefix
 
 URL = "http://127.0.0.1:9/hook"
 MAXMEMORY = 4 * 1024 * 1024
@@ -185,6 +192,33 @@ async def test_firing_goes_on_when_full(full: Full) -> None:
     members = full.raw.zrange(shard.index, 0, -1)
     buckets = [shard.minute(int(member[1:])) for member in members]
     assert any(full.raw.zscore(b, retry.timer_id) for b in buckets)
+
+
+async def test_a_saturated_destination_is_deferred_when_full(
+    full: Full,
+) -> None:
+    """At maxmemory the claim still defers a saturated destination's
+    timers back onto the wheel (its first write is the XACK)."""
+    created = [await full.create(0) for _ in range(2)]
+    full.fill()
+    queue, shard = full.queue, full.shard
+    assert await queue.acquire(shard, TOKEN, 30_000)
+    peek = await queue.peek(shard, 8)
+    await queue.advance(shard, TOKEN, [b.number for b, _ in peek])
+    entries = await queue.read(shard, CONSUMER, 10)
+
+    claims = await queue.claim(
+        shard, CONSUMER, entries, [Deferral(destination_prefix(URL), 1, 1)]
+    )
+
+    assert [c.verdict for c in claims] == [Verdict.DEFERRED] * 2
+    assert full.refused()
+    assert full.raw.xlen(shard.ready) == 0
+    for timer in created:
+        got = await queue.get(timer.timer_id)
+        assert got is not None
+        assert (got.state, got.attempts) == (TimerState.PENDING, 0)
+        assert got.next_ms > timer.due_ms
 
 
 async def test_creates_work_again_once_memory_is_freed(full: Full) -> None:

@@ -244,3 +244,40 @@ def test_without_a_ceiling_the_share_is_the_limit() -> None:
     hosts = HostLimiter(2, Clock())
     _make_quick(hosts, "h")
     assert [hosts.try_take("h") for _ in range(3)] == [True, True, False]
+
+
+def test_saturated_lists_hosts_a_timer_would_be_deferred_for() -> None:
+    """A host is saturated while at its share, not answering within
+    LOCAL_WAIT_S, and its prefix is known; its deferrals are those
+    defer_s would give, and listing them takes no place."""
+    clock = Clock()
+    hosts = HostLimiter(2, clock)
+    for _ in range(2):
+        assert hosts.try_take("slow.example")
+    assert hosts.try_take("fast.example")
+    hosts.note_prefix("fast.example", "http://fast.example")
+    clock.now += LOCAL_WAIT_S / 2
+    hosts.note_prefix("slow.example", "http://slow.example")
+    assert hosts.saturated() == []  # answered (started) too recently
+    clock.now += LOCAL_WAIT_S
+    (slow,) = hosts.saturated()
+    assert (slow.host, slow.prefix) == ("slow.example", "http://slow.example")
+    assert slow.step_s == pytest.approx(INITIAL_ATTEMPT_S / 2)
+    assert slow.first_s == pytest.approx(hosts.defer_s("slow.example"))
+    assert hosts.saturated()[0].first_s == pytest.approx(
+        slow.first_s + slow.step_s
+    )
+    hosts.give("slow.example", 5.0)
+    assert hosts.saturated() == []
+
+
+def test_saturated_needs_the_prefix() -> None:
+    """Until one of its timers was deferred, a host's url spelling is
+    unknown and the claim cannot match it: not listed."""
+    clock = Clock()
+    hosts = HostLimiter(1, clock)
+    assert hosts.try_take("h")
+    clock.now += 2 * LOCAL_WAIT_S
+    assert hosts.saturated() == []
+    hosts.note_prefix("h", "http://h")
+    assert [s.host for s in hosts.saturated()] == ["h"]

@@ -40,11 +40,13 @@ from wheel.storage.shards import (
     Attempt,
     Claim,
     Created,
+    Deferral,
     Entry,
     Idempotency,
     NewTimer,
     ShardQueue,
 )
+from wheel.webhooks.sender import destination_prefix
 
 URL = "http://127.0.0.1:9/hook"
 TOKEN = "ticker-a"
@@ -1268,6 +1270,180 @@ async def test_claim_batch_keeps_the_order_of_verdicts(
     ]
     assert verdicts[0].due_ms == now_due.due_ms
     assert verdicts[3].due_ms == also_due.due_ms
+
+
+# -- claim: deferring a saturated destination's timers ------------------------
+
+
+async def due_now(queue: ShardQueue, urls: list[str]) -> list[Created]:
+    """Timers due now on :data:`SHARD`, one per url."""
+    made = []
+    for url in urls:
+        guess = queue.clocks.now_ms(SHARD)
+        timer_id = queue.ids.new(guess, SHARDS, SHARD)
+        created = await queue.create(url, 0, timer_id=timer_id)
+        assert created.code is Code.DONE
+        made.append(created)
+    return made
+
+
+async def clear_of_minute_end(raw: sync_redis.Redis, span_ms: int) -> None:
+    """Wait (at most ``span_ms`` and a moment) until Redis' clock is more
+    than ``span_ms`` before the end of its minute: a claim's deferrals
+    within ``span_ms`` then share the minute its caller named."""
+
+    async def clear() -> bool:
+        return redis_ms(raw) % MINUTE_MS < MINUTE_MS - span_ms - 200
+
+    await until(clear, timeout_s=span_ms / 1000 + 1, what="a minute clear")
+
+
+async def test_claim_defers_a_saturated_destinations_timers(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """Timers whose url starts with a saturated prefix go back on the
+    wheel unclaimed: due at now + first + one step per earlier one,
+    attempts unchanged, entries acked and deleted; they fire later as
+    their first attempt."""
+    made = await due_now(queue, [URL] * 3)
+    entries = await deliver(queue, shard)
+    await clear_of_minute_end(raw, 100)
+    before_ms = redis_ms(raw)
+
+    claims = await queue.claim(
+        shard, CONSUMER, entries, [Deferral(destination_prefix(URL), 40, 10)]
+    )
+
+    assert [(c.verdict, c.wait_ms, c.deferral) for c in claims] == [
+        (Verdict.DEFERRED, 40, 1),
+        (Verdict.DEFERRED, 50, 1),
+        (Verdict.DEFERRED, 60, 1),
+    ]
+    assert pending(raw, shard) == 0
+    assert raw.xlen(shard.ready) == 0
+    dues = []
+    for entry in entries:
+        rec = record(raw, shard, entry.timer_id)
+        assert (rec["s"], rec.get("a", "0")) == ("p", "0")
+        assert "c" not in rec
+        dues.append(int(rec["n"]))
+        minute = shard.minute(int(rec["n"]) // MINUTE_MS)
+        assert raw.zscore(minute, entry.timer_id) == int(rec["n"])
+    assert [due - dues[0] for due in dues] == [0, 10, 20]
+    assert before_ms + 40 <= dues[0] <= redis_ms(raw) + 40
+    again: list[Entry] = []
+
+    async def all_back() -> bool:
+        again.extend(await deliver(queue, shard))
+        return len(again) >= len(made)
+
+    await until(all_back, what="the deferred timers due again")
+    assert sorted(e.timer_id for e in again) == sorted(
+        c.timer_id for c in made
+    )
+    for entry in again:
+        assert (await claim(queue, shard, entry)).attempt == 1
+
+
+async def test_claim_defers_only_the_exact_destination(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A prefix matches the url's whole "scheme://authority": a longer
+    host, another port or scheme, and a url spelling it differently are
+    claimed as usual; every spelling of a url is deferred by its own
+    prefix (the worker learns the spelling from a claim)."""
+    urls = [
+        "http://a.example/hook",
+        "http://a.example",
+        "http://a.example?x=1",
+        "http://a.example#f",
+        # The authority ends at a backslash, as for host_key.
+        "http://a.example\\@127.0.0.1/hook",
+        "http://a.example.evil/hook",
+        "http://a.example:8080/hook",
+        "https://a.example/hook",
+        "http://A.example/hook",
+        "http://user@a.example/hook",
+    ]
+    made = await due_now(queue, urls)
+    entries = await deliver(queue, shard)
+    by_id = {e.timer_id: e for e in entries}
+    ordered = [by_id[c.timer_id] for c in made]
+    await clear_of_minute_end(raw, 600)
+
+    claims = await queue.claim(
+        shard, CONSUMER, ordered, [Deferral("http://a.example", 500, 1)]
+    )
+
+    assert [c.verdict for c in claims] == [Verdict.DEFERRED] * 5 + [
+        Verdict.FIRE
+    ] * 5
+    for url in urls:
+        assert url.startswith(destination_prefix(url))
+    assert {destination_prefix(u) for u in urls[:5]} == {"http://a.example"}
+    # Each of the others is deferred by the prefix Python makes of it.
+    others = urls[5:]
+    for claimed in made[5:]:
+        done = await complete(
+            queue, shard, by_id[claimed.timer_id], 1, Outcome.DEFER, "", 0
+        )
+        assert done is Code.DONE
+    again: dict[bytes, Entry] = {}
+
+    async def all_back() -> bool:
+        again.update((e.timer_id, e) for e in await deliver(queue, shard))
+        return all(c.timer_id in again for c in made[5:])
+
+    await until(all_back, what="the other timers due again")
+    await clear_of_minute_end(raw, 600)
+    claims = await queue.claim(
+        shard,
+        CONSUMER,
+        [again[c.timer_id] for c in made[5:]],
+        [Deferral(destination_prefix(url), 500, 1) for url in others],
+    )
+    assert [(c.verdict, c.deferral) for c in claims] == [
+        (Verdict.DEFERRED, n) for n in range(1, len(others) + 1)
+    ]
+
+
+async def test_claim_leaves_a_deferral_of_another_minute_to_the_worker(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """The call names one minute bucket (that of the first deferral): a
+    deferral that would fall in the next minute is not made; that entry
+    is claimed as usual (the worker defers it itself)."""
+    await due_now(queue, [URL] * 2)
+    entries = await deliver(queue, shard)
+
+    claims = await queue.claim(
+        shard,
+        CONSUMER,
+        entries,
+        [Deferral(destination_prefix(URL), 1, 61_000)],
+    )
+
+    assert [c.verdict for c in claims] == [Verdict.DEFERRED, Verdict.FIRE]
+    assert pending(raw, shard) == 1
+
+
+async def test_claim_deferral_replayed_changes_nothing(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A deferring claim sent again (its reply lost) finds the timers
+    moved on: SKIP, and nothing changes."""
+    await due_now(queue, [URL] * 2)
+    entries = await deliver(queue, shard)
+    deferral = [Deferral(destination_prefix(URL), 500, 100)]
+    await clear_of_minute_end(raw, 600)
+    first = await queue.claim(shard, CONSUMER, entries, deferral)
+    assert {c.verdict for c in first} == {Verdict.DEFERRED}
+    before = dump_all(raw)
+
+    again = await queue.claim(shard, CONSUMER, entries, deferral)
+
+    assert [c.verdict for c in again] == [Verdict.SKIP] * 2
+    assert dump_all(raw) == before
 
 
 # -- complete -----------------------------------------------------------------

@@ -19,7 +19,12 @@ from standardwebhooks import Webhook
 from wheel.core.requests import WebhookRequest
 from wheel.embedded.server import free_port
 from wheel.webhooks.guard import TargetPolicy
-from wheel.webhooks.sender import USER_AGENT, WebhookSender, host_key
+from wheel.webhooks.sender import (
+    USER_AGENT,
+    WebhookSender,
+    destination_prefix,
+    host_key,
+)
 from wheel.webhooks.signing import Signer
 
 TIMER_ID = "4f0e2a51-8c3b-4d6e-9a7f-0b1c2d3e4f50"
@@ -471,3 +476,24 @@ async def test_retry_after_as_a_future_date(receiver: Receiver) -> None:
         )
     assert delivery.retry_after_s is not None
     assert 115 <= delivery.retry_after_s <= 120
+
+
+@pytest.mark.parametrize(
+    ("url", "prefix"),
+    [
+        ("http://a.example/hook", "http://a.example"),
+        ("http://a.example", "http://a.example"),
+        ("https://A.Example:8443?x=1", "https://A.Example:8443"),
+        ("http://a.example#frag", "http://a.example"),
+        ("http://u:p@a.example/x", "http://u:p@a.example"),
+        ("http://a.example\\@127.0.0.1/x", "http://a.example"),
+        ("http://[::1]:8080/x", "http://[::1]:8080"),
+        ("mailto:someone", ""),
+        ("a:b://c/d", ""),
+    ],
+)
+def test_destination_prefix_is_the_url_up_to_its_authority(
+    url: str, prefix: str
+) -> None:
+    """As spelled, without normalising; "" without scheme://."""
+    assert destination_prefix(url) == prefix

@@ -36,6 +36,7 @@ EXPECTED = {
     "V_BUSY": "busy",
     "V_DEAD": "dead",
     "V_EARLY": "early",
+    "V_DEFERRED": "deferred",
     "O_OK": "ok",
     "O_RETRY": "retry",
     "O_FAIL": "fail",

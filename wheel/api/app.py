@@ -26,7 +26,7 @@ from starlette.types import Receive, Scope, Send
 from wheel.api.models import Problem
 from wheel.api.response_parts import problem_response
 from wheel.api.routes import routes
-from wheel.api.timers import Api
+from wheel.api.timers import Api, Endpoint
 from wheel.runtime import lifecycle, logs
 from wheel.settings import Settings, from_env
 from wheel.storage.connection import Connection, connect
@@ -115,25 +115,29 @@ class TimerApp(Starlette):
             "TimerApp takes no middleware: its short way in would skip it"
         )
 
+    def shortcut(self, scope: Scope) -> Endpoint | None:
+        """The endpoint that serves ``scope`` the short way (its path
+        parameters set in ``scope``), or None for the normal way."""
+        path = scope["path"]
+        method = scope["method"]
+        if method == "POST" and path == "/timer":
+            return self.state.api.hot["POST"]
+        if (
+            method == "GET"
+            and len(path) == ID_PATH_LENGTH
+            and path.startswith("/timer/")
+        ):
+            scope["path_params"] = {"timer_id": path[7:]}
+            return self.state.api.hot["GET"]
+        return None
+
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send
     ) -> None:
         """Serve one ASGI connection."""
         if scope["type"] == "http":
             path = scope["path"]
-            method = scope["method"]
-            hot = self.state.api.hot
-            if method == "POST" and path == "/timer":
-                endpoint = hot["POST"]
-            elif (
-                method == "GET"
-                and len(path) == ID_PATH_LENGTH
-                and path.startswith("/timer/")
-            ):
-                endpoint = hot["GET"]
-                scope["path_params"] = {"timer_id": path[7:]}
-            else:
-                endpoint = None
+            endpoint = self.shortcut(scope)
             if endpoint is not None:
                 scope["app"] = self
                 try:

@@ -34,6 +34,9 @@ class Verdict(StrEnum):
     """Delivered too many times: the timer failed (dead-lettered)."""
     EARLY = "early"
     """Not yet due by this node's clock: to be put back on the wheel."""
+    DEFERRED = "deferred"
+    """Its destination is saturated: put back on the wheel unclaimed,
+    without counting an attempt."""
 
 
 class Outcome(StrEnum):

@@ -37,9 +37,20 @@ from wheel.settings import Settings
 from wheel.storage.errors import REDIS_ERRORS, describe
 from wheel.storage.keys import ShardKeys
 from wheel.storage.minute_stats import MinuteCounters
-from wheel.storage.shards import Attempt, Claim, Entry, ShardQueue
+from wheel.storage.shards import (
+    Attempt,
+    Claim,
+    Deferral,
+    Entry,
+    ShardQueue,
+)
 from wheel.webhooks.host_limits import LOCAL_WAIT_S, HostLimiter
-from wheel.webhooks.sender import Delivery, WebhookSender, host_key
+from wheel.webhooks.sender import (
+    Delivery,
+    WebhookSender,
+    destination_prefix,
+    host_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +148,24 @@ class Firer:
         if not entries:
             return
         sent_at = time.monotonic()
+        # Timers for destinations the worker would defer anyway are
+        # deferred inside the claim: no claim written, no permit held, no
+        # completion call each.
+        saturated = self.hosts.saturated()
         try:
-            claims = await self.queue.claim(shard, self.consumer, entries)
+            claims = await self.queue.claim(
+                shard,
+                self.consumer,
+                entries,
+                [
+                    Deferral(
+                        host.prefix,
+                        int(host.first_s * 1000),
+                        int(host.step_s * 1000),
+                    )
+                    for host in saturated
+                ],
+            )
         except Exception as exc:
             self.capacity.give(len(entries))
             self._errors.note("claim", exc)
@@ -149,7 +176,11 @@ class Firer:
                 self._start(shard, entry, claim, sent_at)
                 continue
             unused += 1
-            if claim.verdict is Verdict.DEAD:
+            if claim.verdict is Verdict.DEFERRED:
+                # Its place in the host's virtual queue is taken.
+                self.hosts.defer_s(saturated[claim.deferral - 1].host)
+                self._count_deferred()
+            elif claim.verdict is Verdict.DEAD:
                 self._count("failed", "fail")
             elif claim.verdict is Verdict.BUSY:
                 self._recheck_later(shard, entry, claim.wait_ms)
@@ -179,6 +210,7 @@ class Firer:
                 LOCAL_WAIT_S, self._waited_too_long, host, waiter
             )
             return
+        self.hosts.note_prefix(host, destination_prefix(claim.url))
         self._spawn(lambda: self._defer(shard, entry, claim, host, sent_at))
 
     def _next_waiter(self, host: str) -> None:
@@ -212,6 +244,7 @@ class Firer:
             return
         if not queue:
             del self._waiting[host]
+        self.hosts.note_prefix(host, destination_prefix(waiter.claim.url))
         self._spawn(
             lambda: self._defer(
                 waiter.shard, waiter.entry, waiter.claim, host, waiter.sent_at
@@ -355,10 +388,13 @@ class Firer:
         finally:
             self.capacity.give(1)
         if code is Code.DONE:
-            self.counts["deferred"] += 1
-            metrics.DEFERRED.inc()
-            if self.minutes:
-                self.minutes.add("deferred")
+            self._count_deferred()
+
+    def _count_deferred(self) -> None:
+        self.counts["deferred"] += 1
+        metrics.DEFERRED.inc()
+        if self.minutes:
+            self.minutes.add("deferred")
 
     def _count(self, key: str, outcome: str) -> None:
         self.counts[key] += 1

@@ -123,6 +123,8 @@ class Claim:
     schedule_id: bytes = b""
     """The schedule whose occurrence the timer is; empty for a timer of
     its own."""
+    deferral: int = 0
+    """V_DEFERRED: which of the claim's saturated destinations (from 1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +203,10 @@ def claim_of(item: list[Any]) -> Claim:
         return Claim(verdict, wait_ms=as_int(item[1]))
     if verdict is Verdict.EARLY:
         return Claim(verdict, due_ms=as_int(item[1]))
+    if verdict is Verdict.DEFERRED:
+        return Claim(
+            verdict, wait_ms=as_int(item[1]), deferral=as_int(item[2])
+        )
     return Claim(verdict)
 
 

@@ -92,6 +92,17 @@ class Attempt:
 
 
 @dataclass(frozen=True, slots=True)
+class Deferral:
+    """A saturated destination, for ``claim``: its timers whose url
+    starts with ``prefix`` go back on the wheel ``first_ms`` from Redis'
+    now, each next one ``step_ms`` later, instead of being claimed."""
+
+    prefix: str
+    first_ms: int
+    step_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class NewTimer:
     """One create's share of a create call: its keys (record, minute
     bucket, coarse bucket, idempotency record), its values and its
@@ -595,15 +606,31 @@ class ShardQueue:
         return [entry_of(entry) for entry in reply[0][1] if entry[1]]
 
     async def claim(
-        self, shard: ShardKeys, consumer: str, entries: Sequence[Entry]
+        self,
+        shard: ShardKeys,
+        consumer: str,
+        entries: Sequence[Entry],
+        deferrals: Sequence[Deferral] = (),
     ) -> list[Claim]:
-        """Claim entries for firing; one verdict each, in order."""
+        """Claim entries for firing; one verdict each, in order.
+
+        An entry whose url starts with one of ``deferrals``' prefixes is
+        not claimed but put back on the wheel (``Verdict.DEFERRED``), as
+        long as its new due time falls in the minute of the earliest
+        first deferral (the one minute bucket the call names).
+        """
+        minute = 0
+        if deferrals:
+            soonest = min(deferral.first_ms for deferral in deferrals)
+            minute = (self.clocks.now_ms(shard.shard) + soonest) // MINUTE_MS
         keys: list[bytes] = [
             shard.ready,
             shard.dead,
             shard.count,
             shard.finished_hours,
             shard.finished_expiry,
+            shard.index,
+            shard.minute(minute) if deferrals else shard.index,
         ]
         args: list[Any] = [
             GROUP,
@@ -612,7 +639,11 @@ class ShardQueue:
             self.hold_ms,
             self._retention_ms,
             DEAD_LETTER_MAXLEN,
+            minute,
+            len(deferrals),
         ]
+        for deferral in deferrals:
+            args += [deferral.prefix, deferral.first_ms, deferral.step_ms]
         for entry in entries:
             keys += [
                 shard.timer(entry.timer_id),

@@ -22,7 +22,10 @@ wheel (without counting an attempt) for when the host is expected to
 have room: the deferrals of one host are spaced at the rate it has been
 completing webhooks (``share`` per mean attempt time), so a backlog for
 a slow host drains at that host's pace while other hosts' timers keep
-their permits.
+their permits. Once one of a host's timers was deferred, the worker
+knows how its urls begin, and :meth:`HostLimiter.saturated` names it to
+the claim script, which defers the host's next timers itself instead of
+claiming them.
 """
 
 from __future__ import annotations
@@ -54,6 +57,21 @@ class _Host:
     used_at: float = 0.0
     progress_at: float = 0.0
     """When the host last started answering or answered."""
+    prefix: str = ""
+    """How its timers' urls spell it (``destination_prefix``), once one
+    was deferred: what the claim script matches to defer the next."""
+
+
+@dataclass(frozen=True, slots=True)
+class Saturated:
+    """A host the worker would defer now, as the claim script takes it:
+    its timers go back on the wheel ``first_s`` from now, each next one
+    ``step_s`` after the one before."""
+
+    host: str
+    prefix: str
+    first_s: float
+    step_s: float
 
 
 class HostLimiter:
@@ -73,6 +91,8 @@ class HostLimiter:
         self.ceiling = max(share, ceiling or share)
         self._clock = clock
         self._hosts: dict[str, _Host] = {}
+        self._full: set[str] = set()
+        """Hosts with ``share`` or more webhooks in flight."""
 
     def _host(self, host: str) -> _Host:
         state = self._hosts.get(host)
@@ -104,6 +124,8 @@ class HostLimiter:
         if not state.in_flight:
             state.progress_at = state.used_at
         state.in_flight += 1
+        if state.in_flight >= self.share:
+            self._full.add(host)
         return True
 
     def _may_borrow(self, state: _Host) -> bool:
@@ -117,6 +139,8 @@ class HostLimiter:
         """Give back a permit of ``host`` after an attempt of ``took_s``."""
         state = self._host(host)
         state.in_flight -= 1
+        if state.in_flight < self.share:
+            self._full.discard(host)
         state.mean_s += EWMA_WEIGHT * (took_s - state.mean_s)
         state.progress_at = state.used_at
 
@@ -129,6 +153,33 @@ class HostLimiter:
         up by no more."""
         state = self._host(host)
         return state.used_at - state.progress_at < LOCAL_WAIT_S
+
+    def note_prefix(self, host: str, prefix: str) -> None:
+        """Remember how ``host``'s urls spell it (see :meth:`saturated`)."""
+        self._host(host).prefix = prefix
+
+    def saturated(self) -> list[Saturated]:
+        """The hosts a timer would be deferred for now (at their limit,
+        not answering within :data:`LOCAL_WAIT_S`: neither borrowing nor
+        worth waiting for), with the deferrals their virtual queues
+        would give; only those whose prefix is known. Nothing changes
+        here: :meth:`defer_s` takes each place when it is used."""
+        now = self._clock()
+        out = []
+        for host in self._full:
+            state = self._hosts.get(host)
+            if (
+                state is None
+                or not state.prefix
+                or now - state.progress_at < LOCAL_WAIT_S
+            ):
+                continue
+            step = state.mean_s / self.share
+            first = max(now, state.next_free) - now + step
+            out.append(
+                Saturated(host, state.prefix, max(MIN_DEFER_S, first), step)
+            )
+        return out
 
     def defer_s(self, host: str) -> float:
         """How long to put off a timer for ``host``, which is at its limit.

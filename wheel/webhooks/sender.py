@@ -132,6 +132,24 @@ def host_key(url: str) -> str:
     return f"{host}:{port}" if port else host
 
 
+def destination_prefix(url: str) -> str:
+    """``url`` up to the end of its authority, as spelled (``""`` when it
+    has no ``scheme://``): what the claim script matches to defer the
+    timers of a saturated destination (``claim.lua`` makes the same
+    match). Unlike :func:`host_key` nothing is normalised, so spellings
+    of one host are different prefixes: such a timer is claimed and then
+    deferred by the worker instead."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or any(c in scheme for c in ":/?#"):
+        return ""
+    end = len(rest)
+    for stop in "/?#\\":
+        found = rest.find(stop, 0, end)
+        if found != -1:
+            end = found
+    return scheme + sep + rest[:end]
+
+
 class WebhookSender:
     """POSTs ``{"id": ...}`` (or a timer's own request) to timer URLs
     with bounded timeouts.
