@@ -25,7 +25,7 @@
 --            (the destination was saturated; nothing was sent)
 --
 -- Runs at maxmemory: yes (the first write of an attempt that is not
--- stale is an XACK; a stale one writes nothing).
+-- stale is a DEL or an HDEL of its record; a stale one writes nothing).
 --
 -- KEYS[1] ready stream
 -- KEYS[2] dead-letter stream
@@ -66,8 +66,8 @@ local group, consumer = ARGV[1], ARGV[2]
 local retention = tonumber(ARGV[3])
 local HISTORY_KEPT = 5
 -- What the attempts of a call share is written once, after them all:
--- their entries' deletion, the count of unfinished timers, and the
--- expiry of a finished hash (they mostly share one hour's).
+-- their entries' ack and deletion, the count of unfinished timers, and
+-- the expiry of a finished hash (they mostly share one hour's).
 local deleted, finished_count, kept = {}, 0, {}
 
 local function complete(k, a)
@@ -102,13 +102,17 @@ local function complete(k, a)
         return C_STALE
     end
 
-    redis.call('XACK', KEYS[1], group, entry_id)
     deleted[#deleted + 1] = entry_id
     local due = tonumber(rec[5])
     local duration = tonumber(ARGV[a + 9])
-    local line = fmt(now - duration) .. ',' .. fmt(duration) .. ','
-        .. result
     if outcome == O_OK or outcome == O_FAIL then
+        local request = load_request(record, rec[6])
+        local history = ''
+        if rec[7] then
+            history = push_history(history_of(rec, 7), nil,
+                HISTORY_KEPT - 1)
+        end
+        redis.call('DEL', record)
         local state = S_FIRED
         if outcome == O_FAIL then
             state = S_FAILED
@@ -116,10 +120,6 @@ local function complete(k, a)
                 'i', id, 'u', rec[4], 'a', attempt, 'e', result,
                 't', fmt(now))
         end
-        local request = load_request(record, rec[6])
-        local history = push_history(history_of(rec, 7), nil,
-            HISTORY_KEPT - 1)
-        redis.call('DEL', record)
         redis.call('HSET', finished, id,
             pack_finished(state, attempt, due, now, result, duration))
         keep_extras(finished, id, request, history)
@@ -150,6 +150,8 @@ local function complete(k, a)
         'n', fmt(sched))
     if outcome == O_RETRY then
         redis.call('HSET', record, 'r', result)
+        local line = fmt(now - duration) .. ',' .. fmt(duration) .. ','
+            .. result
         store_history(record,
             push_history(history_of(rec, 7), line, HISTORY_KEPT))
     end
@@ -167,6 +169,7 @@ for j = 0, (#ARGV - 4) / 12 - 1 do
     out[#out + 1] = complete(8 + 4 * j, 5 + 12 * j)
 end
 if #deleted > 0 then
+    redis.call('XACK', KEYS[1], group, unpack(deleted))
     redis.call('XDEL', KEYS[1], unpack(deleted))
 end
 if finished_count > 0 then
