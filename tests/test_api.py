@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 import uuid
@@ -337,20 +338,30 @@ def test_rfc3339(epoch_ms_value: int, text: str) -> None:
     assert rfc3339(epoch_ms_value) == text
 
 
-async def test_create_answers_503_when_replicas_do_not_confirm(
+@contextlib.asynccontextmanager
+async def unconfirmed_api(
     settings: Settings,
-) -> None:
-    """With WHEEL_REPLICA_ACKS=1 and no replica, a create answers 503 and
-    says the write was not confirmed."""
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an API that waits for one replica's ack (0.1 s), on
+    a Redis without replicas: no write is ever confirmed."""
     acked = settings.replace(replica_acks=1, replica_ack_timeout=0.1)
     connection = connect(acked, client_name("acks"))
     app = api_app.create_app(acked, connection)
     await app.state.api.check_identity()
     try:
         async with http_client(app) as http:
-            reply = await http.post("/timer", json={"url": URL, "hours": 1})
+            yield http
     finally:
         await connection.aclose()
+
+
+async def test_create_answers_503_when_replicas_do_not_confirm(
+    settings: Settings,
+) -> None:
+    """With WHEEL_REPLICA_ACKS=1 and no replica, a create answers 503 and
+    says the write was not confirmed."""
+    async with unconfirmed_api(settings) as http:
+        reply = await http.post("/timer", json={"url": URL, "hours": 1})
     problem = assert_problem(reply, 503)
     assert "replicas" in problem["detail"]
     assert "Idempotency-Key" in problem["detail"]
@@ -362,19 +373,12 @@ async def test_a_schedule_create_not_confirmed_says_how_to_find_it(
     """The same for POST /schedules: the 503 names the schedule's id and
     GET /schedules/{id}, which finds it, and warns that another POST
     makes a second schedule (no Idempotency-Key applies there)."""
-    acked = settings.replace(replica_acks=1, replica_ack_timeout=0.1)
-    connection = connect(acked, client_name("acks"))
-    app = api_app.create_app(acked, connection)
-    await app.state.api.check_identity()
-    try:
-        async with http_client(app) as http:
-            reply = await http.post(
-                "/schedules", json={"cron": "0 3 * * *", "url": URL}
-            )
-            problem = assert_problem(reply, 503)
-            found = await http.get(f"/schedules/{problem['id']}")
-    finally:
-        await connection.aclose()
+    async with unconfirmed_api(settings) as http:
+        reply = await http.post(
+            "/schedules", json={"cron": "0 3 * * *", "url": URL}
+        )
+        problem = assert_problem(reply, 503)
+        found = await http.get(f"/schedules/{problem['id']}")
     assert "GET /schedules/{id}" in problem["detail"]
     assert "Idempotency-Key" not in problem["detail"]
     assert found.status_code == 200

@@ -34,6 +34,7 @@ from wheel.api.response_parts import ProblemError, json_response
 from wheel.core import ids
 from wheel.core.delays import rfc3339
 from wheel.core.states import Code
+from wheel.storage.errors import retrieve
 from wheel.storage.inspect import Inspector
 from wheel.storage.minute_stats import FIELDS
 from wheel.storage.registry import Registry
@@ -74,6 +75,9 @@ class Operators:
             task = asyncio.ensure_future(
                 fleet_figures.fleet(self.queue, self.registry)
             )
+            # Every caller may have given up (a cancelled request): the
+            # error is then seen here, not logged as never retrieved.
+            task.add_done_callback(retrieve)
             self._fleet = cached = (now, task)
         fleet = await asyncio.shield(cached[1])
         self.gauges.fleet = fleet

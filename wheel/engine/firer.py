@@ -177,8 +177,10 @@ class Firer:
                 continue
             unused += 1
             if claim.verdict is Verdict.DEFERRED:
-                # Its place in the host's virtual queue is taken.
-                self.hosts.defer_s(saturated[claim.deferral - 1].host)
+                # Its place in the host's virtual queue is taken (the
+                # script numbers the destinations it was given from 1).
+                if 0 < claim.deferral <= len(saturated):
+                    self.hosts.defer_s(saturated[claim.deferral - 1].host)
                 self._count_deferred()
             elif claim.verdict is Verdict.DEAD:
                 self._count("failed", "fail")

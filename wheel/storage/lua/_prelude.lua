@@ -165,6 +165,9 @@ end
 -- <result>" (the result an HTTP status or an error, never a newline),
 -- oldest first; the lines of `history` and `entry`, the last `kept`.
 local function push_history(history, entry, kept)
+    if not entry and (not history or history == '') then
+        return ''
+    end
     local lines = {}
     if history then
         for line in string.gmatch(history, '[^\n]+') do
@@ -225,6 +228,10 @@ end
 -- HISTORY_FIELDS in `values` from index `first` on (a caller's HMGET
 -- reads them with the rest of the record, in one command).
 local function history_of(values, first)
+    if not values[first] then
+        -- store_history fills h1 first: no h1, no history.
+        return ''
+    end
     local out = {}
     for i = 0, #HISTORY_FIELDS - 1 do
         if values[first + i] then

@@ -107,11 +107,8 @@ local function complete(k, a)
     local duration = tonumber(ARGV[a + 9])
     if outcome == O_OK or outcome == O_FAIL then
         local request = load_request(record, rec[6])
-        local history = ''
-        if rec[7] then
-            history = push_history(history_of(rec, 7), nil,
-                HISTORY_KEPT - 1)
-        end
+        local history = push_history(history_of(rec, 7), nil,
+            HISTORY_KEPT - 1)
         redis.call('DEL', record)
         local state = S_FIRED
         if outcome == O_FAIL then
