@@ -491,35 +491,36 @@ def refused_writes(
     time.sleep(refuse_s)
     end()
     figures.times["resumed"] = time.time()
-    client.close()
     figures.groups = {"acked": set(acked)}
     settle(figures, receiver, time.time() + 15, set(acked))
     keys = Keys("tw", int(procs.env["WHEEL_SHARDS"]))
-    with contextlib.suppress(AssertionError):
-        wait_until(
-            lambda: pending_entries(redis_url, keys) == 0,
-            timeout_s=max(
-                0.1,
-                figures.times["resumed"] + reclaim_s * 1.25 + 1 - time.time(),
-            ),
-            what="every ready entry acknowledged",
-        )
-    figures.extra["pending_after"] = pending_entries(redis_url, keys)
+    try:
+        with contextlib.suppress(AssertionError):
+            wait_until(
+                lambda: pending_entries(client, keys) == 0,
+                timeout_s=max(
+                    0.1,
+                    figures.times["resumed"]
+                    + reclaim_s * 1.25
+                    + 1
+                    - time.time(),
+                ),
+                what="every ready entry acknowledged",
+            )
+        figures.extra["pending_after"] = pending_entries(client, keys)
+    finally:
+        client.close()
     figures.take(receiver)
     return figures
 
 
-def pending_entries(redis_url: str, keys: Keys) -> int:
+def pending_entries(client: sync_redis.Redis, keys: Keys) -> int:
     """Ready entries read by a worker and not yet acknowledged, on every
-    shard of one Redis."""
-    client = sync_redis.Redis.from_url(redis_url, socket_timeout=5)
-    try:
-        pipe = client.pipeline(transaction=False)
-        for shard in keys.all_shards():
-            pipe.xpending(shard.ready, GROUP)
-        return sum(int(summary["pending"]) for summary in pipe.execute())
-    finally:
-        client.close()
+    shard of one Redis (one pipeline)."""
+    pipe = client.pipeline(transaction=False)
+    for shard in keys.all_shards():
+        pipe.xpending(shard.ready, GROUP)
+    return sum(int(summary["pending"]) for summary in pipe.execute())
 
 
 def refuse_noreplicas(client: sync_redis.Redis) -> Callable[[], None]:
