@@ -196,13 +196,13 @@ local function store_request(record, packed)
     if not packed or packed == '' then
         return
     end
-    local n = 0
+    local fields, n = {}, 0
     for i = 1, #packed, REQUEST_CHUNK do
         n = n + 1
-        redis.call('HSET', record, 'q' .. n,
-            string.sub(packed, i, i + REQUEST_CHUNK - 1))
+        fields[#fields + 1] = 'q' .. n
+        fields[#fields + 1] = string.sub(packed, i, i + REQUEST_CHUNK - 1)
     end
-    redis.call('HSET', record, 'q', n)
+    redis.call('HSET', record, 'q', n, unpack(fields))
 end
 
 -- The packed request of a record whose field q is `count` ('' if none).
@@ -249,10 +249,14 @@ end
 
 -- Store history lines (joined by newlines, at most #HISTORY_FIELDS).
 local function store_history(record, history)
-    local n = 0
+    local fields, n = {}, 0
     for line in string.gmatch(history or '', '[^\n]+') do
         n = n + 1
-        redis.call('HSET', record, HISTORY_FIELDS[n], line)
+        fields[#fields + 1] = HISTORY_FIELDS[n]
+        fields[#fields + 1] = line
+    end
+    if n > 0 then
+        redis.call('HSET', record, unpack(fields))
     end
 end
 

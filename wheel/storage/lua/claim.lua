@@ -25,7 +25,7 @@
 --     request (packed; '' for the default webhook) and the id of the
 --     schedule whose occurrence it is ('' for a timer of its own).
 --
--- Runs at maxmemory: yes (the first write per entry is an XACK or HDEL).
+-- Runs at maxmemory: yes (the first write of a call is an XACK or HDEL).
 --
 -- KEYS[1] ready stream
 -- KEYS[2] dead-letter stream
@@ -70,7 +70,12 @@ for p = 1, prefixes do
 end
 local first_arg = 9 + 3 * prefixes
 
+-- Whether this call has written yet: at maxmemory Redis refuses a
+-- command that may grow memory only as a script's first write.
+local written = false
+
 local function drop(entry)
+    written = true
     redis.call('XACK', KEYS[1], group, entry)
     redis.call('XDEL', KEYS[1], entry)
 end
@@ -92,7 +97,12 @@ end
 
 local function fire(record, entry, rec)
     -- HDEL first: it cannot grow memory, so a full Redis still fires.
-    redis.call('HDEL', record, 'n')
+    -- Once the call has written, it is needed only to drop a next
+    -- schedule the record has.
+    if rec[6] or not written then
+        redis.call('HDEL', record, 'n')
+        written = true
+    end
     local attempt = (tonumber(rec[2]) or 0) + 1
     redis.call('HSET', record, 's', S_FIRING, 'a', attempt,
         'c', fmt(now) .. '|' .. entry .. '|' .. consumer)

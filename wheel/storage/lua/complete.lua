@@ -77,10 +77,10 @@ local function complete(k, a)
     local outcome = ARGV[a + 2]
     local result = ARGV[a + 3]
     local id = ARGV[a + 4]
-    -- s state, a attempts, c claim token, u url, d due, q request chunks,
-    -- then the history's fields
-    local rec = redis.call('HMGET', record, 's', 'a', 'c', 'u', 'd', 'q',
-        unpack(HISTORY_FIELDS))
+    -- s state, a attempts, c claim token, d due, q request chunks, h1
+    -- the first line of history (the others are read only when it is
+    -- there: most timers fire at the first attempt)
+    local rec = redis.call('HMGET', record, 's', 'a', 'c', 'd', 'q', 'h1')
     local by = string.match(rec[3] or '', '^%d+|[^|]*|(.*)$')
     if rec[1] ~= S_FIRING or tonumber(rec[2]) ~= attempt
             or by ~= consumer then
@@ -103,18 +103,25 @@ local function complete(k, a)
     end
 
     deleted[#deleted + 1] = entry_id
-    local due = tonumber(rec[5])
+    local due = tonumber(rec[4])
     local duration = tonumber(ARGV[a + 9])
+    local prior = ''
+    if rec[6] and outcome ~= O_DEFER then
+        prior = load_history(record)
+    end
     if outcome == O_OK or outcome == O_FAIL then
-        local request = load_request(record, rec[6])
-        local history = push_history(history_of(rec, 7), nil,
-            HISTORY_KEPT - 1)
+        local request = load_request(record, rec[5])
+        local history = push_history(prior, nil, HISTORY_KEPT - 1)
+        local url
+        if outcome == O_FAIL then
+            url = redis.call('HGET', record, 'u')
+        end
         redis.call('DEL', record)
         local state = S_FIRED
         if outcome == O_FAIL then
             state = S_FAILED
             redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*',
-                'i', id, 'u', rec[4], 'a', attempt, 'e', result,
+                'i', id, 'u', url, 'a', attempt, 'e', result,
                 't', fmt(now))
         end
         redis.call('HSET', finished, id,
@@ -149,8 +156,7 @@ local function complete(k, a)
         redis.call('HSET', record, 'r', result)
         local line = fmt(now - duration) .. ',' .. fmt(duration) .. ','
             .. result
-        store_history(record,
-            push_history(history_of(rec, 7), line, HISTORY_KEPT))
+        store_history(record, push_history(prior, line, HISTORY_KEPT))
     end
     -- A copy a reschedule left behind at this very due is still on the
     -- wheel: it serves again rather than a second one.

@@ -92,9 +92,11 @@ for j = 1, count do
             stream = true
         end
         redis.call('XADD', KEYS[3], '*', 'i', id, 's', at)
-        redis.call('INCR', KEYS[4])
         created = created + 1
     end
+end
+if created > 0 then
+    redis.call('INCRBY', KEYS[4], created)
 end
 if ARGV[6] ~= '' then
     redis.call('HSET', KEYS[2], 'n', ARGV[6])
