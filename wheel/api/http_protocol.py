@@ -21,30 +21,32 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
-    RequestResponseCycle,
 )
 
 from wheel.api.models import Problem, encoder
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+"""What uvicorn writes, before the response, to a request that expects
+``100 Continue``."""
 
 
 class HeadHolder(asyncio.Transport):
     """A request cycle's transport: the response's head waits for the
     first write after it, and goes out in the same ``write``.
 
-    The head is the first write once the cycle has started its response
-    (a ``100 Continue`` before it goes out at once). Closing sends a head
-    still held, so a response that ends without a body (an app that
-    failed after its start) reaches the client as before.
+    The head is the cycle's first write other than a ``100 Continue``
+    (which goes out at once). Closing sends a head still held, so a
+    response that ends without a body (an app that failed after its
+    start) reaches the client as before. It keeps no reference to the
+    cycle: a cycle between the two would leave every request's objects
+    to the garbage collector's full passes.
     """
 
-    __slots__ = ("_cycle", "_head", "_started", "_transport")
+    __slots__ = ("_head", "_started", "_transport")
 
-    def __init__(
-        self, transport: asyncio.Transport, cycle: RequestResponseCycle
-    ) -> None:
+    def __init__(self, transport: asyncio.Transport) -> None:
         super().__init__()
         self._transport = transport
-        self._cycle = cycle
         self._head: bytes | None = None
         self._started = False
 
@@ -54,7 +56,7 @@ class HeadHolder(asyncio.Transport):
         if head is not None:
             self._head = None
             self._transport.write(head + bytes(data))
-        elif not self._started and self._cycle.response_started:
+        elif not self._started and data != CONTINUE:
             self._started = True
             self._head = bytes(data)
         else:
@@ -88,7 +90,7 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         # An upgrade returns before making a cycle: the one there has
         # its holder already.
         if cycle is not None and not isinstance(cycle.transport, HeadHolder):
-            cycle.transport = HeadHolder(self.transport, cycle)
+            cycle.transport = HeadHolder(self.transport)
 
     def send_400_response(self, msg: str) -> None:
         """Answer an unparsable request with a 400 problem and close."""
