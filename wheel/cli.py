@@ -263,6 +263,9 @@ def _serve_api(
         loop="uvloop",
         http=http,
         access_log=args.access_log,
+        # No "server: uvicorn" header: it tells a scanner what runs here
+        # and costs every response a header.
+        server_header=False,
         log_config=None,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
     )

@@ -164,6 +164,7 @@ async def run_all(
                 http=ProblemHttpToolsProtocol,
                 log_config=None,
                 access_log=False,
+                server_header=False,
             )
         )
         ticker = Ticker(parts.queue, parts.registry, settings)
