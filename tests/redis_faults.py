@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import redis as sync_redis
 
-from tests.support import Procs, Receiver, wait_until
+from tests.support import STOP_S, Procs, Receiver, wait_until
 from wheel.core import ids
 from wheel.embedded.cluster import EmbeddedCluster
 from wheel.embedded.server import RedisServer
@@ -738,7 +738,7 @@ def worker_restarts(
         if n % 2:
             procs.kill(worker)
         else:
-            procs.terminate(worker)
+            procs.terminate(worker, timeout_s=STOP_S)
         worker = procs.role("worker")
     figures.times["fault"] = time.time()
     figures.take(receiver)

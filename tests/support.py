@@ -69,6 +69,34 @@ LOADED_LATE_S = 5.0
 every role, the receiver and the load (the README's figures are tens of
 ms at 1,000 timers a second): room for a slower CI machine, not for a
 stall."""
+SETTLE_S = 2.0
+"""The wheel settles once the webhooks arrived: each completion (status,
+ack and delete of its entry) is written right after its webhook answers,
+one script call; a couple of seconds covers a loaded 2-core machine."""
+RETRIES_S = (
+    float(FAST_ENV["WHEEL_MAX_ATTEMPTS"])
+    * (
+        float(FAST_ENV["WHEEL_WEBHOOK_TIMEOUT"])
+        + float(FAST_ENV["WHEEL_RETRY_MAX"])
+    )
+    + LOADED_LATE_S
+)
+"""A timer due now has made all its attempts: WHEEL_MAX_ATTEMPTS, each
+at most WHEEL_WEBHOOK_TIMEOUT and a backoff of at most WHEEL_RETRY_MAX,
+the first late by at most LOADED_LATE_S."""
+DEV_START_S = 2 * START_S
+"""`timer-wheel dev` answers: two starts in sequence, its embedded Redis
+and then its roles."""
+STOP_S = float(FAST_ENV["WHEEL_SHUTDOWN_GRACE"]) + START_S
+"""A process sent SIGTERM (or dev a Ctrl-C) has exited: its webhooks in
+flight get WHEEL_SHUTDOWN_GRACE, then it releases its leases, leaves the
+registry and closes (dev also stops its Redis): no longer than a start."""
+REDIS_STOP_S = START_S
+"""An embedded redis-server told to stop (SIGTERM, which it also gets
+when its owner dies) has exited: no longer than it takes to start."""
+AOF_REWRITE_S = START_S
+"""Redis rewrites the append-only file of a test's few thousand keys in
+a forked child: well under a second, no longer than a start."""
 
 TIMER_WHEEL = shutil.which("timer-wheel") or str(
     Path(sys.executable).with_name("timer-wheel")
@@ -77,7 +105,8 @@ TIMER_WHEEL = shutil.which("timer-wheel") or str(
 
 def wait_until(
     condition: Callable[[], object],
-    timeout_s: float = 20.0,
+    *,
+    timeout_s: float,
     interval_s: float = 0.02,
     what: str = "condition",
 ) -> None:
@@ -92,7 +121,8 @@ def wait_until(
 
 async def poll(
     condition: Callable[[], Awaitable[T]],
-    timeout_s: float = 10.0,
+    *,
+    timeout_s: float,
     what: str = "it",
 ) -> T:
     """Await ``condition()`` until truthy; fail after ``timeout_s``."""
@@ -278,7 +308,7 @@ class Procs:
             except httpx.HTTPError:
                 return False
 
-        wait_until(up, what="the api to be ready")
+        wait_until(up, timeout_s=START_S, what="the api to be ready")
         return base
 
     def role(self, name: str) -> subprocess.Popen[bytes]:
@@ -294,7 +324,7 @@ class Procs:
             return any(f":{process.pid}:".encode() in m for m in members)
 
         try:
-            wait_until(beating, what=f"the {name} to beat")
+            wait_until(beating, timeout_s=START_S, what=f"the {name} to beat")
         finally:
             client.close()
         return process
@@ -304,7 +334,7 @@ class Procs:
         return self.logs[process.pid].read_text(errors="replace")
 
     def terminate(
-        self, process: subprocess.Popen[bytes], timeout_s: float = 20
+        self, process: subprocess.Popen[bytes], *, timeout_s: float
     ) -> int:
         """SIGTERM ``process``; its exit code."""
         process.send_signal(signal.SIGTERM)

@@ -14,7 +14,13 @@ from pathlib import Path
 import httpx
 import redis as sync_redis
 
-from tests.support import FAST_ENV, Procs, Receiver, wait_until
+from tests.support import (
+    FAST_ENV,
+    LOADED_LATE_S,
+    Procs,
+    Receiver,
+    wait_until,
+)
 from tests.test_e2e import create_many
 from wheel.embedded.cluster import EmbeddedCluster
 from wheel.embedded.server import free_port
@@ -139,7 +145,11 @@ def test_dev_cluster_fires_and_keeps_timers_across_a_restart(
         later = httpx.post(
             f"{base}/timer", json={"seconds": 6, "url": receiver.url}
         ).json()["id"]
-        wait_until(lambda: now in receiver.ids(), what="the first webhook")
+        wait_until(
+            lambda: now in receiver.ids(),
+            timeout_s=LOADED_LATE_S,
+            what="the first webhook",
+        )
         assert procs.terminate(dev, timeout_s=40) == 0
         assert later not in receiver.ids()
         dev = start()

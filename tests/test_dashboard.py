@@ -25,6 +25,8 @@ from playwright.sync_api import (
 
 from tests.support import (
     FAST_ENV,
+    LOADED_LATE_S,
+    SETTLE_S,
     Behaviour,
     Procs,
     Receiver,
@@ -263,14 +265,19 @@ def status(api: httpx.Client, timer_id: str) -> str:
 def dead_letter(api: httpx.Client, receiver: Receiver) -> str:
     """A timer that failed for good (listed as a dead letter): its id."""
     timer_id = str(create_timer(api, receiver.url)["id"])
+    # Due now, one attempt (WHEEL_MAX_ATTEMPTS=1), then recorded.
     wait_until(
-        lambda: status(api, timer_id) == "failed", what="the timer to fail"
+        lambda: status(api, timer_id) == "failed",
+        timeout_s=LOADED_LATE_S + SETTLE_S,
+        what="the timer to fail",
     )
     wait_until(
         lambda: any(
             item["id"] == timer_id
             for item in api.get("/dead-letters").json()["items"]
         ),
+        # Written with the failure, in the same completion.
+        timeout_s=SETTLE_S,
         what="its dead letter",
     )
     return timer_id
@@ -379,12 +386,16 @@ def test_retry_button_fires_a_dead_letter_again(
         assert page.evaluate("window.retrySeen") == [
             [f"/timer/{timer_id}/retry", True]
         ]
+        # A retry fires again now.
         wait_until(
             lambda: failing.ids()[timer_id] == 2,
+            timeout_s=LOADED_LATE_S,
             what="the retried webhook",
         )
         wait_until(
-            lambda: status(api, timer_id) == "fired", what="status fired"
+            lambda: status(api, timer_id) == "fired",
+            timeout_s=SETTLE_S,
+            what="status fired",
         )
         agree_with_api(
             page,
@@ -421,6 +432,7 @@ def test_a_refused_retry_shows_why(
         refreshed(page)
         failing.behaviour.always_fail = False
         assert api.post(f"/timer/{timer_id}/retry").status_code == 202
+        retried_at = time.monotonic()
         row.get_by_test_id("retry-button").click()
         outcome = page.get_by_test_id("retry-outcome")
         page.wait_for_function(
@@ -429,8 +441,11 @@ def test_a_refused_retry_shows_why(
         )
         assert f"Retry of timer {timer_id} failed: 409" in outcome.inner_text()
         row.wait_for(state="detached")
+        # The retry fired now, and was recorded.
         wait_until(
-            lambda: status(api, timer_id) == "fired", what="status fired"
+            lambda: status(api, timer_id) == "fired",
+            timeout_s=retried_at + LOADED_LATE_S + SETTLE_S - time.monotonic(),
+            what="status fired",
         )
     assert failing.ids()[timer_id] == 2
     assert [p for p in watch.problems if p.startswith("HTTP")] == [
@@ -621,11 +636,16 @@ def test_timers_view_retries_a_failed_timer(
             "document.querySelector('[data-testid=timers-outcome]')"
             ".textContent.includes('queued')"
         )
+        # A retry fires again now.
         wait_until(
-            lambda: failing.ids()[timer_id] == 2, what="the retried webhook"
+            lambda: failing.ids()[timer_id] == 2,
+            timeout_s=LOADED_LATE_S,
+            what="the retried webhook",
         )
         wait_until(
-            lambda: status(api, timer_id) == "fired", what="status fired"
+            lambda: status(api, timer_id) == "fired",
+            timeout_s=SETTLE_S,
+            what="status fired",
         )
         page.get_by_test_id("timer-id").fill(timer_id)
         page.get_by_test_id("timer-find").click()

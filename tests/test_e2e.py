@@ -21,12 +21,18 @@ import redis as sync_redis
 
 from tests.support import (
     BACK_S,
+    DEV_START_S,
     FAST_ENV,
     HEARTBEAT_TTL_S,
     LEASE_TTL_S,
     LOADED_LATE_S,
+    REDIS_STOP_S,
     REFIRE_S,
+    RETRIES_S,
+    SETTLE_S,
     SHARDS,
+    START_S,
+    STOP_S,
     TAKEOVER_S,
     TIMER_WHEEL,
     Behaviour,
@@ -36,6 +42,7 @@ from tests.support import (
     inspector,
     wait_until,
 )
+from wheel.commands.dev import WATCH_S
 from wheel.core import ids
 from wheel.embedded.server import RedisServer, free_port
 from wheel.runtime.lifecycle import SAME_INTERRUPT_S
@@ -135,7 +142,12 @@ def test_timer_fires_on_time_with_exact_body_and_headers(
             str(create_timer(client, receiver.url, seconds=s)["id"])
             for s in (1, 2)
         ]
-    wait_until(lambda: len(receiver.ids()) == 2, what="both webhooks")
+    last_due = time.monotonic() + 2
+    wait_until(
+        lambda: len(receiver.ids()) == 2,
+        timeout_s=last_due + LOADED_LATE_S - time.monotonic(),
+        what="both webhooks",
+    )
     arrivals = {a.timer_id: a for a in receiver.arrivals}
     for timer_id in ids:
         arrival = arrivals[timer_id]
@@ -154,6 +166,7 @@ def test_timer_fires_on_time_with_exact_body_and_headers(
         lambda: (
             httpx.get(f"{base}/timer/{ids[0]}").json()["status"] == "fired"
         ),
+        timeout_s=SETTLE_S,
         what="status fired",
     )
     assert view["time_left"] == 0
@@ -178,7 +191,11 @@ def test_many_processes_fire_every_timer_exactly_once(
         timeout_s=last_due + LOADED_LATE_S - time.monotonic(),
         what="3000 webhooks on time",
     )
-    wait_until(lambda: settled(sync_client), what="the wheel to settle")
+    wait_until(
+        lambda: settled(sync_client),
+        timeout_s=SETTLE_S,
+        what="the wheel to settle",
+    )
     counts = receiver.ids()
     assert set(counts) == set(ids)
     assert max(counts.values()) == 1
@@ -197,12 +214,25 @@ def test_timers_due_during_downtime_fire_once_on_start(
         seconds, micros = sync_client.time()
         return seconds * 1000 + micros // 1000
 
-    wait_until(lambda: redis_now_ms() > last_due_ms + 500, what="due")
+    # A wait on Redis' clock: its length, and the poll may be late.
+    wait_until(
+        lambda: redis_now_ms() > last_due_ms + 500,
+        timeout_s=(last_due_ms + 500 - redis_now_ms()) / 1000 + LOADED_LATE_S,
+        what="due",
+    )
     assert receiver.ids() == {}
     procs.role("ticker")
     procs.role("worker")
-    wait_until(lambda: len(receiver.ids()) == 200, what="200 webhooks")
-    wait_until(lambda: settled(sync_client), what="the wheel to settle")
+    wait_until(
+        lambda: len(receiver.ids()) == 200,
+        timeout_s=BACK_S,
+        what="200 webhooks once the roles are up",
+    )
+    wait_until(
+        lambda: settled(sync_client),
+        timeout_s=SETTLE_S,
+        what="the wheel to settle",
+    )
     assert set(receiver.ids()) == set(ids)
     assert max(receiver.ids().values()) == 1
 
@@ -219,7 +249,11 @@ def test_worker_sigkill_in_flight_loses_nothing(
     procs.role("ticker")
     doomed = procs.role("worker")
     timer_ids = create_many([base], slow.url, [0] * 50)
-    wait_until(lambda: len(slow.arrivals) >= 10, what="in-flight hooks")
+    wait_until(
+        lambda: len(slow.arrivals) >= 10,
+        timeout_s=LOADED_LATE_S,
+        what="in-flight hooks",
+    )
     procs.kill(doomed)
     killed = time.monotonic()
     procs.role("worker")
@@ -229,7 +263,13 @@ def test_worker_sigkill_in_flight_loses_nothing(
         timeout_s=killed + max(REFIRE_S, TAKEOVER_S) + 1 - time.monotonic(),
         what="every id within a reclaim or a takeover of the kill",
     )
-    wait_until(lambda: settled(sync_client), what="the wheel to settle")
+    # The hooks in flight at the kill arrived already; their second
+    # firing (a reclaim, a second at the receiver) completes last.
+    wait_until(
+        lambda: settled(sync_client),
+        timeout_s=killed + REFIRE_S + 1 + SETTLE_S - time.monotonic(),
+        what="the wheel to settle",
+    )
     # The hooks in flight at the kill were fired again by the new
     # worker: the one documented duplicate, with the same key.
     assert any(count > 1 for count in slow.ids().values())
@@ -256,6 +296,9 @@ def test_ticker_sigkill_leases_taken_over_within_ttl(
             None not in _lease_owners(sync_client)
             and len(set(_lease_owners(sync_client))) == 2
         ),
+        # The first sees the second at its next beat and lets go, the
+        # second takes them at its next: two beats, within a TTL.
+        timeout_s=LEASE_TTL_S,
         what="two tickers sharing the leases",
     )
     owners = _lease_owners(sync_client)
@@ -278,7 +321,11 @@ def test_ticker_sigkill_leases_taken_over_within_ttl(
     procs.role("worker")
     with httpx.Client(base_url=base) as client:
         timer_id = str(create_timer(client, receiver.url, seconds=1)["id"])
-    wait_until(lambda: timer_id in receiver.ids(), what="a webhook")
+    wait_until(
+        lambda: timer_id in receiver.ids(),
+        timeout_s=1 + LOADED_LATE_S,
+        what="a webhook",
+    )
 
 
 def test_ticker_sigterm_releases_leases_at_once(
@@ -287,9 +334,11 @@ def test_ticker_sigterm_releases_leases_at_once(
     """SIGTERM: the ticker's leases are gone when it exits, not at expiry."""
     ticker = procs.role("ticker")
     wait_until(
-        lambda: None not in _lease_owners(sync_client), what="all leases"
+        lambda: None not in _lease_owners(sync_client),
+        timeout_s=LEASE_TTL_S,
+        what="all leases",
     )
-    assert procs.terminate(ticker) == 0
+    assert procs.terminate(ticker, timeout_s=STOP_S) == 0
     assert _lease_owners(sync_client) == [None] * SHARDS
     assert sync_client.zcard(KEYS.heartbeats("ticker")) == 0
 
@@ -323,10 +372,15 @@ def test_retries_until_success_or_dead_letter(
                 lambda: (
                     client.get(f"/timer/{timer_id}").json()["status"] == final
                 ),
+                timeout_s=RETRIES_S + SETTLE_S,
                 what=f"status {final}",
             )
             view = client.get(f"/timer/{timer_id}").json()
-        wait_until(lambda: settled(sync_client), what="the wheel to settle")
+        wait_until(
+            lambda: settled(sync_client),
+            timeout_s=SETTLE_S,
+            what="the wheel to settle",
+        )
         assert hooks.ids()[timer_id] == calls
         assert view["attempts"] == calls
         raw_id = ids.parse(timer_id)
@@ -368,7 +422,11 @@ def test_redis_restart_with_aof_loses_no_acknowledged_timer(
         )
         client = inspector(server.url)
         try:
-            wait_until(lambda: settled(client), what="the wheel to settle")
+            wait_until(
+                lambda: settled(client),
+                timeout_s=SETTLE_S,
+                what="the wheel to settle",
+            )
         finally:
             client.close()
         assert set(receiver.ids()) == set(ids)
@@ -400,7 +458,7 @@ def test_dev_keeps_pending_timers_across_a_restart(
             except httpx.HTTPError:
                 return False
 
-        wait_until(up, what="dev to answer")
+        wait_until(up, timeout_s=DEV_START_S, what="dev to answer")
         return process
 
     try:
@@ -412,7 +470,7 @@ def test_dev_keeps_pending_timers_across_a_restart(
             ]
             last_due = time.monotonic() + 4
             later = str(create_timer(client, receiver.url, hours=1)["id"])
-        assert procs.terminate(dev) == 0
+        assert procs.terminate(dev, timeout_s=STOP_S) == 0
         assert receiver.ids() == {}
         dev = start_dev()
         with httpx.Client(base_url=base) as client:
@@ -427,7 +485,7 @@ def test_dev_keeps_pending_timers_across_a_restart(
             what="the 20 timers once dev is back",
         )
         assert max(receiver.ids().values()) == 1
-        assert procs.terminate(dev) == 0
+        assert procs.terminate(dev, timeout_s=STOP_S) == 0
     finally:
         procs.stop_all()
 
@@ -449,9 +507,10 @@ def test_dev_lets_webhooks_reach_loopback_unless_told_otherwise(
             timer_id = str(create_timer(client, receiver.url)["id"])
         wait_until(
             lambda: receiver.ids() == {timer_id: 1},
+            timeout_s=LOADED_LATE_S,
             what="the webhook to the loopback receiver",
         )
-        assert procs.terminate(dev) == 0
+        assert procs.terminate(dev, timeout_s=STOP_S) == 0
     finally:
         procs.stop_all()
     procs = Procs({**plain, "WHEEL_ALLOW_PRIVATE_TARGETS": "0"}, tmp_path)
@@ -462,7 +521,7 @@ def test_dev_lets_webhooks_reach_loopback_unless_told_otherwise(
         )
         assert answer.status_code == 422
         assert "loopback" in answer.json()["detail"]
-        assert procs.terminate(dev) == 0
+        assert procs.terminate(dev, timeout_s=STOP_S) == 0
     finally:
         procs.stop_all()
 
@@ -475,8 +534,12 @@ def test_worker_sigterm_finishes_in_flight_webhooks(
     procs.role("ticker")
     worker = procs.role("worker")
     timer_ids = create_many([base], slow.url, [0] * 20)
-    wait_until(lambda: len(slow.arrivals) == 20, what="hooks in flight")
-    assert procs.terminate(worker) == 0
+    wait_until(
+        lambda: len(slow.arrivals) == 20,
+        timeout_s=LOADED_LATE_S,
+        what="hooks in flight",
+    )
+    assert procs.terminate(worker, timeout_s=STOP_S) == 0
     for timer_id in timer_ids:
         assert status(base, timer_id) == "fired"
     assert settled(sync_client)
@@ -499,7 +562,11 @@ def test_dev_sigkill_takes_its_embedded_redis_down(tmp_path: Path) -> None:
                 if "redis-server" in child.name()
             ]
 
-        wait_until(child_redis, what="the embedded redis-server")
+        wait_until(
+            child_redis,
+            timeout_s=START_S,
+            what="the embedded redis-server",
+        )
         server = child_redis()[0]
         procs.kill(dev)
         wait_until(
@@ -507,6 +574,7 @@ def test_dev_sigkill_takes_its_embedded_redis_down(tmp_path: Path) -> None:
                 not server.is_running()
                 or server.status() == psutil.STATUS_ZOMBIE
             ),
+            timeout_s=REDIS_STOP_S,
             what="the embedded redis-server to exit",
         )
     finally:
@@ -519,11 +587,13 @@ def test_repeated_sigterm_still_stops_gracefully(
     """Two SIGTERMs (a wrapper forwarding one) still release the leases."""
     ticker = procs.role("ticker")
     wait_until(
-        lambda: None not in _lease_owners(sync_client), what="all leases"
+        lambda: None not in _lease_owners(sync_client),
+        timeout_s=LEASE_TTL_S,
+        what="all leases",
     )
     ticker.send_signal(signal.SIGTERM)
     ticker.send_signal(signal.SIGTERM)
-    assert ticker.wait(20) == 0
+    assert ticker.wait(STOP_S) == 0
     assert _lease_owners(sync_client) == [None] * SHARDS
     assert "ticker stopped" in procs.output(ticker)
 
@@ -555,7 +625,7 @@ def start_dev_in_terminal(
         except httpx.HTTPError:
             return False
 
-    wait_until(up, what="dev to be ready")
+    wait_until(up, timeout_s=DEV_START_S, what="dev to be ready")
     return process
 
 
@@ -571,9 +641,13 @@ def test_dev_ctrl_c_stops_cleanly_and_fires_nothing_twice(
     try:
         dev = start_dev_in_terminal(procs, port, data)
         timer_ids = create_many([base], slow.url, [0] * 5)
-        wait_until(lambda: len(slow.arrivals) == 5, what="5 in flight")
+        wait_until(
+            lambda: len(slow.arrivals) == 5,
+            timeout_s=LOADED_LATE_S,
+            what="5 in flight",
+        )
         os.killpg(dev.pid, signal.SIGINT)
-        assert dev.wait(30) == 0
+        assert dev.wait(STOP_S) == 0
         output = procs.output(dev)
         assert "Traceback" not in output
         redis_log = (data / "redis" / "redis.log").read_text()
@@ -583,7 +657,7 @@ def test_dev_ctrl_c_stops_cleanly_and_fires_nothing_twice(
             assert status(base, timer_id) == "fired"
         assert sorted(slow.ids().values()) == [1] * 5
         os.killpg(dev.pid, signal.SIGINT)
-        assert dev.wait(30) == 0
+        assert dev.wait(STOP_S) == 0
     finally:
         procs.stop_all()
 
@@ -599,7 +673,11 @@ def test_dev_ctrl_c_delivered_twice_still_stops_gracefully(
     try:
         dev = start_dev_in_terminal(procs, port, tmp_path / "data")
         create_many([f"http://127.0.0.1:{port}"], slow.url, [0] * 3)
-        wait_until(lambda: len(slow.arrivals) == 3, what="3 in flight")
+        wait_until(
+            lambda: len(slow.arrivals) == 3,
+            timeout_s=LOADED_LATE_S,
+            what="3 in flight",
+        )
         os.killpg(dev.pid, signal.SIGINT)
         # The forwarded copy comes once the first is handled (two at the
         # same instant would merge into one pending signal).
@@ -610,7 +688,7 @@ def test_dev_ctrl_c_delivered_twice_still_stops_gracefully(
             what="the first SIGINT handled",
         )
         os.kill(dev.pid, signal.SIGINT)
-        assert dev.wait(30) == 0
+        assert dev.wait(STOP_S) == 0
         output = procs.output(dev)
         assert "exiting now" not in output
         assert "stop already under way" in output
@@ -634,10 +712,13 @@ def test_dev_restarts_its_redis_and_check_finds_it(
                 subprocess.run(check, env=procs.env, timeout=30).returncode
                 == 0
             ),
+            # Dev's worker beats (a start), a check process runs (one).
+            timeout_s=2 * START_S,
             what="check to find dev's worker",
         )
         with httpx.Client(base_url=base) as client:
             later = str(create_timer(client, receiver.url, seconds=3)["id"])
+        later_due = time.monotonic() + 3
         [server] = [
             child
             for child in psutil.Process(dev.pid).children()
@@ -646,16 +727,20 @@ def test_dev_restarts_its_redis_and_check_finds_it(
         server.kill()
         wait_until(
             lambda: "embedded redis died" in procs.output(dev),
+            timeout_s=WATCH_S + LOADED_LATE_S,
             what="dev to notice",
         )
         wait_until(
             lambda: later in receiver.ids(),
-            timeout_s=30,
+            # Dev starts its Redis again, then the roles are back.
+            timeout_s=max(later_due, time.monotonic() + START_S)
+            + BACK_S
+            - time.monotonic(),
             what="the timer after the restart",
         )
         assert dev.poll() is None
         os.killpg(dev.pid, signal.SIGINT)
-        assert dev.wait(30) == 0
+        assert dev.wait(STOP_S) == 0
         assert subprocess.run(check, env=procs.env, timeout=30).returncode
     finally:
         procs.stop_all()

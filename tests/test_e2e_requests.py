@@ -16,6 +16,9 @@ from standardwebhooks import Webhook
 
 from tests.support import (
     FAST_ENV,
+    LOADED_LATE_S,
+    RETRIES_S,
+    SETTLE_S,
     Behaviour,
     Procs,
     Receiver,
@@ -85,7 +88,11 @@ def test_at_fires_at_the_instant_given(
     timer_id = reply.json()["id"]
     assert epoch_ms(view(base, timer_id)["due_at"]) == at_ms
 
-    wait_until(lambda: receiver.ids()[timer_id] == 1, what="the webhook")
+    wait_until(
+        lambda: receiver.ids()[timer_id] == 1,
+        timeout_s=at_ms / 1000 - time.time() + LOADED_LATE_S,
+        what="the webhook",
+    )
     (arrival,) = receiver.arrivals
     assert at_ms / 1000 <= arrival.at <= at_ms / 1000 + ON_TIME_S
 
@@ -118,6 +125,7 @@ def test_own_put_arrives_byte_for_byte_signed_on_every_retry(
         timer_id = reply.json()["id"]
         wait_until(
             lambda: view(base, timer_id)["status"] == "fired",
+            timeout_s=1 + RETRIES_S + SETTLE_S,
             what="the third attempt to succeed",
         )
     finally:
@@ -141,11 +149,15 @@ def test_own_put_arrives_byte_for_byte_signed_on_every_retry(
 
 
 def one_timer(
-    procs: Procs, answers: list[tuple[int, dict[str, str]]], status: str
+    procs: Procs,
+    answers: list[tuple[int, dict[str, str]]],
+    status: str,
+    within_s: float,
 ) -> tuple[str, str, Receiver]:
     """The service and a receiver giving ``answers``; one timer created
-    and followed until its status is ``status``. Returns the API's base
-    url, the timer's id and the (stopped) receiver."""
+    and followed until its status is ``status`` (within ``within_s`` of
+    the create). Returns the API's base url, the timer's id and the
+    (stopped) receiver."""
     hooks = Receiver(Behaviour(answers=answers))
     hooks.start()
     try:
@@ -154,6 +166,7 @@ def one_timer(
             timer_id = str(create_timer(client, hooks.url)["id"])
         wait_until(
             lambda: view(base, timer_id)["status"] == status,
+            timeout_s=within_s,
             what=f"the timer to be {status}",
         )
     finally:
@@ -163,7 +176,10 @@ def one_timer(
 
 def test_gone_stops_after_one_attempt(procs: Procs, redis_url: str) -> None:
     """A 410 answer fails the timer at once: one attempt, no retry."""
-    base, timer_id, hooks = one_timer(procs, [(410, {})] * 3, "failed")
+    # Due now; the one attempt fails it at once.
+    base, timer_id, hooks = one_timer(
+        procs, [(410, {})] * 3, "failed", LOADED_LATE_S + SETTLE_S
+    )
     assert hooks.ids()[timer_id] == 1
     final = view(base, timer_id)
     assert final["attempts"] == 1
@@ -178,8 +194,12 @@ def test_retry_after_delays_the_next_attempt(
 ) -> None:
     """A 503 with Retry-After: 2 puts the next attempt at least 2 s
     after it (the plain backoff here is at most 0.5 s)."""
+    # Due now; the second attempt 2 s after the first.
     base, timer_id, hooks = one_timer(
-        procs, [(503, {"Retry-After": "2"})], "fired"
+        procs,
+        [(503, {"Retry-After": "2"})],
+        "fired",
+        LOADED_LATE_S + 2 + SETTLE_S,
     )
     first, second = hooks.times(timer_id)
     assert second - first >= 2.0
@@ -221,12 +241,18 @@ def test_reschedule_racing_the_firing_fires_once(
     replies = asyncio.run(race())
     assert {r.status_code for r in replies.values()} <= {200, 409}
     moved = {i: r.json() for i, r in replies.items() if r.status_code == 200}
+    last_due_s = (
+        max([*dues.values()] + [epoch_ms(m["due_at"]) for m in moved.values()])
+        / 1000
+    )
     wait_until(
         lambda: set(receiver.ids()) == set(timer_ids),
+        timeout_s=last_due_s - time.time() + LOADED_LATE_S,
         what="every timer to fire",
     )
     wait_until(
         lambda: all(view(base, i)["status"] == "fired" for i in timer_ids),
+        timeout_s=SETTLE_S,
         what="every timer fired",
     )
     counts = receiver.ids()

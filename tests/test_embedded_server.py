@@ -14,7 +14,7 @@ import psutil
 import pytest
 import redis
 
-from tests.support import wait_until
+from tests.support import AOF_REWRITE_S, REDIS_STOP_S, wait_until
 from wheel.embedded.server import (
     RedisServer,
     binary_version,
@@ -93,7 +93,11 @@ def test_ctrl_c_spares_the_server_and_owner_death_kills_it(
             client.close()
         owner.kill()
         owner.wait(10)
-        wait_until(lambda: _gone(pid), what="the orphaned redis-server")
+        wait_until(
+            lambda: _gone(pid),
+            timeout_s=REDIS_STOP_S,
+            what="the orphaned redis-server",
+        )
     finally:
         owner.kill()
         owner.wait(10)
@@ -162,7 +166,7 @@ def test_start_waits_out_loading_of_a_big_aof(tmp_path: Path) -> None:
                 or info["aof_rewrite_scheduled"]
             )
 
-        wait_until(rewritten, what="the AOF rewrite")
+        wait_until(rewritten, timeout_s=AOF_REWRITE_S, what="the AOF rewrite")
         client.close()
     finally:
         server.stop()

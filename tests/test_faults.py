@@ -22,6 +22,8 @@ from tests.proxy import TcpProxy
 from tests.support import (
     BACK_S,
     FAST_ENV,
+    LOADED_LATE_S,
+    SETTLE_S,
     START_S,
     TIMER_WHEEL,
     Behaviour,
@@ -149,7 +151,9 @@ def test_a_stopped_worker_reads_its_answers_and_sends_nothing_twice(
         worker = procs.role("worker")
         timer_ids = create_many([base], hooks.url, [0] * 20)
         wait_until(
-            lambda: len(hooks.arrivals) == 20, what="20 webhooks in flight"
+            lambda: len(hooks.arrivals) == 20,
+            timeout_s=LOADED_LATE_S,
+            what="20 webhooks in flight",
         )
         worker.send_signal(signal.SIGSTOP)
         try:
@@ -159,6 +163,8 @@ def test_a_stopped_worker_reads_its_answers_and_sends_nothing_twice(
             worker.send_signal(signal.SIGCONT)
         wait_until(
             lambda: all(status(base, t) == "fired" for t in timer_ids),
+            # The answers wait for it: it only has to record them.
+            timeout_s=SETTLE_S,
             what="every timer recorded as fired",
         )
         assert {hooks.ids()[t] for t in timer_ids} == {1}
@@ -197,7 +203,11 @@ def test_redis_restart_keeps_completions_and_answers_no_5xx(
         procs.role("ticker")
         procs.role("worker")
         timer_ids = create_many([base], slow.url, [0] * 20)
-        wait_until(lambda: len(slow.arrivals) == 20, what="20 in flight")
+        wait_until(
+            lambda: len(slow.arrivals) == 20,
+            timeout_s=LOADED_LATE_S,
+            what="20 in flight",
+        )
         aof_redis.stop()
         down_at = time.monotonic()
         # Redis stays down for 5 s: the webhooks finish meanwhile.
@@ -368,9 +378,15 @@ def test_dropped_create_reply_is_201_or_never_fires(
         assert proxy.replies_dropped == 1
     if reply.status_code == 201:
         timer_id = reply.json()["id"]
-        wait_until(lambda: timer_id in receiver.ids(), what="the webhook")
+        wait_until(
+            lambda: timer_id in receiver.ids(),
+            timeout_s=1 + LOADED_LATE_S,
+            what="the webhook",
+        )
+        # The first look starts an API on the direct connection.
         wait_until(
             lambda: status(base_direct(direct), timer_id) == "fired",
+            timeout_s=START_S + SETTLE_S,
             what="fired",
         )
         assert receiver.ids() == {timer_id: 1}
@@ -408,7 +424,7 @@ def test_timer_wheel_processes_log_quietly_during_an_outage(
     for process in (ticker, worker):
         wait_until(
             lambda p=process: "Redis back" in procs.output(p),
-            timeout_s=20,
+            timeout_s=BACK_S,
             what="the back line",
         )
         lines = procs.output(process).splitlines()[mark[process.pid] :]

@@ -16,7 +16,13 @@ from types import ModuleType
 import httpx
 import pytest
 
-from tests.support import Procs, Receiver, wait_until
+from tests.support import (
+    LOADED_LATE_S,
+    SETTLE_S,
+    Procs,
+    Receiver,
+    wait_until,
+)
 
 PACKAGE = "timer_wheel_client"
 GENERATOR = shutil.which("openapi-python-client") or str(
@@ -109,11 +115,16 @@ def test_generated_client_drives_a_timer(
     )
     assert isinstance(moved, models.TimerView), moved
     timer_id = str(created.id)
-    wait_until(lambda: receiver.ids()[timer_id] == 1, what="the webhook")
+    wait_until(
+        lambda: receiver.ids()[timer_id] == 1,
+        timeout_s=1 + LOADED_LATE_S,
+        what="the webhook",
+    )
     (arrival,) = receiver.arrivals
     assert (arrival.method, arrival.body) == ("PUT", b"hello")
     wait_until(
         lambda: get.sync(created.id, client=client).status == "fired",
+        timeout_s=SETTLE_S,
         what="fired",
     )
 

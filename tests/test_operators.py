@@ -25,6 +25,8 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.support import (
     FAST_ENV,
+    LOADED_LATE_S,
+    SETTLE_S,
     TIMER_WHEEL,
     Behaviour,
     Procs,
@@ -32,6 +34,7 @@ from tests.support import (
     wait_until,
 )
 from tests.test_e2e import status
+from wheel.api.operators import FLEET_CACHE_S
 from wheel.embedded.server import free_port
 
 
@@ -304,6 +307,8 @@ def test_dead_letters_are_listed_and_retry_fires_them_again(
         )
         wait_until(
             lambda: status(base, first) == status(base, second) == "failed",
+            # Due now; one attempt (WHEEL_MAX_ATTEMPTS=1), recorded.
+            timeout_s=LOADED_LATE_S + SETTLE_S,
             what="both failed",
         )
         listed = httpx.get(f"{base}/dead-letters?limit=10").json()["items"]
@@ -336,6 +341,8 @@ def test_dead_letters_are_listed_and_retry_fires_them_again(
         assert by_cli.returncode == 0, by_cli.stderr
         wait_until(
             lambda: status(base, first) == status(base, second) == "fired",
+            # A retry fires again now (the first one before the CLI ran).
+            timeout_s=LOADED_LATE_S + SETTLE_S,
             what="both fired after the retry",
         )
         assert hooks.ids() == {first: 2, second: 2}
@@ -377,6 +384,8 @@ def test_stats_report_the_fleet(procs: Procs) -> None:
     )
     wait_until(
         lambda: len(httpx.get(f"{base}/stats").json()["workers"]) == 1,
+        # The worker beats already; a cached read of the fleet expires.
+        timeout_s=2 * FLEET_CACHE_S,
         what="the worker in /stats",
     )
     stats = httpx.get(f"{base}/stats").json()

@@ -21,6 +21,9 @@ import standardwebhooks
 
 from tests.support import (
     FAST_ENV,
+    LOADED_LATE_S,
+    RETRIES_S,
+    SETTLE_S,
     Behaviour,
     Procs,
     Receiver,
@@ -246,6 +249,7 @@ def test_cancel_racing_the_firing_is_never_both(
             for _ in range(50)
         ]
     first_due = time.monotonic() + 0.7
+    last_due = first_due + 0.3
 
     async def cancel_all() -> dict[str, int]:
         async with httpx.AsyncClient(base_url=base) as http:
@@ -264,7 +268,11 @@ def test_cancel_racing_the_firing_is_never_both(
 
     codes = asyncio.run(cancel_all())
     client = inspector(redis_url)
-    wait_until(lambda: settled(client), what="the wheel to settle")
+    wait_until(
+        lambda: settled(client),
+        timeout_s=last_due + LOADED_LATE_S + SETTLE_S - time.monotonic(),
+        what="the wheel to settle",
+    )
     client.close()
     fired = receiver.ids()
     assert set(codes.values()) <= {204, 409}
@@ -355,7 +363,12 @@ def test_a_name_resolving_to_loopback_is_refused_at_connect(
         timer_id = httpx.post(
             f"{base}/timer", json={"seconds": 0, "url": url}
         ).json()["id"]
-        wait_until(lambda: status(base, timer_id) == "failed", what="failed")
+        # Due now; the guard fails it at its one attempt.
+        wait_until(
+            lambda: status(base, timer_id) == "failed",
+            timeout_s=LOADED_LATE_S + SETTLE_S,
+            what="failed",
+        )
         view = httpx.get(f"{base}/timer/{timer_id}").json()
     finally:
         procs.stop_all()
@@ -390,7 +403,11 @@ def test_webhooks_are_signed_with_every_secret_across_retries(
         timer_id = httpx.post(
             f"{base}/timer", json={"seconds": 0, "url": hooks.url}
         ).json()["id"]
-        wait_until(lambda: status(base, timer_id) == "fired", what="fired")
+        wait_until(
+            lambda: status(base, timer_id) == "fired",
+            timeout_s=RETRIES_S + SETTLE_S,
+            what="fired",
+        )
     finally:
         procs.stop_all()
         hooks.stop()

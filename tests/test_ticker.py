@@ -7,7 +7,7 @@ from collections import Counter
 
 import redis as sync_redis
 
-from tests.support import poll
+from tests.support import LOADED_LATE_S, poll
 from wheel.core import buckets
 from wheel.core.buckets import Bucket, Level
 from wheel.core.states import Code
@@ -113,8 +113,11 @@ async def test_stolen_lease_is_dropped_and_moves_nothing(
     created = await queue.create(URL, 0)
     shard = queue.shard_of(created.timer_id)
     raw.set(shard.lease, b"thief")
+    # Due at once: a wait on Redis' clock, as late as a loaded poll.
     await poll(
-        lambda: _true_after(queue, created.due_ms), what="the timer due"
+        lambda: _true_after(queue, created.due_ms),
+        timeout_s=LOADED_LATE_S,
+        what="the timer due",
     )
     await one.tick()
     assert shard.shard not in one.held
@@ -193,7 +196,12 @@ async def test_full_ready_stream_holds_timers_on_the_wheel(
     one = ticker(queue, settings, "t1")
     await one.beat()
     created = [await queue.create(URL, i) for i in range(12)]
-    await poll(lambda: _true_after(queue, created[-1].due_ms), what="all due")
+    # Due within 11 ms: a wait on Redis' clock, as late as a loaded poll.
+    await poll(
+        lambda: _true_after(queue, created[-1].due_ms),
+        timeout_s=LOADED_LATE_S,
+        what="all due",
+    )
     shard = queue.keys.shard(0)
     await one.tick()
     assert len(stream_ids(raw, shard)) == 5
@@ -234,7 +242,11 @@ async def test_hour_bucket_is_cascaded_and_fired_on_time(
         await one.tick()
         return stream_ids(raw, shard) == [timer_id]
 
-    await poll(moved, what="the cascaded timer to be moved")
+    await poll(
+        moved,
+        timeout_s=0.3 + LOADED_LATE_S,
+        what="the cascaded timer to be moved",
+    )
     assert await redis_now_ms(queue) >= due_ms
     assert one.cascaded_total == 1
 

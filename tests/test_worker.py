@@ -13,7 +13,7 @@ import pytest
 import redis as sync_redis
 from aiohttp import web
 
-from tests.support import poll
+from tests.support import BACK_S, LOADED_LATE_S, poll
 from wheel.core import ids
 from wheel.core.states import TimerState
 from wheel.engine.ticker import Ticker
@@ -282,7 +282,9 @@ async def test_never_more_entries_held_than_slots(
         async def five_held() -> bool:
             return receiver.open == 5
 
-        await poll(five_held, what="5 webhooks in flight")
+        await poll(
+            five_held, timeout_s=LOADED_LATE_S, what="5 webhooks in flight"
+        )
         pending = sum(
             raw.xpending(shard.ready, GROUP)["pending"]
             for shard in keys.all_shards()
@@ -445,7 +447,8 @@ async def test_backlog_fires_oldest_first(
             await step()  # type: ignore[misc]
             return len(receiver.arrivals) == 8
 
-        await poll(all_fired, what="the backlog to fire")
+        # Due while no worker ran: they fire once one is back.
+        await poll(all_fired, timeout_s=BACK_S, what="the backlog to fire")
     by_due = [
         ids.to_text(c.timer_id)
         for c in sorted(created, key=lambda c: c.due_ms)
@@ -461,7 +464,9 @@ async def test_run_loops_fire_and_stop_cleanly(
     async with running_roles(settings) as queue:
         created = await queue.create(receiver.url, 300)
         await poll(
-            lambda: _true(len(receiver.arrivals) == 1), what="the webhook"
+            lambda: _true(len(receiver.arrivals) == 1),
+            timeout_s=0.3 + LOADED_LATE_S,
+            what="the webhook",
         )
     record = await queue_of(settings).get(created.timer_id)
     assert record is not None
