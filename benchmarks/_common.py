@@ -101,6 +101,14 @@ def add_common_args(parser: argparse.ArgumentParser, runs: int = 1) -> None:
         default=0,
         help="run a local Redis Cluster of this many masters instead",
     )
+    parser.add_argument(
+        "--redis-config",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a redis-server setting beyond the defaults, e.g. "
+        "stream-node-max-entries=16 (repeatable; single Redis only)",
+    )
     parser.add_argument("--runs", type=int, default=runs)
     parser.add_argument(
         "--out", type=Path, help="write the JSON here (default results/)"
@@ -150,6 +158,7 @@ class Group:
             redis_binary(args.redis),
             args.appendfsync,
             args.cluster_masters,
+            tuple(args.redis_config),
         )
         return self.redis.start()
 

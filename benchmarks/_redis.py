@@ -29,12 +29,16 @@ class RedisDeployment:
     binary: str
     appendfsync: str = "always"
     masters: int = 0
+    config: tuple[str, ...] = ()
+    """redis-server settings as NAME=VALUE (a single Redis only)."""
     _single: object = None
     _cluster: object = None
 
     def start(self) -> RedisDeployment:
         aof = self.appendfsync != "off"
         fsync = self.appendfsync if aof else "everysec"
+        if self.masters and self.config:
+            raise SystemExit("--redis-config is for a single Redis only")
         if self.masters:
             from wheel.embedded.cluster import EmbeddedCluster
 
@@ -54,6 +58,9 @@ class RedisDeployment:
                 appendonly=aof,
                 appendfsync=fsync,
                 binary=self.binary,
+                extra_args=[
+                    part for setting in self.config for part in _flag(setting)
+                ],
             )
             self._single.start()
         return self
@@ -90,6 +97,7 @@ class RedisDeployment:
             "version": self.version(),
             "appendfsync": self.appendfsync,
             "cluster_masters": self.masters,
+            "config": list(self.config),
         }
 
     def client(self):
@@ -109,6 +117,14 @@ class RedisDeployment:
             self._single = None
 
 
+def _flag(setting: str) -> list[str]:
+    """``NAME=VALUE`` as redis-server's ``--NAME VALUE``."""
+    name, sep, value = setting.partition("=")
+    if not sep or not name:
+        raise SystemExit(f"--redis-config wants NAME=VALUE, not {setting!r}")
+    return [f"--{name}", value]
+
+
 def describe_redis(args: argparse.Namespace) -> dict[str, object]:
     """The Redis that ``--redis``, ``--appendfsync`` and
     ``--cluster-masters`` select, for a result's JSON."""
@@ -117,6 +133,7 @@ def describe_redis(args: argparse.Namespace) -> dict[str, object]:
         redis_binary(args.redis),
         args.appendfsync,
         args.cluster_masters,
+        tuple(getattr(args, "redis_config", ())),
     ).describe()
 
 
