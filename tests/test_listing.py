@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis as sync_redis
 
-from tests.test_scripts import hour_delay, redis_ms
+from tests.test_scripts import coarse_delay, redis_ms
 from wheel.api import app as api_app
 from wheel.core import ids
 from wheel.core.buckets import DAY_MS, HOUR_MS, Level, place
@@ -230,12 +230,11 @@ async def test_ten_thousand_timers_over_64_shards_each_listed_once(
 async def test_a_cascade_under_the_cursor_asks_for_a_restart(
     one: Deployment, raw: sync_redis.Redis
 ) -> None:
-    """The cursor stands inside an hour bucket; the ticker cascades it
-    into minutes before the next page: that page answers 409, and the
-    listing started again lists every timer once."""
-    delay = hour_delay(redis_ms(raw))
-    if delay is None:
-        pytest.skip("no due time lands in an hour bucket at this time")
+    """The cursor stands inside an hour bucket (a day bucket between
+    22:54 and 23:00 UTC); the ticker cascades it before the next page:
+    that page answers 409, and the listing started again lists every
+    timer once."""
+    delay = coarse_delay(redis_ms(raw))
     near = await one.create([30_000 + i for i in range(5)])
     coarse = await one.create([delay + i * 1000 for i in range(30)])
     first = (await one.page(10)).json()
