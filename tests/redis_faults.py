@@ -29,10 +29,21 @@ from pathlib import Path
 import httpx
 import redis as sync_redis
 
-from tests.support import STOP_S, Procs, Receiver, wait_until
+from tests.support import (
+    LOADED_LATE_S,
+    PROMOTION_S,
+    SETTLE_S,
+    SNAPSHOT_S,
+    STOP_S,
+    Procs,
+    Receiver,
+    takeover_s,
+    wait_until,
+)
 from wheel.core import ids
 from wheel.embedded.cluster import EmbeddedCluster
 from wheel.embedded.server import RedisServer
+from wheel.settings import Settings
 from wheel.storage.keys import GROUP, Keys
 from wheel.storage.slots import key_slot
 
@@ -321,7 +332,7 @@ def master_failover(
     asyncio.run(around_the_kill())
     wait_until(
         lambda: promoted(cluster, victim_port, survivor),
-        timeout_s=30,
+        timeout_s=figures.times["fault"] + PROMOTION_S - time.time(),
         interval_s=0.05,
         what="a replica promoted",
     )
@@ -481,7 +492,7 @@ def refused_writes(
     # Refuse once the first webhooks are being answered.
     wait_until(
         lambda: len(receiver.arrivals) > 0,
-        timeout_s=10,
+        timeout_s=min(figures.due.values()) + LOADED_LATE_S - time.time(),
         interval_s=0.005,
         what="the first webhook",
     )
@@ -548,7 +559,7 @@ def refuse_misconf(
             lambda: (
                 client.info("persistence")["rdb_last_bgsave_status"] == "err"
             ),
-            timeout_s=10,
+            timeout_s=SNAPSHOT_S,
             what="the snapshot to fail",
         )
 
@@ -560,7 +571,7 @@ def refuse_misconf(
                     client.info("persistence")["rdb_last_bgsave_status"]
                     == "ok"
                 ),
-                timeout_s=10,
+                timeout_s=SNAPSHOT_S,
                 what="a snapshot to succeed",
             )
             client.config_set("save", "")
@@ -726,12 +737,28 @@ def worker_restarts(
     base = procs.api()
     procs.role("ticker")
     worker = procs.role("worker")
+    # Due at once, on time, or on a killed worker's shards once its
+    # heartbeat lapsed (a SIGTERMed worker leaves the registry at once);
+    # then the completion is recorded.
+    fired_s = (
+        max(
+            LOADED_LATE_S,
+            takeover_s(
+                float(
+                    procs.env.get(
+                        "WHEEL_HEARTBEAT_TTL", Settings().heartbeat_ttl
+                    )
+                )
+            ),
+        )
+        + SETTLE_S
+    )
     for n in range(restarts):
         asyncio.run(create_timers(base, receiver.url, [0] * 20, figures))
         # Fired and recorded: a kill now leaves nothing in flight.
         wait_until(
             lambda: all_fired(base, figures.acked),
-            timeout_s=10,
+            timeout_s=fired_s,
             interval_s=0.1,
             what="the timers to fire",
         )

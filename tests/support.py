@@ -4,6 +4,7 @@ the service's real processes, and bounded polling."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ import httpx
 import redis as sync_redis
 from aiohttp import web
 
+from wheel.embedded.cluster import EmbeddedCluster
 from wheel.embedded.server import free_port
 
 T = TypeVar("T")
@@ -55,11 +57,19 @@ WHEEL_RECLAIM_IDLE (its entry idle that long), by the next reclaim sweep
 HEARTBEAT_TTL_S = 3.0
 """WHEEL_HEARTBEAT_TTL of the tests that kill a worker: its shards go to
 the others within about this."""
-TAKEOVER_S = HEARTBEAT_TTL_S + HEARTBEAT_TTL_S / 3 + 1.0
-"""The most a timer on a killed role's shards may be late (its own
-reading never started): the heartbeat lapses, the survivors see it at
-their next beat (a third of the TTL), and a tick and a read follow; a
-ticker's lease (LEASE_TTL_S) lapses sooner."""
+
+
+def takeover_s(heartbeat_ttl_s: float) -> float:
+    """The most a timer on a killed role's shards may be late (its own
+    reading never started), with WHEEL_HEARTBEAT_TTL ``heartbeat_ttl_s``:
+    the heartbeat lapses, the survivors see it at their next beat (a
+    third of the TTL), and a tick and a read follow; a ticker's lease
+    (LEASE_TTL_S) lapses sooner."""
+    return heartbeat_ttl_s + heartbeat_ttl_s / 3 + 1.0
+
+
+TAKEOVER_S = takeover_s(HEARTBEAT_TTL_S)
+"""The takeover of a killed role's shards at HEARTBEAT_TTL_S."""
 BACK_S = 3.0
 """Timers due while Redis or the roles were away fire "as soon as one
 comes back": the reconnect backoff (at most 1 s), a tick, a read, a claim
@@ -73,17 +83,26 @@ SETTLE_S = 2.0
 """The wheel settles once the webhooks arrived: each completion (status,
 ack and delete of its entry) is written right after its webhook answers,
 one script call; a couple of seconds covers a loaded 2-core machine."""
-RETRIES_S = (
-    float(FAST_ENV["WHEEL_MAX_ATTEMPTS"])
-    * (
-        float(FAST_ENV["WHEEL_WEBHOOK_TIMEOUT"])
-        + float(FAST_ENV["WHEEL_RETRY_MAX"])
+
+
+def retries_s(max_attempts: int) -> float:
+    """A timer due now has made all its attempts, with the end-to-end
+    settings but WHEEL_MAX_ATTEMPTS ``max_attempts``: each attempt at
+    most WHEEL_WEBHOOK_TIMEOUT and a backoff of at most WHEEL_RETRY_MAX,
+    the first late by at most LOADED_LATE_S."""
+    return (
+        max_attempts
+        * (
+            float(FAST_ENV["WHEEL_WEBHOOK_TIMEOUT"])
+            + float(FAST_ENV["WHEEL_RETRY_MAX"])
+        )
+        + LOADED_LATE_S
     )
-    + LOADED_LATE_S
-)
-"""A timer due now has made all its attempts: WHEEL_MAX_ATTEMPTS, each
-at most WHEEL_WEBHOOK_TIMEOUT and a backoff of at most WHEEL_RETRY_MAX,
-the first late by at most LOADED_LATE_S."""
+
+
+RETRIES_S = retries_s(int(FAST_ENV["WHEEL_MAX_ATTEMPTS"]))
+"""A timer due now has made all its attempts (WHEEL_MAX_ATTEMPTS of the
+end-to-end settings)."""
 DEV_START_S = 2 * START_S
 """`timer-wheel dev` answers: two starts in sequence, its embedded Redis
 and then its roles."""
@@ -97,6 +116,36 @@ when its owner dies) has exited: no longer than it takes to start."""
 AOF_REWRITE_S = START_S
 """Redis rewrites the append-only file of a test's few thousand keys in
 a forked child: well under a second, no longer than a start."""
+SNAPSHOT_S = AOF_REWRITE_S
+"""Redis writes (or fails to write) an RDB snapshot (BGSAVE) of a
+test's few thousand keys in a forked child, as for an AOF rewrite."""
+REPLICA_SYNC_S = 1.0 + SNAPSHOT_S
+"""A redis-server started with --replicaof has linked to its primary:
+its replication cron dials the primary within a second, then a full
+sync of a near-empty dataset (a snapshot in a forked child)."""
+SIGNAL_S = 1.0
+"""A Python process has run its handler of a signal sent to it: at once
+(a blocked read is interrupted for it); a second covers a loaded 2-core
+machine."""
+CLUSTER_NODE_TIMEOUT_S = (
+    inspect.signature(EmbeddedCluster).parameters["node_timeout_ms"].default
+    / 1000
+)
+"""--cluster-node-timeout of the tests' embedded clusters (2 s)."""
+PROMOTION_S = 2 * CLUSTER_NODE_TIMEOUT_S + 2.0
+"""A SIGKILLed master of a test cluster has been replaced by its replica
+(README, Runbook: "within a few seconds (node timeout plus election)"):
+its peers flag it after the node timeout (plus up to half of it before
+the ping that times out is sent) and gossip their reports to a majority
+(about another half); the replica's election waits 0.5-1 s, and the
+votes take a round trip. Measured 3.6-4.7 s (5 kills on the 2-core
+machine, one with both cores busy)."""
+CLUSTER_START_S = 7.0
+"""`timer-wheel dev --cluster` answers: its embedded 3-master cluster
+forms (or, on a formed folder, rejoins) and its roles start; not a
+README promise but the time a local cluster takes on a loaded 2-core
+machine: measured 2.5-3.5 s (3 fresh starts and 3 restarts, idle, and
+again with both cores busy), with about twice that as headroom."""
 
 TIMER_WHEEL = shutil.which("timer-wheel") or str(
     Path(sys.executable).with_name("timer-wheel")
@@ -110,13 +159,15 @@ def wait_until(
     interval_s: float = 0.02,
     what: str = "condition",
 ) -> None:
-    """Poll ``condition`` until truthy; fail after ``timeout_s``."""
+    """Poll ``condition`` until truthy; fail after ``timeout_s`` (looked
+    at once even when the bound has already passed)."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"timed out after {timeout_s:.3g}s waiting for {what}"
+            )
         time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 async def poll(

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
 import redis as sync_redis
 
 from tests.support import (
+    BACK_S,
+    CLUSTER_START_S,
     FAST_ENV,
     LOADED_LATE_S,
+    STOP_S,
     Procs,
     Receiver,
     wait_until,
@@ -99,10 +103,11 @@ def test_worker_connections_stay_bounded_at_256_shards(
         base = procs.api()
         procs.role("ticker")
         worker = procs.role("worker")
-        timer_ids = create_many([base], receiver.url, [0, 1] * 300)
+        delays = [0, 1] * 300
+        timer_ids = create_many([base], receiver.url, delays)
         wait_until(
             lambda: set(receiver.ids()) == set(timer_ids),
-            timeout_s=60,
+            timeout_s=max(delays) + LOADED_LATE_S,
             what="600 webhooks",
         )
         counts = client_counts(redis_cluster, worker.pid)
@@ -134,7 +139,9 @@ def test_dev_cluster_fires_and_keeps_timers_across_a_restart(
             except httpx.HTTPError:
                 return False
 
-        wait_until(up, timeout_s=60, what="dev --cluster to be ready")
+        wait_until(
+            up, timeout_s=CLUSTER_START_S, what="dev --cluster to be ready"
+        )
         return process
 
     try:
@@ -145,20 +152,25 @@ def test_dev_cluster_fires_and_keeps_timers_across_a_restart(
         later = httpx.post(
             f"{base}/timer", json={"seconds": 6, "url": receiver.url}
         ).json()["id"]
+        later_due = time.monotonic() + 6
         wait_until(
             lambda: now in receiver.ids(),
             timeout_s=LOADED_LATE_S,
             what="the first webhook",
         )
-        assert procs.terminate(dev, timeout_s=40) == 0
+        assert procs.terminate(dev, timeout_s=STOP_S) == 0
         assert later not in receiver.ids()
         dev = start()
+        # On time if still ahead; if it came due while dev was down, as
+        # soon as dev is back.
         wait_until(
             lambda: later in receiver.ids(),
-            timeout_s=30,
+            timeout_s=max(
+                later_due - time.monotonic() + LOADED_LATE_S, BACK_S
+            ),
             what="the pending timer after the restart",
         )
         assert receiver.ids() == {now: 1, later: 1}
-        assert procs.terminate(dev, timeout_s=40) == 0
+        assert procs.terminate(dev, timeout_s=STOP_S) == 0
     finally:
         procs.stop_all()

@@ -694,6 +694,7 @@ def test_schedules_view_shows_next_and_last_and_pauses_and_resumes(
 
         yearly = create("0 0 1 1 *")
         often = create("*/2 * * * * *")
+        period_s = 2
         paused = create("0 12 * * *")
         assert api.patch(
             f"/schedules/{paused}", json={"paused": True}
@@ -704,7 +705,9 @@ def test_schedules_view_shows_next_and_last_and_pauses_and_resumes(
                 and api.get(f"/schedules/{often}").json()["last"]["status"]
                 == "fired"
             ),
-            timeout_s=10,
+            # Its first occurrence is due within a period, fires on time
+            # and is recorded.
+            timeout_s=period_s + LOADED_LATE_S + SETTLE_S,
             what="an occurrence fired",
         )
         page, watch = open_page(browser, f"{base}/dashboard")

@@ -14,7 +14,13 @@ import psutil
 import pytest
 import redis
 
-from tests.support import AOF_REWRITE_S, REDIS_STOP_S, wait_until
+from tests.support import (
+    AOF_REWRITE_S,
+    REDIS_STOP_S,
+    SIGNAL_S,
+    START_S,
+    wait_until,
+)
 from wheel.embedded.server import (
     RedisServer,
     binary_version,
@@ -81,11 +87,13 @@ def test_ctrl_c_spares_the_server_and_owner_death_kills_it(
     )
     pid = 0
     try:
-        pid, port = map(int, _read_line(owner, timeout_s=20).split())
+        # Two starts in sequence: the owner's Python, then its Redis.
+        started = _read_line(owner, timeout_s=2 * START_S)
+        pid, port = map(int, started.split())
         assert os.getpgid(pid) != os.getpgid(owner.pid)
         # What a terminal does on Ctrl-C: SIGINT to the foreground group.
         os.killpg(owner.pid, signal.SIGINT)
-        assert _read_line(owner, timeout_s=10) == "sigint"
+        assert _read_line(owner, timeout_s=SIGNAL_S) == "sigint"
         client = redis.Redis(port=port, single_connection_client=True)
         try:
             assert client.ping()

@@ -209,13 +209,8 @@ def test_redis_restart_keeps_completions_and_answers_no_5xx(
             what="20 in flight",
         )
         aof_redis.stop()
-        down_at = time.monotonic()
         # Redis stays down for 5 s: the webhooks finish meanwhile.
-        wait_until(
-            lambda: time.monotonic() - down_at >= 5,
-            timeout_s=10,
-            what="5 s of outage",
-        )
+        time.sleep(5)  # the outage under test, not a synchronisation
         aof_redis.start()
         wait_until(
             lambda: httpx.get(f"{base}/readyz").status_code == 200,
@@ -416,10 +411,7 @@ def test_timer_wheel_processes_log_quietly_during_an_outage(
     worker = procs.role("worker")
     mark = {p.pid: len(procs.output(p).splitlines()) for p in (ticker, worker)}
     aof_redis.stop()
-    down_at = time.monotonic()
-    wait_until(
-        lambda: time.monotonic() - down_at >= 4, timeout_s=10, what="4 s"
-    )
+    time.sleep(4)  # the outage under test, not a synchronisation
     aof_redis.start()
     for process in (ticker, worker):
         wait_until(

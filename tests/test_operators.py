@@ -27,10 +27,12 @@ from tests.support import (
     FAST_ENV,
     LOADED_LATE_S,
     SETTLE_S,
+    START_S,
     TIMER_WHEEL,
     Behaviour,
     Procs,
     Receiver,
+    retries_s,
     wait_until,
 )
 from tests.test_e2e import status
@@ -246,7 +248,9 @@ def test_metrics_equal_a_known_mix_of_outcomes(
     base = f"http://127.0.0.1:{port}"
     try:
         procs.start("run", "--port", str(port))
-        wait_until(lambda: _ready(base), timeout_s=20, what="run to be ready")
+        wait_until(
+            lambda: _ready(base), timeout_s=START_S, what="run to be ready"
+        )
         urls = [good.url] * 6 + [flaky.url] * 3 + [bad.url] * 2
         timer_ids = [
             httpx.post(f"{base}/timer", json={"url": u}).json()["id"]
@@ -256,7 +260,8 @@ def test_metrics_equal_a_known_mix_of_outcomes(
             lambda: all(
                 status(base, t) in ("fired", "failed") for t in timer_ids
             ),
-            timeout_s=30,
+            timeout_s=retries_s(int(procs.env["WHEEL_MAX_ATTEMPTS"]))
+            + SETTLE_S,
             what="every timer to finish",
         )
         text = httpx.get(f"{base}/metrics").text

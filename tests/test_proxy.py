@@ -15,6 +15,10 @@ from tests.proxy import TcpProxy
 from tests.support import wait_until
 from wheel.embedded.server import RedisServer
 
+SOCKET_TIMEOUT_S = 5.0
+"""The test clients' read timeout: a call through the proxy has ended,
+answered or failed, this long after it was sent."""
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
@@ -46,7 +50,7 @@ def _client(proxy: TcpProxy, single: bool = False) -> redis.Redis:
     return redis.Redis.from_url(
         proxy.url,
         decode_responses=True,
-        socket_timeout=5,
+        socket_timeout=SOCKET_TIMEOUT_S,
         retry=Retry(NoBackoff(), 0),
         single_connection_client=single,
     )
@@ -99,7 +103,11 @@ def test_pause_holds_a_reply_until_resume(proxy: TcpProxy) -> None:
                 assert not pending.done()
                 time.sleep(0.02)
             proxy.resume()
-            wait_until(pending.done, timeout_s=5, what="the held reply")
+            wait_until(
+                pending.done,
+                timeout_s=SOCKET_TIMEOUT_S,
+                what="the held reply",
+            )
             assert pending.result() == "held"
     finally:
         proxy.resume()

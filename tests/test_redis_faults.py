@@ -17,7 +17,14 @@ import redis as sync_redis
 from tests import redis_faults
 from tests.clusters import running_cluster
 from tests.redis_faults import Figures, describe, percentile
-from tests.support import FAST_ENV, Behaviour, Procs, Receiver, wait_until
+from tests.support import (
+    FAST_ENV,
+    REPLICA_SYNC_S,
+    Behaviour,
+    Procs,
+    Receiver,
+    wait_until,
+)
 from wheel.embedded.cluster import EmbeddedCluster
 from wheel.embedded.server import RedisServer
 from wheel.storage.keys import Keys
@@ -119,7 +126,7 @@ def primary_and_replica(
         client = sync_redis.Redis.from_url(primary.url)
         wait_until(
             lambda: client.info("replication")["connected_slaves"] == 1,
-            timeout_s=10,
+            timeout_s=REPLICA_SYNC_S,
             what="the replica to link",
         )
         client.close()

@@ -16,7 +16,14 @@ import pytest
 
 from tests.clusters import running_cluster
 from tests.redis_faults import promoted, run_roles, slot_owners
-from tests.support import FAST_ENV, Procs, Receiver, wait_until
+from tests.support import (
+    FAST_ENV,
+    LOADED_LATE_S,
+    PROMOTION_S,
+    Procs,
+    Receiver,
+    wait_until,
+)
 from wheel.core import ids
 from wheel.core.delays import parse_rfc3339, rfc3339
 from wheel.embedded.cluster import EmbeddedCluster
@@ -99,14 +106,16 @@ def test_a_master_failover_loses_and_doubles_no_occurrence(
         )
         wait_until(
             lambda: len(receiver.arrivals) >= 4 * SCHEDULES,
-            timeout_s=first_ms / 1000 - time.time() + 12,
+            timeout_s=(first_ms + 3 * PERIOD_MS) / 1000
+            + LOADED_LATE_S
+            - time.time(),
             what="four occurrences of each schedule",
         )
         killed_at = time.time()
         own_cluster.kill(own_cluster.nodes.index(victim))
         wait_until(
             lambda: promoted(own_cluster, victim_port, survivor),
-            timeout_s=30,
+            timeout_s=killed_at + PROMOTION_S - time.time(),
             interval_s=0.05,
             what="a replica promoted",
         )

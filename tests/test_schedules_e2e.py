@@ -26,6 +26,8 @@ import redis as sync_redis
 from tests.support import (
     FAST_ENV,
     HEARTBEAT_TTL_S,
+    LOADED_LATE_S,
+    SETTLE_S,
     SHARDS,
     TAKEOVER_S,
     Procs,
@@ -162,35 +164,40 @@ def test_every_2s_for_30s_through_a_ticker_and_a_worker_sigkill(
         end_at=rfc3339(last_ms),
     )
     expected = instants(first_ms, last_ms, 2000)
+
+    def left_s(instant_ms: int) -> float:
+        return instant_ms / 1000 - time.time()
+
     try:
         wait_until(
             lambda: len(receiver.arrivals) >= 4,
-            timeout_s=(first_ms - time.time() * 1000) / 1000 + 10,
+            timeout_s=left_s(expected[3]) + LOADED_LATE_S,
             what="four occurrences",
         )
         holder = owner_of(client, shard_of(schedule_id))
         victim = next(t for t in tickers if f":{t.pid}:" in holder)
         procs.kill(victim)
+        # Late by a takeover at most (the lease lapses sooner).
         wait_until(
             lambda: len(receiver.arrivals) >= 9,
-            timeout_s=20,
+            timeout_s=left_s(expected[8]) + TAKEOVER_S,
             what="nine occurrences",
         )
         # Between two webhooks: the last one is recorded as fired.
         wait_until(
             lambda: view(base, schedule_id)["fired"] == len(receiver.arrivals),
-            timeout_s=2,
+            timeout_s=SETTLE_S,
             what="the last webhook recorded",
         )
         procs.kill(workers[0])
         wait_until(
             lambda: len(receiver.arrivals) >= len(expected),
-            timeout_s=(last_ms - time.time() * 1000) / 1000 + 10,
+            timeout_s=left_s(expected[-1]) + TAKEOVER_S,
             what="every occurrence",
         )
         wait_until(
             lambda: view(base, schedule_id)["fired"] == len(expected),
-            timeout_s=10,
+            timeout_s=SETTLE_S,
             what="every occurrence recorded",
         )
     finally:
@@ -332,9 +339,10 @@ def test_edits_and_deletes_racing_occurrences(
             for _ in range(6):
                 group.append(create(base, cron=EVERY_S, url=old.url))
         created_ms = time.time() * 1000
+        # Every second: each one's second occurrence is due within 2 s.
         wait_until(
             lambda: len(old.arrivals) >= 18 * 2,
-            timeout_s=10,
+            timeout_s=created_ms / 1000 + 2 + LOADED_LATE_S - time.time(),
             what="two occurrences of each",
         )
         answered = asyncio.run(_race(base, groups, new.url))
@@ -348,7 +356,11 @@ def test_edits_and_deletes_racing_occurrences(
                 )
                 for s in groups["url"]
             ),
-            timeout_s=10,
+            # The next occurrence after each answer is due within 1 s.
+            timeout_s=max(answered[s][1] for s in groups["url"]) / 1000
+            + 1
+            + LOADED_LATE_S
+            - time.time(),
             what="every edited schedule to fire at the new url",
         )
         got = occurrences(old, new)
@@ -377,7 +389,7 @@ def test_edits_and_deletes_racing_occurrences(
                         functools.partial(
                             reads_fired, base, occurrence.timer_id
                         ),
-                        timeout_s=5,
+                        timeout_s=SETTLE_S,
                         what="the occurrence to read as fired",
                     )
                 if kind == "delete":

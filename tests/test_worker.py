@@ -13,7 +13,7 @@ import pytest
 import redis as sync_redis
 from aiohttp import web
 
-from tests.support import BACK_S, LOADED_LATE_S, poll
+from tests.support import BACK_S, LOADED_LATE_S, SETTLE_S, poll
 from wheel.core import ids
 from wheel.core.states import TimerState
 from wheel.engine.ticker import Ticker
@@ -26,6 +26,7 @@ from wheel.storage.keys import GROUP, Keys
 from wheel.storage.registry import Registry
 from wheel.storage.shards import ShardQueue
 from wheel.webhooks.guard import TargetPolicy
+from wheel.webhooks.host_limits import INITIAL_ATTEMPT_S, LOCAL_WAIT_S
 from wheel.webhooks.sender import WebhookSender
 
 LOOPBACK = TargetPolicy.build(False, "127.0.0.0/8")
@@ -143,9 +144,32 @@ async def tick_and_drain(
 
 
 async def until_final(
-    queue: ShardQueue, settings: Settings, worker: Worker, timer_id: bytes
+    queue: ShardQueue,
+    settings: Settings,
+    worker: Worker,
+    timer_id: bytes,
+    attempts: int = 1,
+    attempt_s: float = 0.0,
 ) -> TimerState:
-    """Tick and drain until the timer is fired or failed; its state."""
+    """Tick and drain until the timer is fired or failed; its state.
+
+    Bounded by what the settings promise: the first attempt on time
+    (late by LOADED_LATE_S at most), ``attempts`` attempts in all, each
+    taking ``attempt_s`` beyond that (the receiver's own pace; a silent
+    one costs ``settings.webhook_timeout``), and before each retry its
+    backoff (at most the capped exponential of ``settings.retry_base``).
+    """
+    record = await queue.get(timer_id)
+    assert record is not None
+    bound_s = (
+        max(0.0, (record.due_ms - record.now_ms) / 1000)
+        + LOADED_LATE_S
+        + attempts * attempt_s
+        + sum(
+            min(settings.retry_max, settings.retry_base * 2.0**retry)
+            for retry in range(attempts - 1)
+        )
+    )
     step = await tick_and_drain(queue, settings, worker)
 
     async def final() -> TimerState | None:
@@ -156,7 +180,7 @@ async def until_final(
             return record.state
         return None
 
-    return await poll(final, timeout_s=20, what="the timer to finish")
+    return await poll(final, timeout_s=bound_s, what="the timer to finish")
 
 
 async def test_due_timer_fires_webhook(
@@ -198,7 +222,13 @@ async def test_failing_receiver_is_retried_then_dead_lettered(
     created = await queue.create(receiver.url, 0)
     before = metrics.WEBHOOK_ATTEMPTS.labels("retry")._value.get()
     async with worker_on(queue.connection, settings) as worker:
-        state = await until_final(queue, settings, worker, created.timer_id)
+        state = await until_final(
+            queue,
+            settings,
+            worker,
+            created.timer_id,
+            attempts=settings.max_attempts,
+        )
     assert state is TimerState.FAILED
     assert len(receiver.arrivals) == 3
     record = await queue.get(created.timer_id)
@@ -223,7 +253,9 @@ async def test_retry_waits_for_its_backoff(
     receiver.statuses = [500]
     created = await queue.create(receiver.url, 0)
     async with worker_on(queue.connection, settings) as worker:
-        await until_final(queue, settings, worker, created.timer_id)
+        await until_final(
+            queue, settings, worker, created.timer_id, attempts=2
+        )
     first, second = (a.at for a in receiver.arrivals)
     assert second - first >= 0.5
 
@@ -256,7 +288,13 @@ async def test_silent_receiver_times_out_as_a_failed_attempt(
     queue = ShardQueue(queue.connection, settings)
     created = await queue.create(f"{receiver.base}/slow", 0)
     async with worker_on(queue.connection, settings) as worker:
-        state = await until_final(queue, settings, worker, created.timer_id)
+        state = await until_final(
+            queue,
+            settings,
+            worker,
+            created.timer_id,
+            attempt_s=settings.webhook_timeout,
+        )
     assert state is TimerState.FAILED
     record = await queue.get(created.timer_id)
     assert record is not None
@@ -291,9 +329,12 @@ async def test_never_more_entries_held_than_slots(
         )
         assert pending == 5
         receiver.release()
-        await asyncio.wait_for(ticker_step, 20)
+        # The rest, 5 at a time to a receiver answering at once.
+        await asyncio.wait_for(ticker_step, LOADED_LATE_S)
         await poll(
-            lambda: _all_fired(queue, 40), timeout_s=20, what="all fired"
+            lambda: _all_fired(queue, 40),
+            timeout_s=SETTLE_S,
+            what="all fired",
         )
     assert receiver.most_open == 5
 
@@ -328,7 +369,7 @@ async def test_slow_host_does_not_hold_up_others(
         fast = [(await queue.create(fast_url, 0)).timer_id for _ in range(6)]
         await poll(
             lambda: _true(len(receiver.ids("/hook")) == 6),
-            timeout_s=10,
+            timeout_s=LOADED_LATE_S,
             what="the fast host's webhooks",
         )
         # Meanwhile the slow host never had more than 2 in flight.
@@ -342,13 +383,18 @@ async def test_slow_host_does_not_hold_up_others(
         # wheel once they have waited LOCAL_WAIT_S.
         await poll(
             lambda: _true(metrics.DEFERRED._value.get() > before),
-            timeout_s=5,
+            timeout_s=LOADED_LATE_S + LOCAL_WAIT_S,
             what="the slow host's timers to be deferred",
         )
         receiver.release()
+        # The deferred ones are back on the wheel, spaced at the silent
+        # host's pace (a new host's mean attempt over its share of
+        # permits): the last is due within that many steps.
+        deferred = len(slow) - settings.host_concurrency
+        step_s = INITIAL_ATTEMPT_S / settings.host_concurrency
         await poll(
             lambda: _true(len(receiver.ids("/slow")) == 6),
-            timeout_s=15,
+            timeout_s=deferred * step_s + LOADED_LATE_S,
             what="the slow host's webhooks",
         )
     assert metrics.DEFERRED._value.get() > before
@@ -421,7 +467,13 @@ async def test_dead_consumers_entry_is_reclaimed_once(
             record = await queue.get(created.timer_id)
             return record is not None and record.state is TimerState.FIRED
 
-        await poll(fired, timeout_s=10, what="the reclaimed timer")
+        # Its entry is idle since the dead worker read it: each sweep
+        # here takes it once it has been idle reclaim_idle.
+        await poll(
+            fired,
+            timeout_s=settings.reclaim_idle + LOADED_LATE_S,
+            what="the reclaimed timer",
+        )
     assert len(receiver.arrivals) == 1
     record = await queue.get(created.timer_id)
     assert record is not None
@@ -493,7 +545,7 @@ async def test_worker_connections_do_not_grow_with_shards(
             await queue.create(receiver.url, 0)
         await poll(
             lambda: _true(len(receiver.arrivals) == 50),
-            timeout_s=20,
+            timeout_s=LOADED_LATE_S,
             what="50 webhooks",
         )
         named = [
@@ -517,7 +569,7 @@ async def test_a_burst_to_a_quick_host_waits_instead_of_deferring(
             await queue.create(receiver.url, 0)
         await poll(
             lambda: _true(len(receiver.arrivals) == 30),
-            timeout_s=10,
+            timeout_s=LOADED_LATE_S,
             what="30 webhooks",
         )
     assert metrics.DEFERRED._value.get() == before
