@@ -174,12 +174,17 @@ class HostLimiter:
                 or now - state.progress_at < LOCAL_WAIT_S
             ):
                 continue
-            step = state.mean_s / self.share
-            first = max(now, state.next_free) - now + step
-            out.append(
-                Saturated(host, state.prefix, max(MIN_DEFER_S, first), step)
-            )
+            first, step = self._place(state, now)
+            out.append(Saturated(host, state.prefix, first, step))
         return out
+
+    def _place(self, state: _Host, now: float) -> tuple[float, float]:
+        """The wait of the next free place in a host's virtual queue, and
+        the step between two places (one every mean attempt time /
+        share seconds)."""
+        step = state.mean_s / self.share
+        wait = max(now, state.next_free) - now + step
+        return max(MIN_DEFER_S, wait), step
 
     def defer_s(self, host: str) -> float:
         """How long to put off a timer for ``host``, which is at its limit.
@@ -189,7 +194,6 @@ class HostLimiter:
         """
         state = self._host(host)
         now = self._clock()
-        start = max(now, state.next_free)
-        step = state.mean_s / self.share
-        state.next_free = start + step
-        return max(MIN_DEFER_S, start - now + step)
+        wait, step = self._place(state, now)
+        state.next_free = max(now, state.next_free) + step
+        return wait
