@@ -1569,6 +1569,29 @@ async def test_a_completion_call_with_a_bad_item_writes_nothing(
     assert raw.xlen(shard.ready) == 2
 
 
+async def test_a_claim_drops_every_next_schedule_it_fires(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A fired record keeps no next schedule (``n``), whether its entry
+    comes first in the call (whose deletion also guards a full Redis) or
+    later, when the field is deleted only because it is there."""
+    for _ in range(3):
+        await create(queue, 0)
+    entries = await deliver(queue, shard)
+    assert len(entries) == 3
+    # The later two stand for retried timers: their schedule is in n.
+    for entry in entries[1:]:
+        raw.hset(shard.timer(entry.timer_id), "n", entry.sched_ms)
+
+    claims = await queue.claim(shard, CONSUMER, entries)
+
+    assert [c.verdict for c in claims] == [Verdict.FIRE] * 3
+    for entry in entries:
+        rec = record(raw, shard, entry.timer_id)
+        assert "n" not in rec
+        assert (rec["s"], rec["a"]) == ("r", "1")
+
+
 async def test_complete_retry_fires_again_only_after_the_delay(
     queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
 ) -> None:
