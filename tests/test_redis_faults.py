@@ -294,8 +294,13 @@ def test_worker_restarts_leave_no_consumers_behind(
     groups hold at most the live worker plus two, once a reclaim sweep
     has run; every timer fired once. (Heartbeats live 2 s: a killed
     worker's shards go to the next one that soon.)"""
+    heartbeat_s = 2.0
     procs = Procs(
-        {**FAST_ENV, "WHEEL_REDIS_URL": redis_url, "WHEEL_HEARTBEAT_TTL": "2"},
+        {
+            **FAST_ENV,
+            "WHEEL_REDIS_URL": redis_url,
+            "WHEEL_HEARTBEAT_TTL": str(heartbeat_s),
+        },
         tmp_path,
     )
     sweep_s = float(FAST_ENV["WHEEL_RECLAIM_IDLE"]) / 4
@@ -305,7 +310,9 @@ def test_worker_restarts_leave_no_consumers_behind(
         # at while it runs, not after every process is gone.
         wait_until(
             lambda: max(redis_faults.consumer_counts(redis_url).values()) <= 3,
-            timeout_s=2 * sweep_s + 2,
+            # A dead worker's heartbeat lapses, then a sweep that starts
+            # after it (one sweep apart) drops its consumers.
+            timeout_s=heartbeat_s + 2 * sweep_s,
             what="the dead workers' consumers to go",
         )
     finally:
