@@ -3,6 +3,7 @@ queue and the sender are stand-ins that record what they are asked)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -13,6 +14,7 @@ from wheel.core.states import Code, Outcome, Verdict
 from wheel.engine.capacity import Capacity
 from wheel.engine.firer import Firer
 from wheel.settings import Settings
+from wheel.storage.errors import RedisUnavailable
 from wheel.storage.keys import Keys
 from wheel.storage.replies import Completed
 from wheel.storage.shards import (
@@ -262,3 +264,82 @@ async def test_default_webhook_sends_no_request() -> None:
     """A plain timer's claim: the sender is given no request."""
     _, sender = await fire_once(Delivery(True, "HTTP 200", 200))
     assert sender.requests == [None]
+
+
+class HeldSender:
+    """A sender whose webhooks wait until released."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.release = asyncio.Event()
+
+    async def send(
+        self, url: str, timer_id: str, request: WebhookRequest | None = None
+    ) -> Delivery:
+        self.sent.append(timer_id)
+        await self.release.wait()
+        return Delivery(True, "HTTP 200", 200)
+
+
+async def test_an_entry_handed_over_twice_is_claimed_and_sent_once() -> None:
+    """An entry dispatched while the firer still holds it (read back
+    after a lost reply, and reclaimed) is left to its first dispatch:
+    a second claim would replay the first and send the webhook twice.
+    Once done, it is held no more."""
+    queue = KeepingQueue()
+    sender = HeldSender()
+    capacity = Capacity(4)
+    firer = Firer(
+        cast(ShardQueue, queue),
+        cast(WebhookSender, sender),
+        capacity,
+        Settings(),
+        "w1",
+    )
+    shard = Keys("tw", 1).shard(0)
+    entry = Entry(b"1-0", bytes(16), 0)
+    await capacity.take(1)
+    await firer.dispatch(shard, [entry])
+    assert firer.holds(0, b"1-0")
+    await capacity.take(1)
+    await firer.dispatch(shard, [entry])
+    assert capacity.free == 3
+    sender.release.set()
+    assert await firer.wait_idle(2.0)
+    assert len(sender.sent) == 1
+    assert len(queue.attempts) == 1
+    assert firer.held == set()
+    assert capacity.free == 4
+
+
+class FailingClaimQueue(RecordingQueue):
+    """Every claim fails as Redis does when its reply is lost."""
+
+    async def claim(
+        self,
+        shard: Any,
+        consumer: str,
+        entries: list[Entry],
+        deferrals: Sequence[Deferral] = (),
+    ) -> list[Claim]:
+        raise RedisUnavailable("no reply within 5.0s", maybe_applied=True)
+
+
+async def test_a_failed_claim_marks_its_shard_for_a_read_back() -> None:
+    """The entries of a failed claim stay pending under this worker: the
+    permits go back, the firer holds none of them, and the shard is
+    marked lost for the reader to read them back."""
+    capacity = Capacity(4)
+    firer = Firer(
+        cast(ShardQueue, FailingClaimQueue()),
+        cast(WebhookSender, object()),
+        capacity,
+        Settings(),
+        "w1",
+    )
+    await capacity.take(2)
+    entries = [Entry(b"1-0", bytes(16), 0), Entry(b"2-0", bytes(16), 0)]
+    await firer.dispatch(Keys("tw", 4).shard(3), entries)
+    assert firer.lost == {3}
+    assert firer.held == set()
+    assert capacity.free == 4

@@ -16,8 +16,9 @@ from wheel.engine.capacity import Capacity
 from wheel.engine.firer import Firer
 from wheel.engine.reader import Reader
 from wheel.settings import Settings
+from wheel.storage.errors import RedisUnavailable
 from wheel.storage.keys import Keys, ShardKeys
-from wheel.storage.shards import ShardQueue
+from wheel.storage.shards import Entry, ShardQueue
 
 SHARDS = 4
 
@@ -43,6 +44,11 @@ class ReturningFirer:
         self.capacity = capacity
         self.stuck: Counter[str] = Counter()
         self.on_unstuck: Callable[[], None] = lambda: None
+        self.lost: set[int] = set()
+        self.held: set[tuple[int, bytes]] = set()
+
+    def holds(self, shard: int, entry_id: bytes) -> bool:
+        return (shard, entry_id) in self.held
 
     async def dispatch(self, shard: ShardKeys, entries: list[Any]) -> None:
         self.capacity.give(len(entries))
@@ -163,3 +169,98 @@ async def test_run_returns_only_once_its_reads_are_done() -> None:
     one.ring(None)
     await asyncio.wait_for(running, 2)
     assert firer.dispatched == len(queue.reads)
+
+
+class LosingQueue:
+    """Shard 0's first read takes two entries and loses its reply; the
+    entries are then pending under the reader, beside one in flight."""
+
+    def __init__(self) -> None:
+        self.keys = Keys("tw", SHARDS)
+        self.pending = [Entry(b"1-0", b"t1", 0), Entry(b"2-0", b"t2", 0)]
+        self.in_flight = Entry(b"0-5", b"t0", 0)
+        self.lost_once = False
+        self.reads_back: list[bytes] = []
+
+    async def read(
+        self, shard: ShardKeys, consumer: str, count: int
+    ) -> list[Entry]:
+        if not self.lost_once:
+            self.lost_once = True
+            raise RedisUnavailable("reply lost", maybe_applied=True)
+        return []
+
+    async def read_own(
+        self, shard: ShardKeys, consumer: str, count: int, after: bytes
+    ) -> tuple[list[Entry], bytes | None]:
+        self.reads_back.append(after)
+        every = [self.in_flight, *self.pending]
+        page = [e for e in every if e.entry_id > after][:count]
+        more = len(page) == count
+        return page, page[-1].entry_id if more else None
+
+
+class HoldingFirer(ReturningFirer):
+    """Holds one entry in flight; records what it is handed."""
+
+    def __init__(self, capacity: Capacity) -> None:
+        super().__init__(capacity)
+        self.held = {(0, b"0-5")}
+        self.dispatched: list[bytes] = []
+
+    async def dispatch(self, shard: ShardKeys, entries: list[Any]) -> None:
+        self.dispatched += [entry.entry_id for entry in entries]
+        self.held |= {(shard.shard, entry.entry_id) for entry in entries}
+        self.capacity.give(len(entries))
+
+
+async def test_a_lost_read_reply_is_read_back_at_the_next_read() -> None:
+    """A read whose reply is lost may have taken entries: the next read
+    of that shard reads back the worker's own pending entries and hands
+    over those the firer does not hold, each once, then reads new ones
+    again (not waiting for the reclaimer's hold)."""
+    queue = LosingQueue()
+    capacity = Capacity(40)
+    firer = HoldingFirer(capacity)
+    one = Reader(
+        cast(ShardQueue, queue),
+        capacity,
+        cast(Firer, firer),
+        Settings(shards=SHARDS, batch_size=1),
+        "w1",
+    )
+    one.own(frozenset({0}))
+    await one.step()
+    assert firer.lost == {0}
+    assert firer.dispatched == []
+    assert capacity.free == 40
+    one.ring([0])
+    for _ in range(4):
+        await one.step()
+    assert firer.dispatched == [b"1-0", b"2-0"]
+    assert firer.lost == set()
+    assert queue.reads_back[0] == b"0"
+    assert capacity.free == 40
+
+
+async def test_a_failed_read_that_never_ran_reads_nothing_back() -> None:
+    """A read refused before it was sent took nothing: no read back."""
+    queue = LosingQueue()
+    capacity = Capacity(40)
+    firer = HoldingFirer(capacity)
+
+    async def refused(*_: object) -> list[Entry]:
+        raise RedisUnavailable("not sent", maybe_applied=False)
+
+    queue.read = refused  # type: ignore[method-assign]
+    one = Reader(
+        cast(ShardQueue, queue),
+        capacity,
+        cast(Firer, firer),
+        Settings(shards=SHARDS, batch_size=1),
+        "w1",
+    )
+    one.own(frozenset({0}))
+    await one.step()
+    assert firer.lost == set()
+    assert queue.reads_back == []

@@ -13,9 +13,11 @@ import pytest
 import redis as sync_redis
 from aiohttp import web
 
+from tests.proxy import TcpProxy
 from tests.support import BACK_S, LOADED_LATE_S, SETTLE_S, poll
 from wheel.core import ids
 from wheel.core.states import TimerState
+from wheel.embedded.server import RedisServer
 from wheel.engine.ticker import Ticker
 from wheel.engine.worker import Worker
 from wheel.runtime import metrics
@@ -574,3 +576,49 @@ async def test_a_burst_to_a_quick_host_waits_instead_of_deferring(
         )
     assert metrics.DEFERRED._value.get() == before
     assert receiver.most_open <= 2
+
+
+async def test_a_lost_read_reply_fires_at_the_next_read_not_the_reclaim(
+    queue: ShardQueue,
+    settings: Settings,
+    receiver: Receiver,
+    raw: sync_redis.Redis,
+    redis_server: RedisServer,
+) -> None:
+    """A read whose reply is lost (the proxy drops it and cuts the
+    connection, as a failover does) has taken its entries all the same:
+    they are pending under the worker, and no read of new entries returns
+    them. The worker's next read of those shards reads them back and
+    fires each once; no reclaim runs here, so without the read back
+    they would wait for WHEEL_RECLAIM_IDLE."""
+    created = [await queue.create(receiver.url, 0) for _ in range(8)]
+    ticker = Ticker(queue, Registry(queue.connection, settings), settings)
+    await ticker.beat()
+    await ticker.tick()
+    keys = queue.keys.all_shards()
+    assert sum(raw.xlen(shard.ready) for shard in keys) == len(created)
+    with TcpProxy(redis_server.port) as proxy:
+        through = settings.replace(redis_url=proxy.url)
+        connection = connect(through, client_name("test"))
+        try:
+            async with worker_on(connection, through) as worker:
+                dropped = proxy.drop_next_reply(b"XREADGROUP")
+                await worker.drain_once()
+                assert dropped.is_set()
+                taken = sum(
+                    raw.xpending(shard.ready, GROUP)["pending"]
+                    for shard in keys
+                )
+                # The fault is real: the lost read took entries.
+                assert taken >= 1
+                assert taken + len(receiver.arrivals) == len(created)
+                await worker.drain_once()
+        finally:
+            await connection.aclose()
+    wanted = sorted(ids.to_text(c.timer_id) for c in created)
+    assert sorted(receiver.ids()) == wanted
+    assert all(raw.xpending(s.ready, GROUP)["pending"] == 0 for s in keys)
+    for c in created:
+        record = await queue.get(c.timer_id)
+        assert record is not None
+        assert record.state is TimerState.FIRED

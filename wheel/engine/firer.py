@@ -7,6 +7,14 @@ completion is kept until it is written: it is retried on any Redis error,
 with backoff, for as long as the claim holds (after that another worker
 may take the entry over), and while it waits the reader takes no new
 work from that completion's Redis node (the other nodes' shards go on).
+
+The firer knows which entries it holds (:attr:`Firer.held`), from their
+dispatch to their end, and each is dispatched once at a time: an entry
+handed over twice (by a read that recovers what a lost reply left
+pending, and by the reclaimer) is claimed once. A claim or a reclaim
+that fails leaves entries pending under this worker that it does not
+hold; their shard is noted in :attr:`Firer.lost` for the reader to read
+them back.
 """
 
 from __future__ import annotations
@@ -113,6 +121,15 @@ class Firer:
         no new work from those nodes meanwhile (only from those)."""
         self.on_unstuck: Callable[[], None] = _nothing
         """Called when a node's last retrying completion is written."""
+        self.held: set[tuple[int, bytes]] = set()
+        """Entries from their dispatch to their end here, as (shard,
+        stream entry id)."""
+        self.lost: set[int] = set()
+        """Shards where entries may be pending under this worker that it
+        does not hold: a read, claim or reclaim whose outcome is unknown
+        took them. The reader reads them back
+        (:meth:`ShardQueue.read_own
+        <wheel.storage.shards.ShardQueue.read_own>`)."""
         self.counts = {
             "fired": 0,
             "retried": 0,
@@ -139,12 +156,33 @@ class Firer:
             if exc is not None:
                 self._errors.note("fire", exc)
 
+    def holds(self, shard: int, entry_id: bytes) -> bool:
+        """Whether the entry is dispatched here and not yet done."""
+        return (shard, entry_id) in self.held
+
+    def _release(self, shard: ShardKeys, entry: Entry) -> None:
+        self.held.discard((shard.shard, entry.entry_id))
+
     async def dispatch(self, shard: ShardKeys, entries: list[Entry]) -> None:
         """Claim ``entries`` (each holding a permit) and start their webhooks.
 
+        An entry this firer already holds is left to its first dispatch
+        (its permit goes back): claiming it again would replay that
+        claim and send its webhook twice.
+
         Never raises: a claim that cannot be made gives the permits back
-        and leaves the entries pending, to be read again by a reclaim.
+        and leaves the entries pending under this worker; their shard is
+        marked :attr:`lost`, for the reader to read them back.
         """
+        fresh = []
+        for entry in entries:
+            key = (shard.shard, entry.entry_id)
+            if key not in self.held:
+                self.held.add(key)
+                fresh.append(entry)
+        if len(fresh) < len(entries):
+            self.capacity.give(len(entries) - len(fresh))
+        entries = fresh
         if not entries:
             return
         sent_at = time.monotonic()
@@ -168,6 +206,9 @@ class Firer:
             )
         except Exception as exc:
             self.capacity.give(len(entries))
+            for entry in entries:
+                self._release(shard, entry)
+            self.lost.add(shard.shard)
             self._errors.note("claim", exc)
             return
         unused = 0
@@ -176,6 +217,9 @@ class Firer:
                 self._start(shard, entry, claim, sent_at)
                 continue
             unused += 1
+            if claim.verdict not in (Verdict.BUSY, Verdict.EARLY):
+                # Done with in the claim; the other two end in a task.
+                self._release(shard, entry)
             if claim.verdict is Verdict.DEFERRED:
                 # Its place in the host's virtual queue is taken (the
                 # script numbers the destinations it was given from 1).
@@ -259,8 +303,11 @@ class Firer:
         # Another worker's claim is in flight; this worker now owns the
         # entry (it reclaimed it), so it looks again when that claim lapses.
         async def recheck() -> None:
-            await asyncio.sleep(wait_ms / 1000)
-            await self.capacity.take(1)
+            try:
+                await asyncio.sleep(wait_ms / 1000)
+                await self.capacity.take(1)
+            finally:
+                self._release(shard, entry)
             await self.dispatch(shard, [entry])
 
         self._spawn(recheck)
@@ -270,6 +317,8 @@ class Firer:
             await self.queue.requeue(shard, entry)
         except Exception as exc:
             self._errors.note("requeue", exc)
+        finally:
+            self._release(shard, entry)
 
     async def _fire(
         self,
@@ -291,12 +340,14 @@ class Firer:
             if delivery is None:
                 # Cancelled at shutdown: the entry stays pending.
                 self.capacity.give(1)
+                self._release(shard, entry)
         try:
             await self._finish(
                 shard, entry, claim, delivery, sent_at, int(took_s * 1000)
             )
         finally:
             self.capacity.give(1)
+            self._release(shard, entry)
 
     async def _send(self, entry: Entry, claim: Claim) -> Delivery:
         """The webhook of a claimed timer: its own request, if it has one,
@@ -389,6 +440,7 @@ class Firer:
             code = await self._write(shard, attempt, sent_at)
         finally:
             self.capacity.give(1)
+            self._release(shard, entry)
         if code is Code.DONE:
             self._count_deferred()
 

@@ -15,6 +15,14 @@ reading the others. Shards whose node has completions waiting to be
 written (:attr:`Firer.stuck <wheel.engine.firer.Firer.stuck>`) are not
 read until those are written: more work there would only pile up
 outcomes that node cannot take yet.
+
+A read whose reply is lost may have taken entries all the same: they
+are pending under this worker, and no other worker reads them until
+the reclaimer's hold lapses. So the next read of that shard (or of one
+whose claim or reclaim failed, :attr:`Firer.lost
+<wheel.engine.firer.Firer.lost>`) first reads back this worker's own
+pending entries there and dispatches those the firer does not hold: a
+lost reply costs a poll, not the hold.
 """
 
 from __future__ import annotations
@@ -31,9 +39,15 @@ from wheel.engine.firer import Firer
 from wheel.runtime.lifecycle import ErrorLog
 from wheel.settings import Settings
 from wheel.storage.doorbell import POLL_S
-from wheel.storage.shards import ShardQueue
+from wheel.storage.errors import RedisUnavailable
+from wheel.storage.keys import ShardKeys
+from wheel.storage.shards import Entry, ShardQueue
 
 log = logging.getLogger(__name__)
+
+RECOVERY_PAGES = 8
+"""Most pages of its own pending entries one read back takes (the rest
+wait for the next read of the shard)."""
 
 
 class Reader:
@@ -176,15 +190,51 @@ class Reader:
         firer; entries read. Never raises: an error is logged and the
         permits go back."""
         shard = self.queue.keys.shard(k)
+        reading_back = k in self.firer.lost
         try:
-            entries = await self.queue.read(shard, self.consumer, count)
+            if reading_back:
+                entries = await self._read_back(shard, count)
+            else:
+                entries = await self.queue.read(shard, self.consumer, count)
         except Exception as exc:
             self.capacity.give(count)
+            if isinstance(exc, RedisUnavailable) and exc.maybe_applied:
+                self.firer.lost.add(k)
             self._errors.note("read", exc)
             return 0
         self.capacity.give(count - len(entries))
-        if len(entries) == count and k in self.owned:
+        # After a read back, new entries may be waiting too.
+        if (reading_back or len(entries) == count) and k in self.owned:
             self._hot[k] = None
         self.read_total += len(entries)
         await self.firer.dispatch(shard, entries)
         return len(entries)
+
+    async def _read_back(self, shard: ShardKeys, count: int) -> list[Entry]:
+        """Up to ``count`` of this worker's pending entries on ``shard``
+        that the firer does not hold, oldest first; the shard leaves
+        :attr:`Firer.lost <wheel.engine.firer.Firer.lost>` once none is
+        left over."""
+        k = shard.shard
+        # A page holds what the firer is busy with and then some.
+        page = count + len(self.firer.held)
+        found: list[Entry] = []
+        after: bytes | None = b"0"
+        for _ in range(RECOVERY_PAGES):
+            assert after is not None
+            entries, after = await self.queue.read_own(
+                shard, self.consumer, page, after
+            )
+            found += [
+                e for e in entries if not self.firer.holds(k, e.entry_id)
+            ]
+            if after is None or len(found) > count:
+                break
+        if after is None and len(found) <= count:
+            self.firer.lost.discard(k)
+        if found:
+            log.info(
+                "read back entries a lost reply left pending",
+                extra={"shard": k, "count": min(count, len(found))},
+            )
+        return found[:count]

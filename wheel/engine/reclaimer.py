@@ -109,6 +109,8 @@ class Reclaimer:
                 )
             except BaseException:
                 self.capacity.give(permits)
+                # It may have moved entries to this worker all the same.
+                self.firer.lost.add(shard.shard)
                 raise
             self._cursors[shard.shard] = cursor
             self.capacity.give(permits - len(entries))

@@ -296,8 +296,14 @@ class Connection:
         *args: Any,
         ack: bool = False,
         deadline_s: float = DEADLINE_S,
+        resend: bool = True,
     ) -> Any:
         """Run a command on the node of ``key``; its raw reply.
+
+        ``resend=False`` is for a command whose lost reply the caller
+        must know of (a read that moves entries to its consumer): once
+        an attempt was written and its reply lost, it is not sent again
+        and the call raises ``RedisUnavailable(maybe_applied=True)``.
 
         Raises:
             RedisUnavailable: not applied within ``deadline_s``, retries
@@ -309,7 +315,7 @@ class Connection:
                 command ran on the master; the error carries its reply).
             redis.exceptions.ResponseError: the command is wrong (a bug).
         """
-        return await self._run(key, args, ack, deadline_s)
+        return await self._run(key, args, ack, deadline_s, resend)
 
     async def script(
         self,
@@ -330,6 +336,7 @@ class Connection:
         command: tuple[Any, ...],
         ack: bool,
         deadline_s: float,
+        resend: bool = True,
     ) -> Any:
         deadline = time.monotonic() + deadline_s
         pauses = 0
@@ -414,6 +421,10 @@ class Connection:
                 if kind is Kind.LOST and call is not None and call.sent:
                     maybe_applied = True
                 await self._failed(name, exc, kind)
+                if maybe_applied and not resend:
+                    raise RedisUnavailable(
+                        describe(exc), maybe_applied=True
+                    ) from exc
                 await self._pause(pauses, deadline)
                 pauses += 1
                 continue

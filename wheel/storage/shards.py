@@ -580,7 +580,38 @@ class ShardQueue:
     async def read(
         self, shard: ShardKeys, consumer: str, count: int
     ) -> list[Entry]:
-        """Take up to ``count`` new entries for ``consumer`` (no blocking)."""
+        """Take up to ``count`` new entries for ``consumer`` (no blocking).
+
+        A read whose reply is lost is not sent again: it may have given
+        entries to ``consumer`` (see :meth:`read_own`), and a second read
+        would hide that behind its own answer.
+
+        Raises:
+            RedisUnavailable: no answer within a second; with
+                ``maybe_applied``, the entries it took are pending under
+                ``consumer``, unseen.
+        """
+        items = await self._read_group(shard, consumer, count, b">")
+        return [entry_of(item) for item in items if item[1]]
+
+    async def read_own(
+        self, shard: ShardKeys, consumer: str, count: int, after: bytes
+    ) -> tuple[list[Entry], bytes | None]:
+        """Entries pending under ``consumer``, from the first with an id
+        above ``after`` (``b"0"``: from the start), in id order, up to
+        ``count`` of them: what a read or claim whose reply was lost left
+        there. Entries deleted meanwhile are left out.
+
+        Returns the entries and the id to go on from, or None when this
+        was the last page.
+        """
+        items = await self._read_group(shard, consumer, count, after)
+        entries = [entry_of(item) for item in items if item[1]]
+        return entries, items[-1][0] if len(items) == count else None
+
+    async def _read_group(
+        self, shard: ShardKeys, consumer: str, count: int, start: bytes
+    ) -> list[Any]:
         try:
             reply = await self.connection.call(
                 shard.ready,
@@ -592,8 +623,10 @@ class ShardQueue:
                 count,
                 "STREAMS",
                 shard.ready,
-                ">",
+                start,
                 deadline_s=1.0,
+                # A history read changes nothing: safe to send again.
+                resend=start != b">",
             )
         except ResponseError as exc:
             if not no_group(exc):
@@ -601,9 +634,8 @@ class ShardQueue:
             # A flushed Redis, or one restarted without persistence.
             await self.ensure_group(shard)
             return []
-        if not reply:
-            return []
-        return [entry_of(entry) for entry in reply[0][1] if entry[1]]
+        items: list[Any] = reply[0][1] if reply else []
+        return items
 
     async def claim(
         self,
