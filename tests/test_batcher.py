@@ -13,6 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from tests.proxy import TcpProxy
+from tests.support import REPLICA_SYNC_S
 from wheel.embedded.server import RedisServer
 from wheel.storage.batcher import MAX_BATCH, pack
 from wheel.storage.connection import Connection
@@ -236,7 +237,7 @@ def replicated(
     replica.start()
     client = sync_redis.Redis.from_url(master.url)
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + REPLICA_SYNC_S
         for _ in range(1000):
             info = client.info("replication")
             if info.get("slave0", {}).get("state") == "online":

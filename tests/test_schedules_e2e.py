@@ -257,7 +257,8 @@ def test_a_10s_stop_of_every_ticker_and_worker_under_each_policy(
     }
     wait_until(
         lambda: len(receiver.arrivals) >= 3 * 3,
-        timeout_s=(first_ms / 1000 - time.time()) + 10,
+        # The third of each is due 4 s after the first.
+        timeout_s=(first_ms / 1000 + 4 - time.time()) + LOADED_LATE_S,
         what="three occurrences of each",
     )
     stopped_at_ms = time.time() * 1000
@@ -273,7 +274,7 @@ def test_a_10s_stop_of_every_ticker_and_worker_under_each_policy(
             and view(base, s)["last"]["status"] in ("fired", "failed")
             for s in by_policy.values()
         ),
-        timeout_s=(last_ms / 1000 - time.time()) + 10,
+        timeout_s=(last_ms / 1000 - time.time()) + LOADED_LATE_S + SETTLE_S,
         what="every schedule to end",
     )
     got = occurrences(receiver)
