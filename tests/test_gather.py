@@ -133,3 +133,60 @@ async def test_a_request_cancelled_in_flight_leaves_the_others_theirs() -> (
     assert await second == 20
     assert first.cancelled()
     assert calls.made == [("a", [1, 2])]
+
+
+class HeldCalls(Calls):
+    """Calls that stay out until released, one release each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Queue[None]()
+
+    async def __call__(self, key: str, items: Sequence[int]) -> list[int]:
+        self.made.append((key, list(items)))
+        await self.release.get()
+        return [item * 10 for item in items]
+
+
+async def turns(count: int = 5) -> None:
+    """Let the event loop run ``count`` turns (a request reaches its
+    call in three: the submit, the group's send, the call's start)."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+async def test_a_serial_key_gathers_behind_its_call_on_the_wire() -> None:
+    """With ``serial``, a lone request leaves at once; those made while
+    its call is out wait and leave together, in one call, the moment it
+    returns; another key is not held up."""
+    calls = HeldCalls()
+    gatherer: Gatherer[str, int, int] = Gatherer(calls, serial=True)
+    first = asyncio.ensure_future(gatherer.submit("a", 1))
+    await turns()
+    assert calls.made == [("a", [1])]
+    later = [asyncio.ensure_future(gatherer.submit("a", n)) for n in (2, 3, 4)]
+    other = asyncio.ensure_future(gatherer.submit("b", 9))
+    await turns()
+    assert calls.made == [("a", [1]), ("b", [9])]
+    calls.release.put_nowait(None)
+    assert await first == 10
+    await turns()
+    assert calls.made[2:] == [("a", [2, 3, 4])]
+    for _ in range(2):
+        calls.release.put_nowait(None)
+    assert await asyncio.gather(*later, other) == [20, 30, 40, 90]
+
+
+async def test_without_serial_a_later_turn_does_not_wait() -> None:
+    """The default gatherer sends a later turn's request while the
+    earlier call is still out."""
+    calls = HeldCalls()
+    gatherer: Gatherer[str, int, int] = Gatherer(calls)
+    first = asyncio.ensure_future(gatherer.submit("a", 1))
+    await turns()
+    second = asyncio.ensure_future(gatherer.submit("a", 2))
+    await turns()
+    assert calls.made == [("a", [1]), ("a", [2])]
+    calls.release.put_nowait(None)
+    calls.release.put_nowait(None)
+    assert await asyncio.gather(first, second) == [10, 20]
