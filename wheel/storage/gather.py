@@ -8,14 +8,6 @@ key (a shard) made before the event loop next runs its callbacks and
 hands them to one call, up to ``most`` at a time. It adds no wait: the
 call is sent in the same turn a lone request would have been.
 
-A ``serial`` gatherer also keeps one call per key on the wire: requests
-made while that key's call is out wait for it and leave together the
-moment it returns (group commit). A lone request still leaves at once;
-under load the calls grow instead of multiplying, and Redis pays its
-per-call cost (the script's start, its clock, and with
-``appendfsync always`` the fsync of that turn) once for many. The wait
-is at most one round trip.
-
 Every request gets its own result, or the call's exception: a failed call
 fails each of its requests, and each caller decides for itself whether to
 try again (then in whatever group forms at that time). A request whose
@@ -25,7 +17,6 @@ caller gave up before its group left is not sent.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
@@ -44,14 +35,10 @@ class Gatherer(Generic[K, T, R]):
         self,
         call: Callable[[K, Sequence[T]], Awaitable[Sequence[R]]],
         most: int = 64,
-        serial: bool = False,
     ) -> None:
         self._call = call
         self._most = most
-        self._serial = serial
         self._open: dict[K, list[tuple[T, asyncio.Future[R]]]] = {}
-        self._out: dict[K, int] = {}
-        """Calls on the wire, per key (kept only when ``serial``)."""
         self._calls: set[asyncio.Task[None]] = set()
 
     async def submit(self, key: K, item: T) -> R:
@@ -61,8 +48,7 @@ class Gatherer(Generic[K, T, R]):
         group = self._open.get(key)
         if group is None:
             group = self._open[key] = []
-            if key not in self._out:
-                loop.call_soon(self._send, key)
+            loop.call_soon(self._send, key)
         group.append((item, future))
         return await future
 
@@ -78,18 +64,6 @@ class Gatherer(Generic[K, T, R]):
             )
             self._calls.add(task)
             task.add_done_callback(self._calls.discard)
-            if self._serial:
-                self._out[key] = self._out.get(key, 0) + 1
-                task.add_done_callback(functools.partial(self._back, key))
-
-    def _back(self, key: K, _: object) -> None:
-        """A serial key's call returned: the requests made meanwhile go."""
-        self._out[key] -= 1
-        if self._out[key]:
-            return
-        del self._out[key]
-        if key in self._open:
-            self._send(key)
 
     async def _run(
         self, key: K, group: list[tuple[T, asyncio.Future[R]]]

@@ -18,7 +18,6 @@ import asyncio
 import os
 import random
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,9 +68,6 @@ RESULT_CHARS = 200
 """Most characters of an attempt's error kept in a record."""
 COMPLETIONS_PER_CALL = 64
 """Most attempts one completion call records."""
-MIN_CALL_S = 0.05
-"""The shortest deadline a gathered call is given (its requests' own
-ran out while they waited for the call before it)."""
 CREATES_PER_CALL = 64
 """Most timers one create call stores."""
 RESCHEDULE_TRIES = 5
@@ -154,7 +150,7 @@ class ShardQueue:
         """How long a claim holds (``WHEEL_RECLAIM_IDLE``) in ms."""
         self._completions: Gatherer[
             tuple[ShardKeys, str], tuple[Attempt, float], Completed
-        ] = Gatherer(self._complete_many, COMPLETIONS_PER_CALL, serial=True)
+        ] = Gatherer(self._complete_many, COMPLETIONS_PER_CALL)
         self._creates: Gatherer[ShardKeys, NewTimer, tuple[Created, str]] = (
             Gatherer(self._create_many, CREATES_PER_CALL)
         )
@@ -707,15 +703,13 @@ class ShardQueue:
         """Record an attempt's outcome and ack its entry (retry: wheel).
 
         Attempts of one shard completed in the same turn of the event
-        loop go in one script call, and while a shard's call is out the
-        next ones gather behind it (see :mod:`wheel.storage.gather`); a
-        failed call fails each of them. ``deadline_s`` counts from now,
-        the wait for the call before included. With replica acks, a completion
+        loop go in one script call (see :mod:`wheel.storage.gather`); a
+        failed call fails each of them. With replica acks, a completion
         the replicas did not confirm in time is still done (it ran on the
         master): ``replicated`` says so.
         """
         return await self._completions.submit(
-            (shard, consumer), (attempt, time.monotonic() + deadline_s)
+            (shard, consumer), (attempt, deadline_s)
         )
 
     async def _complete_many(
@@ -779,11 +773,7 @@ class ShardQueue:
             [*keys, *schedules],
             args,
             ack=True,
-            # A request may have waited for the call before this one.
-            deadline_s=max(
-                MIN_CALL_S,
-                min(deadline for _, deadline in attempts) - time.monotonic(),
-            ),
+            deadline_s=min(deadline for _, deadline in attempts),
         )
         replicated = True
         try:
