@@ -45,11 +45,6 @@ from wheel.storage.shards import Entry, ShardQueue
 
 log = logging.getLogger(__name__)
 
-MIN_READ = 8
-"""Fewest entries a read asks for while permits are scarce: with few
-free, they go to a few shards in reads of this many, not one or two to
-every hot shard (each read is a round trip and a claim call; the others
-are read with the next permits)."""
 RECOVERY_PAGES = 8
 """Most pages of its own pending entries one read back takes (the rest
 wait for the next read of the shard)."""
@@ -161,8 +156,7 @@ class Reader:
         # Let permits freed in this loop turn join the read.
         await asyncio.sleep(0)
         permits += self.capacity.take_now(wanted - permits)
-        least = min(batch, MIN_READ)
-        hot = self._readable()[: max(1, permits // least)]
+        hot = self._readable()[:permits]
         if not hot:
             self.capacity.give(permits)
             return []
