@@ -8,7 +8,7 @@ import gc
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -54,20 +54,29 @@ class ReturningFirer:
         self.capacity.give(len(entries))
 
 
+F = TypeVar("F", bound=ReturningFirer)
+
+
+def reader_on(
+    queue: object, firer_of: Callable[[Capacity], F], batch_size: int = 10
+) -> tuple[Reader, F]:
+    """A reader of ``queue`` with 40 permits, and its stand-in firer."""
+    capacity = Capacity(40)
+    firer = firer_of(capacity)
+    one = Reader(
+        cast(ShardQueue, queue),
+        capacity,
+        cast(Firer, firer),
+        Settings(shards=SHARDS, batch_size=batch_size),
+        "w1",
+    )
+    return one, firer
+
+
 def reader() -> tuple[Reader, BacklogQueue]:
     queue = BacklogQueue()
-    capacity = Capacity(40)
-    settings = Settings(shards=SHARDS, batch_size=10)
-    return (
-        Reader(
-            cast(ShardQueue, queue),
-            capacity,
-            cast(Firer, ReturningFirer(capacity)),
-            settings,
-            "w1",
-        ),
-        queue,
-    )
+    one, _ = reader_on(queue, ReturningFirer)
+    return one, queue
 
 
 async def test_a_shard_given_away_is_read_no_more_though_it_has_backlog() -> (
@@ -125,15 +134,7 @@ async def test_what_escapes_a_read_is_logged_not_left_to_the_loop(
 ) -> None:
     """An error past the read (the firer's dispatch) is the reader's to
     log: nothing is left for asyncio's "never retrieved"."""
-    queue = BacklogQueue()
-    capacity = Capacity(40)
-    one = Reader(
-        cast(ShardQueue, queue),
-        capacity,
-        cast(Firer, FailingFirer(capacity)),
-        Settings(shards=SHARDS, batch_size=10),
-        "w1",
-    )
+    one, _ = reader_on(BacklogQueue(), FailingFirer)
     one.own(frozenset({0}))
     unretrieved: list[dict[str, Any]] = []
     loop = asyncio.get_running_loop()
@@ -152,15 +153,7 @@ async def test_run_returns_only_once_its_reads_are_done() -> None:
     """Stopping the reader waits for the reads under way, so the worker's
     wait for webhooks in flight sees what they claimed."""
     queue = BacklogQueue()
-    capacity = Capacity(40)
-    firer = SlowFirer(capacity)
-    one = Reader(
-        cast(ShardQueue, queue),
-        capacity,
-        cast(Firer, firer),
-        Settings(shards=SHARDS, batch_size=10),
-        "w1",
-    )
+    one, firer = reader_on(queue, SlowFirer)
     one.own(frozenset(range(SHARDS)))
     stop = asyncio.Event()
     running = asyncio.create_task(one.run(stop))
@@ -220,15 +213,8 @@ async def test_a_lost_read_reply_is_read_back_at_the_next_read() -> None:
     over those the firer does not hold, each once, then reads new ones
     again (not waiting for the reclaimer's hold)."""
     queue = LosingQueue()
-    capacity = Capacity(40)
-    firer = HoldingFirer(capacity)
-    one = Reader(
-        cast(ShardQueue, queue),
-        capacity,
-        cast(Firer, firer),
-        Settings(shards=SHARDS, batch_size=1),
-        "w1",
-    )
+    one, firer = reader_on(queue, HoldingFirer, batch_size=1)
+    capacity = firer.capacity
     one.own(frozenset({0}))
     await one.step()
     assert firer.lost == {0}
@@ -246,20 +232,12 @@ async def test_a_lost_read_reply_is_read_back_at_the_next_read() -> None:
 async def test_a_failed_read_that_never_ran_reads_nothing_back() -> None:
     """A read refused before it was sent took nothing: no read back."""
     queue = LosingQueue()
-    capacity = Capacity(40)
-    firer = HoldingFirer(capacity)
 
     async def refused(*_: object) -> list[Entry]:
         raise RedisUnavailable("not sent", maybe_applied=False)
 
     queue.read = refused  # type: ignore[method-assign]
-    one = Reader(
-        cast(ShardQueue, queue),
-        capacity,
-        cast(Firer, firer),
-        Settings(shards=SHARDS, batch_size=1),
-        "w1",
-    )
+    one, firer = reader_on(queue, HoldingFirer, batch_size=1)
     one.own(frozenset({0}))
     await one.step()
     assert firer.lost == set()
