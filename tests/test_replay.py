@@ -50,10 +50,12 @@ from wheel.core.buckets import (
 )
 from wheel.core.states import Code, Outcome, TimerState
 from wheel.settings import Settings
+from wheel.storage import legacy
 from wheel.storage.inspect import Inspector
 from wheel.storage.keys import GROUP, ShardKeys
 from wheel.storage.listing import Listing, Query
 from wheel.storage.registry import Registry
+from wheel.storage.replies import Record
 from wheel.storage.schedules import Edit, ScheduleStore
 from wheel.storage.scripts import NAMES, Script
 from wheel.storage.shards import ShardQueue
@@ -414,6 +416,18 @@ async def _complete_occurrence(
     store = ScheduleStore(queue)
     _, attempt = await occurrence_firing(store, shard, raw)
     await queue.complete(shard, CONSUMER, attempt, deadline_s=2.0)
+
+
+@case("import_finished")
+async def _import_finished(
+    queue: ShardQueue, shard: ShardKeys, raw: Any
+) -> None:
+    now = redis_ms(raw)
+    record = Record(
+        TimerState.FIRED, now - 5_000, 1, now, finished_ms=now, result="200"
+    )
+    timer_id = queue.ids.new(now - 5_000, SHARDS, SHARD)
+    await legacy.import_finished(queue, timer_id, record, HOUR_MS)
 
 
 def test_every_script_has_a_replay_case() -> None:

@@ -32,6 +32,7 @@ from wheel.core import ids
 from wheel.core.states import TimerState, state_code
 from wheel.storage.keys import LegacyKeys
 from wheel.storage.replies import Record
+from wheel.storage.scripts import SCRIPTS
 from wheel.storage.shards import DEAD_LETTER_MAXLEN, ShardQueue
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ async def _one(
             finished_ms=int(record.get("finished") or now_ms),
             result=_text(record.get("result")).removeprefix("HTTP "),
         )
-        await _import_finished(queue, timer_id, finished, max(ttl_ms, 60_000))
+        await import_finished(queue, timer_id, finished, max(ttl_ms, 60_000))
         counts["finished"] += 1
     else:
         await queue.create(url, max(0, due_ms - now_ms), timer_id=timer_id)
@@ -169,7 +170,7 @@ async def _drop_shard(
         await connection.call(name.encode(), "DEL", name)
 
 
-async def _import_finished(
+async def import_finished(
     queue: ShardQueue, timer_id: bytes, record: Record, ttl_ms: int
 ) -> None:
     """Write a finished record as-is (migration from an older layout)."""
@@ -180,21 +181,10 @@ async def _import_finished(
         f"{state_code(record.state)}{record.attempts},{record.due_ms},"
         f"{finished_ms - record.due_ms},{record.result}"
     )
-    await queue.connection.call(key, "HSET", key, timer_id, packed)
-    await _keep(queue, key, ttl_ms)
-    # Listed as keep() in _prelude.lua lists an hour, for GET /timers.
-    hour = ids.finished_hour(timer_id)
-    deadline = record.now_ms + ttl_ms
-    await queue.connection.call(
-        shard.finished_hours, "ZADD", shard.finished_hours, hour, hour
-    )
-    await queue.connection.call(
-        shard.finished_expiry,
-        "ZADD",
-        shard.finished_expiry,
-        "GT",
-        deadline,
-        hour,
+    await queue.connection.script(
+        SCRIPTS["import_finished"],
+        [key, shard.finished_hours, shard.finished_expiry],
+        [timer_id, packed, ttl_ms, ids.finished_hour(timer_id)],
     )
 
 
@@ -227,8 +217,3 @@ async def _import_dead_letter(
         "t",
         at_ms,
     )
-
-
-async def _keep(queue: ShardQueue, key: bytes, ttl_ms: int) -> None:
-    if await queue.connection.call(key, "PTTL", key) < ttl_ms:
-        await queue.connection.call(key, "PEXPIRE", key, ttl_ms)

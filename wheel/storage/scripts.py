@@ -37,6 +37,7 @@ NAMES = (
     "delete_schedule",
     "roll",
     "read_schedules",
+    "import_finished",
 )
 
 
