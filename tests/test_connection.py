@@ -299,6 +299,33 @@ async def test_lost_create_reply_makes_exactly_one_timer(
     assert raw.get(shard.count) == b"1"
 
 
+@pytest.mark.parametrize("resend", [True, False])
+async def test_a_lost_reply_is_sent_again_only_when_allowed(
+    proxy: TcpProxy, settings: Settings, raw: sync_redis.Redis, resend: bool
+) -> None:
+    """A command whose reply is lost after Redis ran it (the proxy drops
+    the reply and cuts the connection) is sent again on a fresh one by
+    default; with ``resend=False`` the call says at once that it may
+    have run, so a caller whose command moves data (a read of new
+    entries) can look for what it did."""
+    through = settings.replace(redis_url=proxy.url)
+    connection = production(through)
+    try:
+        await connection.start()
+        dropped = proxy.drop_next_reply(b"INCR")
+        call = connection.call(b"n", "INCR", b"n", resend=resend)
+        if resend:
+            assert await call == 2
+        else:
+            with pytest.raises(RedisUnavailable) as caught:
+                await call
+            assert caught.value.maybe_applied
+        assert dropped.is_set()
+    finally:
+        await connection.aclose()
+    assert raw.get(b"n") == (b"2" if resend else b"1")
+
+
 # -- loading and demotion ---------------------------------------------------
 
 
