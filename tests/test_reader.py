@@ -242,3 +242,22 @@ async def test_a_failed_read_that_never_ran_reads_nothing_back() -> None:
     await one.step()
     assert firer.lost == set()
     assert queue.reads_back == []
+
+
+async def test_a_shard_given_away_is_still_read_back() -> None:
+    """Entries a lost read left pending under this worker stay its own
+    when the shard goes to another worker (whose reads of new entries
+    never return them): the poll still reads them back here, and only
+    them."""
+    queue = LosingQueue()
+    one, firer = reader_on(queue, HoldingFirer, batch_size=1)
+    one.own(frozenset(range(SHARDS)))
+    await one.step()
+    assert firer.lost == {0}
+    one.own(frozenset({1, 2, 3}))
+    one.ring(None)
+    for _ in range(4):
+        await one.step()
+    assert firer.dispatched == [b"1-0", b"2-0"]
+    assert firer.lost == set()
+    assert not one.has_work

@@ -76,25 +76,34 @@ class Reader:
         self.read_total = 0
 
     def own(self, shards: frozenset[int]) -> None:
-        """Set the shards to read; new ones are read at once, lost ones
-        no more (a shard kept hot by full reads would otherwise be read
-        here and by its new owner for as long as its backlog lasts)."""
+        """Set the shards to read; new ones are read at once, those given
+        away no more (a shard kept hot by full reads would otherwise be
+        read here and by its new owner for as long as its backlog lasts),
+        except to read back what a lost reply left pending there under
+        this worker (no other worker's read would find it)."""
         gained = shards - self.owned
         self.owned = shards
         for shard in list(self._hot):
-            if shard not in shards:
+            if not self._wanted(shard):
                 del self._hot[shard]
         self.ring(sorted(gained))
 
+    def _wanted(self, shard: int) -> bool:
+        """Whether ``shard`` is to be read: owned, or left to read back."""
+        return shard in self.owned or shard in self.firer.lost
+
     @property
     def has_work(self) -> bool:
-        """Whether some owned shard is marked worth a read."""
+        """Whether some shard is marked worth a read."""
         return bool(self._hot)
 
     def ring(self, shards: Sequence[int] | None) -> None:
-        """Mark ``shards`` (None: every owned shard) as worth a read."""
-        for shard in self.owned if shards is None else shards:
-            if shard in self.owned:
+        """Mark ``shards`` (None: every owned shard, and those left to
+        read back) as worth a read."""
+        if shards is None:
+            shards = sorted(self.owned | self.firer.lost)
+        for shard in shards:
+            if self._wanted(shard):
                 self._hot[shard] = None
         if self._hot:
             self._wake.set()
@@ -191,6 +200,10 @@ class Reader:
         permits go back."""
         shard = self.queue.keys.shard(k)
         reading_back = k in self.firer.lost
+        if not reading_back and k not in self.owned:
+            # Given away, and read back meanwhile: nothing to do here.
+            self.capacity.give(count)
+            return 0
         try:
             if reading_back:
                 entries = await self._read_back(shard, count)
@@ -204,7 +217,7 @@ class Reader:
             return 0
         self.capacity.give(count - len(entries))
         # After a read back, new entries may be waiting too.
-        if (reading_back or len(entries) == count) and k in self.owned:
+        if (reading_back or len(entries) == count) and self._wanted(k):
             self._hot[k] = None
         self.read_total += len(entries)
         await self.firer.dispatch(shard, entries)
