@@ -48,6 +48,10 @@ from wheel.settings import Settings
 from wheel.storage.keys import GROUP, Keys
 from wheel.storage.slots import key_slot
 
+PROMOTION_GRACE_S = 5.0
+"""README: a failed master's timers fire within its replica's promotion
+plus this (every one: a read whose reply the failover lost is read back
+at the next read), and /readyz is 200 again by then."""
 CREATE_CONCURRENCY = 32
 
 
@@ -335,10 +339,12 @@ def master_failover(
             what="a replica promoted",
         )
         figures.times["promoted"] = time.time()
-        # README: /readyz is 200 again within 5 s of the promotion, and
-        # the failed master's timers fire within 5 s.
+        # README: /readyz is 200 again within PROMOTION_GRACE_S of the
+        # promotion, and the failed master's timers fire by then.
         ready = ready_at(
-            base, figures.times["promoted"], figures.times["promoted"] + 5
+            base,
+            figures.times["promoted"],
+            figures.times["promoted"] + PROMOTION_GRACE_S,
         )
         if ready is not None:
             figures.times["ready"] = ready
@@ -371,7 +377,7 @@ def master_failover(
     settle(
         figures,
         receiver,
-        max(last_due, figures.times["promoted"]) + 5,
+        max(last_due, figures.times["promoted"]) + PROMOTION_GRACE_S,
         figures.acked,
     )
     after_promotion = [

@@ -164,23 +164,27 @@ async def test_run_returns_only_once_its_reads_are_done() -> None:
     assert firer.dispatched == len(queue.reads)
 
 
-class LosingQueue:
-    """Shard 0's first read takes two entries and loses its reply; the
-    entries are then pending under the reader, beside one in flight."""
+LOST = RedisUnavailable("reply lost", maybe_applied=True)
+REFUSED = RedisUnavailable("not sent", maybe_applied=False)
 
-    def __init__(self) -> None:
+
+class LosingQueue:
+    """The first reads fail as ``failures`` say, then none finds a new
+    entry. The lost one took two entries: they are pending under the
+    reader, beside one in flight."""
+
+    def __init__(self, failures: tuple[Exception, ...] = (LOST,)) -> None:
         self.keys = Keys("tw", SHARDS)
         self.pending = [Entry(b"1-0", b"t1", 0), Entry(b"2-0", b"t2", 0)]
         self.in_flight = Entry(b"0-5", b"t0", 0)
-        self.lost_once = False
+        self.failures = list(failures)
         self.reads_back: list[bytes] = []
 
     async def read(
         self, shard: ShardKeys, consumer: str, count: int
     ) -> list[Entry]:
-        if not self.lost_once:
-            self.lost_once = True
-            raise RedisUnavailable("reply lost", maybe_applied=True)
+        if self.failures:
+            raise self.failures.pop(0)
         return []
 
     async def read_own(
@@ -208,15 +212,20 @@ class HoldingFirer(ReturningFirer):
 
 
 async def test_a_lost_read_reply_is_read_back_at_the_next_read() -> None:
-    """A read whose reply is lost may have taken entries: the next read
-    of that shard reads back the worker's own pending entries and hands
+    """A read refused before it was sent took nothing: no read back. A
+    read whose reply is lost may have taken entries: the next read of
+    that shard reads back the worker's own pending entries and hands
     over those the firer does not hold, each once, then reads new ones
     again (not waiting for the reclaimer's hold)."""
-    queue = LosingQueue()
+    queue = LosingQueue((REFUSED, LOST))
     one, firer = reader_on(queue, HoldingFirer, batch_size=1)
     capacity = firer.capacity
     one.own(frozenset({0}))
     await one.step()
+    assert firer.lost == set()
+    one.ring([0])
+    await one.step()
+    assert queue.reads_back == []
     assert firer.lost == {0}
     assert firer.dispatched == []
     assert capacity.free == 40
@@ -227,21 +236,6 @@ async def test_a_lost_read_reply_is_read_back_at_the_next_read() -> None:
     assert firer.lost == set()
     assert queue.reads_back[0] == b"0"
     assert capacity.free == 40
-
-
-async def test_a_failed_read_that_never_ran_reads_nothing_back() -> None:
-    """A read refused before it was sent took nothing: no read back."""
-    queue = LosingQueue()
-
-    async def refused(*_: object) -> list[Entry]:
-        raise RedisUnavailable("not sent", maybe_applied=False)
-
-    queue.read = refused  # type: ignore[method-assign]
-    one, firer = reader_on(queue, HoldingFirer, batch_size=1)
-    one.own(frozenset({0}))
-    await one.step()
-    assert firer.lost == set()
-    assert queue.reads_back == []
 
 
 async def test_a_shard_given_away_is_still_read_back() -> None:

@@ -16,7 +16,12 @@ import redis as sync_redis
 
 from tests import redis_faults
 from tests.clusters import running_cluster
-from tests.redis_faults import Figures, describe, percentile
+from tests.redis_faults import (
+    PROMOTION_GRACE_S,
+    Figures,
+    describe,
+    percentile,
+)
 from tests.support import (
     FAST_ENV,
     REPLICA_SYNC_S,
@@ -33,10 +38,6 @@ CLUSTER_SHARDS = 48
 PROMISED_P99_S = 2.0
 """README: a fault on one node delays the other nodes' timers by at most
 this (p99 lateness)."""
-PROMOTION_GRACE_S = 5.0
-"""README: a failed master's timers fire within its replica's promotion
-plus this (every one: a read whose reply the failover lost is read back
-at the next read), and /readyz is 200 again by then."""
 REPLICA_STOP_P99_S = 3.0
 """README: with replica acks, a stopped replica delays firing by at most
 this (p99 lateness)."""

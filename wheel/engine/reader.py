@@ -233,16 +233,17 @@ class Reader:
         page = count + len(self.firer.held)
         found: list[Entry] = []
         after: bytes | None = b"0"
-        for _ in range(RECOVERY_PAGES):
-            assert after is not None
+        pages = 0
+        while after is not None and len(found) <= count:
+            if pages == RECOVERY_PAGES:
+                break
+            pages += 1
             entries, after = await self.queue.read_own(
                 shard, self.consumer, page, after
             )
             found += [
                 e for e in entries if not self.firer.holds(k, e.entry_id)
             ]
-            if after is None or len(found) > count:
-                break
         if after is None and len(found) <= count:
             self.firer.lost.discard(k)
         if found:
