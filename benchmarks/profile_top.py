@@ -28,8 +28,10 @@ def _frame_name(frame: str) -> str:
 
 
 def summarise(
-    path: Path, top: int, under: str | None = None
+    path: Path, top: int | None, under: str | None = None
 ) -> tuple[int, list[tuple[str, int]], list[tuple[str, int]]]:
+    """Samples in all, and the ``top`` functions (None: every one) by
+    total and by self samples."""
     total = 0
     inclusive: collections.Counter[str] = collections.Counter()
     exclusive: collections.Counter[str] = collections.Counter()
@@ -41,7 +43,12 @@ def summarise(
         total += count
         if under and under not in stack:
             continue
-        frames = [_frame_name(f) for f in stack.split(";") if "(" in f]
+        # py-spy may root a stack in a "process <pid>:<command>" frame.
+        frames = [
+            _frame_name(f)
+            for f in stack.split(";")
+            if "(" in f and not f.startswith("process ")
+        ]
         if not frames:
             continue
         for name in set(frames):

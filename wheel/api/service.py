@@ -4,7 +4,8 @@ timers."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+
+import msgspec
 
 from wheel.core import ids
 from wheel.core.requests import WebhookRequest, pack
@@ -33,8 +34,7 @@ class KeptChanging(Exception):
     """The timer changed under every try to move it (retry the call)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Timer:
+class Timer(msgspec.Struct, frozen=True):
     """A timer as the API reports it."""
 
     id: str

@@ -54,8 +54,7 @@ _BACKSLASH = ord("\\")
 _QUOTE = ord('"')
 
 
-@dataclass(frozen=True, slots=True)
-class TimerInput:
+class TimerInput(msgspec.Struct, frozen=True):
     """A valid ``POST /timer`` body; a missing part is 0.
 
     ``at_ms`` is the instant given (then the parts are 0 and

@@ -28,8 +28,9 @@ score has come.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+
+import msgspec
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -58,8 +59,7 @@ _LEAD_MS = {Level.MINUTE: 0, Level.HOUR: HOUR_LEAD_MS, Level.DAY: DAY_LEAD_MS}
 _CHILD = {Level.HOUR: Level.MINUTE, Level.DAY: Level.HOUR}
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
+class Bucket(msgspec.Struct, frozen=True):
     """One bucket of a shard: a level and its epoch number at that level."""
 
     level: Level

@@ -1,13 +1,16 @@
 """What the scripts and commands of a shard answer, as typed values.
 
-Every reply is decoded here into a small frozen dataclass; nothing above
-the storage layer sees a raw Redis reply.
+Every reply is decoded here into a small frozen ``msgspec.Struct``
+(built in C: about a tenth of a frozen dataclass's cost, which counted on
+the paths that decode one per timer); nothing above the storage layer
+sees a raw Redis reply.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from wheel.core.buckets import Bucket, Level
 from wheel.core.schedules import Definition, unpack_definition
@@ -29,8 +32,7 @@ def as_text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-@dataclass(frozen=True, slots=True)
-class Created:
+class Created(msgspec.Struct, frozen=True):
     """Reply of ``create``."""
 
     code: Code
@@ -39,8 +41,7 @@ class Created:
     now_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class Completed:
+class Completed(msgspec.Struct, frozen=True):
     """Reply of ``complete``: its code, and whether enough replicas
     confirmed it in time (always True without replica acks)."""
 
@@ -48,8 +49,7 @@ class Completed:
     replicated: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class PastAttempt:
+class PastAttempt(msgspec.Struct, frozen=True):
     """One webhook attempt as a timer's history keeps it."""
 
     sent_ms: int
@@ -58,8 +58,7 @@ class PastAttempt:
     """The HTTP status (digits), or why no answer came."""
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(msgspec.Struct, frozen=True):
     """A timer as ``get`` reads it (from its record or finished record)."""
 
     state: TimerState
@@ -78,8 +77,7 @@ class Record:
     """The ready-stream entry a firing timer was claimed from."""
 
 
-@dataclass(frozen=True, slots=True)
-class Advanced:
+class Advanced(msgspec.Struct, frozen=True):
     """Reply of ``advance``: ids moved; more due ids left behind; the
     earliest due time left in the buckets (None when they are empty)."""
 
@@ -90,8 +88,7 @@ class Advanced:
     next_ms: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Cascaded:
+class Cascaded(msgspec.Struct, frozen=True):
     """Reply of ``cascade``: members moved and still in the bucket."""
 
     code: Code
@@ -100,8 +97,7 @@ class Cascaded:
     now_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(msgspec.Struct, frozen=True):
     """One ready-stream entry: its stream id, timer id and schedule."""
 
     entry_id: bytes
@@ -109,8 +105,7 @@ class Entry:
     sched_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
+class Claim(msgspec.Struct, frozen=True):
     """The claim script's verdict on one entry."""
 
     verdict: Verdict
@@ -127,8 +122,7 @@ class Claim:
     """V_DEFERRED: which of the claim's saturated destinations (from 1)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Consumer:
+class Consumer(msgspec.Struct, frozen=True):
     """A consumer of the workers' group on one ready stream."""
 
     name: str
@@ -136,8 +130,7 @@ class Consumer:
     idle_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetter(msgspec.Struct, frozen=True):
     """A timer that failed, as its shard's dead-letter stream keeps it."""
 
     entry_id: bytes
@@ -148,8 +141,7 @@ class DeadLetter:
     at_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class Survey:
+class Survey(msgspec.Struct, frozen=True):
     """Figures of one shard; ``earliest_due_ms`` of a timer due or on its
     way (None when the shard has nothing in minute buckets or streams)."""
 
@@ -310,8 +302,7 @@ def healthy_replicas(info: bytes) -> int:
     return count
 
 
-@dataclass(frozen=True, slots=True)
-class ScheduleRecord:
+class ScheduleRecord(msgspec.Struct, frozen=True):
     """A schedule as its record holds it."""
 
     schedule_id: bytes
@@ -329,8 +320,7 @@ class ScheduleRecord:
     missed: int
 
 
-@dataclass(frozen=True, slots=True)
-class Rolled:
+class Rolled(msgspec.Struct, frozen=True):
     """Reply of ``roll``: its code and the occurrences it created."""
 
     code: Code

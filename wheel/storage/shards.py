@@ -19,9 +19,9 @@ import os
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from redis.exceptions import ResponseError
 
 from wheel.core import ids
@@ -75,8 +75,7 @@ RESCHEDULE_TRIES = 5
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(msgspec.Struct, frozen=True):
     """What a finished webhook attempt reports to ``complete``."""
 
     entry: Entry
@@ -91,8 +90,7 @@ class Attempt:
     finished occurrence counts in that schedule's record."""
 
 
-@dataclass(frozen=True, slots=True)
-class Deferral:
+class Deferral(msgspec.Struct, frozen=True):
     """A saturated destination, for ``claim``: its timers whose url
     starts with ``prefix`` go back on the wheel ``first_ms`` from Redis'
     now, each next one ``step_ms`` later, instead of being claimed."""
@@ -102,8 +100,7 @@ class Deferral:
     step_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class NewTimer:
+class NewTimer(msgspec.Struct, frozen=True):
     """One create's share of a create call: its keys (record, minute
     bucket, coarse bucket, idempotency record), its values and its
     finished hash (see ``create.lua``)."""
@@ -113,8 +110,7 @@ class NewTimer:
     finished: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Moved:
+class Moved(msgspec.Struct, frozen=True):
     """Reply of ``reschedule``: the code, and the new due ms (done) or
     the state of a timer that cannot move (conflict)."""
 
@@ -124,8 +120,7 @@ class Moved:
     now_ms: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Idempotency:
+class Idempotency(msgspec.Struct, frozen=True):
     """A create's ``Idempotency-Key``: its digest and the request's."""
 
     key_digest: bytes

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from typing import Self
 
 import aiohttp
@@ -93,8 +92,7 @@ class _Deadline:
         self._handle.cancel()
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(msgspec.Struct, frozen=True):
     """The outcome of one webhook attempt.
 
     ``status`` is the HTTP status when a response came; ``final`` is True
