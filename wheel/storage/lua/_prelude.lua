@@ -1,6 +1,11 @@
--- _prelude.lua: helpers every script starts with (wheel/scripts.py puts
--- the shared constants S_*, V_*, O_*, C_* of wheel/states.py and the
--- wheel widths of wheel/buckets.py before this file, then the script).
+-- _prelude.lua: helpers the scripts share. wheel/storage/scripts.py
+-- builds each script from the shared constants S_*, V_*, O_*, C_* of
+-- wheel/core/states.py and the wheel widths of wheel/core/buckets.py,
+-- then this opening comment and the definitions below that the script
+-- uses (directly or through another), then the script itself. It splits
+-- this file at each line that starts with `local` in the first column,
+-- taking the comment lines just above it along: keep a definition's
+-- comment directly above it, and indent whatever is inside a function.
 --
 -- Running at maxmemory (noeviction): Redis refuses a command that may
 -- grow memory only while the script has not written yet. Scripts that
