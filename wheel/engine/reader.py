@@ -234,9 +234,14 @@ class Reader:
         found: list[Entry] = []
         after: bytes | None = b"0"
         pages = 0
-        while after is not None and len(found) <= count:
-            if pages == RECOVERY_PAGES:
-                break
+        # Stops: the history is read to its end, more than ``count`` are
+        # found (the rest wait for the next read back), or the pages ran
+        # out (the same).
+        while (
+            after is not None
+            and len(found) <= count
+            and pages < RECOVERY_PAGES
+        ):
             pages += 1
             entries, after = await self.queue.read_own(
                 shard, self.consumer, page, after
