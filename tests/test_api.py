@@ -14,8 +14,10 @@ import httpx
 import pytest
 import redis as sync_redis
 from starlette.applications import Starlette
+from starlette.responses import Response
 
 from wheel.api import app as api_app
+from wheel.api.response_parts import EncodedResponse
 from wheel.core import ids
 from wheel.core.delays import rfc3339
 from wheel.embedded.server import free_port
@@ -382,3 +384,25 @@ async def test_a_schedule_create_not_confirmed_says_how_to_find_it(
     assert "GET /schedules/{id}" in problem["detail"]
     assert "Idempotency-Key" not in problem["detail"]
     assert found.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "headers"),
+    [
+        (200, "application/json", None),
+        (201, "application/json", {"Location": "/timer/x"}),
+        (503, "application/problem+json", {"Retry-After": "1", "X-A": "b"}),
+    ],
+)
+def test_encoded_response_has_starlettes_headers(
+    status: int, content_type: str, headers: dict[str, str] | None
+) -> None:
+    """The API's responses carry the headers Starlette's own would, in
+    the same order."""
+    body = b'{"id": "x", "time_left": 5}'
+    ours = EncodedResponse(body, status, content_type.encode(), headers)
+    theirs = Response(body, status, headers, media_type=content_type)
+    assert ours.raw_headers == theirs.raw_headers
+    assert ours.body == theirs.body
+    assert ours.status_code == theirs.status_code
+    assert ours.headers["content-type"] == content_type

@@ -259,6 +259,27 @@ async def test_calls_during_a_client_pause_all_succeed(
     assert connection.outage.failures == 0
 
 
+async def test_a_call_sent_into_a_pause_ends_at_its_deadline(
+    connection: Connection, raw: sync_redis.Redis
+) -> None:
+    """A call written to a paused Redis ends at its deadline as maybe
+    applied, and the reply that comes later harms nothing: the next call
+    gets its own reply."""
+    await connection.call(b"n", "PING")
+    raw.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+    started = time.monotonic()
+
+    with pytest.raises(RedisUnavailable) as raised:
+        await connection.call(b"n", "INCR", b"n", deadline_s=0.4)
+
+    took = time.monotonic() - started
+    assert 0.39 <= took < 0.6, took
+    assert raised.value.maybe_applied
+    assert isinstance(raised.value.__cause__, TimeoutError)
+    # The INCR ran once the pause ended; the next call reads its result.
+    assert await connection.call(b"n", "INCR", b"n", deadline_s=5.0) == 2
+
+
 @pytest.fixture
 def proxy(redis_server: RedisServer, redis_url: str) -> Iterator[TcpProxy]:
     """A fault proxy in front of the (flushed) session server."""

@@ -17,6 +17,7 @@ from wheel.api.validation import (
     InvalidRequest,
     TimerInput,
     check_url,
+    origin_of,
     parse_timer_request,
 )
 from wheel.core import ids
@@ -403,6 +404,21 @@ async def test_streamed_body_over_64_kib_is_rejected(
     assert await snapshot(raw) == before
 
 
+async def test_streamed_body_in_chunks_is_accepted(
+    client: httpx.AsyncClient,
+) -> None:
+    """A valid body sent in several chunks is read whole."""
+    payload = timer(seconds=5)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(payload), 7):
+            yield payload[start : start + 7]
+
+    reply = await client.post("/timer", content=chunks())
+    assert reply.status_code == 201, reply.text
+    assert reply.json()["time_left"] == 5
+
+
 async def test_body_of_exactly_64_kib_is_accepted(
     client: httpx.AsyncClient,
 ) -> None:
@@ -546,6 +562,37 @@ def test_check_url(url: str, ok: bool) -> None:
     if not ok:
         assert isinstance(reason, str)
         assert reason
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("http://a.io/x?y#z", "http://a.io"),
+        ("http://a.io?y", "http://a.io"),
+        ("http://a.io#z", "http://a.io"),
+        ("https://u:p@a.io:8443/x", "https://u:p@a.io:8443"),
+        # urlsplit keeps a backslash in the authority: so does the origin.
+        ("http://a.io\\@127.0.0.1/x", "http://a.io\\@127.0.0.1"),
+        ("http://[::1]:80/x", "http://[::1]:80"),
+        ("javascript:alert(1)", "javascript:alert(1)"),
+        ("relative/path", "relative/path"),
+    ],
+)
+def test_origin_of(url: str, origin: str) -> None:
+    """The origin is the url up to the end of its authority."""
+    assert origin_of(url) == origin
+
+
+def test_check_url_remembers_origins_not_paths() -> None:
+    """A verdict is kept per origin, but the whole url is still checked:
+    a bad character after an accepted origin, or another port, is
+    refused."""
+    assert check_url("http://remembered.io/ok") is None
+    assert check_url("http://remembered.io/b c") is not None
+    assert check_url("http://remembered.io/\x1b") is not None
+    assert check_url("http://remembered.io:0/ok") is not None
+    assert check_url("http://remembered.io:x/ok") is not None
+    assert check_url("http://remembered.io/again") is None
 
 
 async def test_every_bad_field_is_listed_in_body_order(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from wheel.api.response_parts import ProblemError
 
@@ -23,14 +23,22 @@ async def read_body(request: Request) -> bytes:
             )
         if int(declared) > MAX_BODY_BYTES:
             raise _too_large()
-    chunks = []
+    # The ASGI messages themselves rather than ``request.stream()``: an
+    # async generator costs a create more than its body's one message.
+    receive = request.receive
+    chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise _too_large()
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _too_large() -> ProblemError:

@@ -35,6 +35,7 @@ from wheel.api.service import (
 )
 from wheel.api.validation import (
     InvalidRequest,
+    origin_of,
     parse_reschedule,
     parse_timer_request,
 )
@@ -175,20 +176,10 @@ class Api:
             )
 
     def _url_refusal(self, url: str) -> str | None:
-        """The guard's verdict on ``url``, remembered per scheme and
-        authority: the verdict depends on nothing after them (the path
-        starts at the first ``/``, ``?`` or ``#``), and parsing a URL is
-        a good share of a create. Unlike ``webhook.host_key`` the key
-        does not stop at ``\\``: ``urlsplit`` keeps it in the authority,
-        so ``http://a.com\\@127.0.0.1/`` must not share ``http://a.com``'s
-        verdict."""
-        scheme, sep, rest = url.partition("://")
-        end = len(rest)
-        for stop in "/?#":
-            at = rest.find(stop)
-            if 0 <= at < end:
-                end = at
-        key = scheme + sep + rest[:end]
+        """The guard's verdict on ``url``, remembered per origin (see
+        ``origin_of``): it depends on nothing after it, and parsing a URL
+        is a good share of a create."""
+        key = origin_of(url)
         try:
             return self._refusals[key]
         except KeyError:

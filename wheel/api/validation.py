@@ -4,6 +4,7 @@ refusal), naming every bad field."""
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass
@@ -36,12 +37,16 @@ __all__ = [
     "ScheduleInput",
     "TimerInput",
     "check_url",
+    "origin_of",
     "parse_reschedule",
     "parse_timer_request",
 ]
 
 PARTS = ("hours", "minutes", "seconds")
 AT = "at"
+
+ORIGINS_KEPT = 10_000
+"""Verdicts on urls' origins remembered (a bounded cache)."""
 
 # A part past this is blamed on its own rather than on the total: no
 # allowed delay comes near it in any unit. It never appears in a message.
@@ -145,8 +150,34 @@ def check_url(url: str) -> str | None:
         return f"must be at most {MAX_URL_LENGTH} characters"
     if _BAD_URL_CHARS.search(url):
         return "must not contain whitespace or control characters"
+    return _origin_problem(origin_of(url))
+
+
+def origin_of(url: str) -> str:
+    """``url`` up to the end of its authority: all that the scheme, host
+    and port are read from, and nothing after (the path starts at the
+    first ``/``, ``?`` or ``#``).
+
+    Unlike ``wheel.webhooks.sender.host_key`` it does not stop at
+    ``\\``: ``urlsplit`` keeps that in the authority, so
+    ``http://a.com\\@127.0.0.1/`` must not share ``http://a.com``'s
+    verdict. A url without ``://`` is its own origin.
+    """
+    scheme, sep, rest = url.partition("://")
+    end = len(rest)
+    for stop in "/?#":
+        at = rest.find(stop)
+        if 0 <= at < end:
+            end = at
+    return scheme + sep + rest[:end]
+
+
+@functools.lru_cache(maxsize=ORIGINS_KEPT)
+def _origin_problem(origin: str) -> str | None:
+    # Remembered per origin: a create's url is nearly always one of a
+    # few receivers', and parsing it was a twentieth of a create.
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(origin)
         port = parts.port
     except ValueError as exc:
         return f"is not a valid URL ({exc})"

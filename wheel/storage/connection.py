@@ -370,13 +370,21 @@ class Connection:
                 call = node.batcher.submit(
                     command, ack=ack, deadline=deadline, asking=bool(asking)
                 )
-                call.future.add_done_callback(retrieve)
+                future = call.future
+                future.add_done_callback(retrieve)
                 asking = None
-                # A deadline that passes cancels this future only; the
-                # batcher skips it if not sent yet, and the other callers
-                # of its pipeline get their replies.
-                async with asyncio.timeout(deadline - time.monotonic()):
-                    reply = await call.future
+                # A deadline that passes fails this future only, with a
+                # TimeoutError; the batcher skips it if not sent yet, and
+                # the other callers of its pipeline get their replies. A
+                # timer handle costs a third of a timeout context, which
+                # every call would pay.
+                expiry = future.get_loop().call_later(
+                    deadline - time.monotonic(), _expire, future
+                )
+                try:
+                    reply = await future
+                finally:
+                    expiry.cancel()
             except RedisUnavailable as exc:
                 # Overloaded, or not sent before its deadline: not applied.
                 if maybe_applied:
@@ -522,3 +530,9 @@ def connect(settings: Settings, name: str) -> Connection:
     ``CLIENT LIST`` tells which process holds what.
     """
     return Connection(settings.redis_url, name, Limits.from_settings(settings))
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    """Fail the reply of a call whose deadline passed."""
+    if not future.done():
+        future.set_exception(TimeoutError("the call's deadline passed"))
