@@ -58,6 +58,7 @@ from _common import (
     pin_pid,
     pinned,
     process_group,
+    py_spy_record,
     save_report,
     wait_http,
 )
@@ -253,21 +254,7 @@ def profile_api(
     out = workdir / f"profile-{script.split('_')[0]}.txt"
     spy = group.spawn(
         "py-spy",
-        [
-            str(BIN_DIR / "py-spy"),
-            "record",
-            "--pid",
-            str(api_pid),
-            "--subprocesses",
-            "--duration",
-            str(int(args.duration)),
-            "--rate",
-            "250",
-            "--format",
-            "raw",
-            "-o",
-            str(out),
-        ],
+        py_spy_record(api_pid, args.duration, 250, out),
         cpus=cpus,
         may_exit=True,
     )

@@ -56,7 +56,6 @@ from _api import (
 )
 from _common import (
     BENCH_DIR,
-    BIN_DIR,
     Code,
     CpuMeter,
     Group,
@@ -64,6 +63,7 @@ from _common import (
     deadline_alarm,
     median,
     process_group,
+    py_spy_record,
     save_report,
     spread,
 )
@@ -74,21 +74,7 @@ from _service import Service, log_summary, service_env, start_sink
 def start_profile(group: Group, pid: int, seconds: float, out: Path) -> None:
     group.spawn(
         "py-spy",
-        [
-            str(BIN_DIR / "py-spy"),
-            "record",
-            "--pid",
-            str(pid),
-            "--subprocesses",
-            "--duration",
-            str(max(1, int(seconds))),
-            "--rate",
-            "200",
-            "--format",
-            "raw",
-            "-o",
-            str(out),
-        ],
+        py_spy_record(pid, seconds, 200, out),
         may_exit=True,
     )
 
