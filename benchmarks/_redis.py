@@ -148,16 +148,20 @@ class RedisCost:
     Redis spent in a command's own work (``usec`` of commandstats; a
     script's includes its inner commands'): what the total CPU has on top
     of the commands sent is reading, parsing and answering them.
+    ``aof_bytes`` is what the append-only file grew by (0 without one):
+    under ``appendfsync always`` each event-loop turn's share of it is
+    synced to disk before Redis answers.
     """
 
     def __init__(self, urls: list[str]) -> None:
         self.urls = list(urls)
         self._start = self._read()
 
-    def _read(self) -> tuple[float, dict[str, tuple[int, int]]]:
+    def _read(self) -> tuple[float, int, dict[str, tuple[int, int]]]:
         import redis
 
         cpu = 0.0
+        aof = 0
         calls: dict[str, tuple[int, int]] = {}
         for url in self.urls:
             client = redis.Redis.from_url(url)
@@ -165,6 +169,9 @@ class RedisCost:
                 info = client.info("cpu")
                 cpu += float(info["used_cpu_sys"]) + float(
                     info["used_cpu_user"]
+                )
+                aof += int(
+                    client.info("persistence").get("aof_current_size", 0)
                 )
                 for name, stats in client.info("commandstats").items():
                     command = name.removeprefix("cmdstat_")
@@ -175,14 +182,18 @@ class RedisCost:
                     )
             finally:
                 client.close()
-        return cpu, calls
+        return cpu, aof, calls
 
     def per(self, count: int) -> dict[str, float]:
-        """Redis CPU (us) and commands per one of ``count`` since start."""
-        cpu, calls = self._read()
-        start_cpu, start_calls = self._start
+        """Redis CPU (us), AOF bytes and commands per one of ``count``
+        since start."""
+        cpu, aof, calls = self._read()
+        start_cpu, start_aof, start_calls = self._start
         count = max(1, count)
-        out = {"redis_cpu_us": round((cpu - start_cpu) * 1e6 / count, 1)}
+        out = {
+            "redis_cpu_us": round((cpu - start_cpu) * 1e6 / count, 1),
+            "aof_bytes": round((aof - start_aof) / count, 1),
+        }
         for command, (n, us) in sorted(calls.items()):
             start_n, start_us = start_calls.get(command, (0, 0))
             # The meter's own INFO calls are not the service's.
