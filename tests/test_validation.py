@@ -14,8 +14,10 @@ from redis.asyncio import Redis
 from wheel.api import app as api_app
 from wheel.api.validation import (
     MAX_URL_LENGTH,
+    ORIGIN_KEPT_MAX,
     InvalidRequest,
     TimerInput,
+    _origin_problem,
     check_url,
     origin_of,
     parse_timer_request,
@@ -593,6 +595,21 @@ def test_check_url_remembers_origins_not_paths() -> None:
     assert check_url("http://remembered.io:0/ok") is not None
     assert check_url("http://remembered.io:x/ok") is not None
     assert check_url("http://remembered.io/again") is None
+
+
+def test_long_origins_are_judged_but_not_remembered() -> None:
+    """An origin past ORIGIN_KEPT_MAX is judged each time and kept out
+    of the cache, so made-up long hosts cannot fill it."""
+    long_host = "a" * ORIGIN_KEPT_MAX + ".io"
+    cached = _origin_problem.cache_info().currsize
+
+    assert check_url(f"http://{long_host}/x") is None
+    assert check_url(f"http://{long_host}:0/x") == "must not use port 0"
+    assert check_url(f"ftp://{long_host}/x") is not None
+
+    assert _origin_problem.cache_info().currsize == cached
+    assert check_url("http://short-origin.io/x") is None
+    assert _origin_problem.cache_info().currsize == cached + 1
 
 
 async def test_every_bad_field_is_listed_in_body_order(

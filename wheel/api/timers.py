@@ -34,6 +34,7 @@ from wheel.api.service import (
     idempotency,
 )
 from wheel.api.validation import (
+    ORIGIN_KEPT_MAX,
     InvalidRequest,
     origin_of,
     parse_reschedule,
@@ -180,6 +181,8 @@ class Api:
         ``origin_of``): it depends on nothing after it, and parsing a URL
         is a good share of a create."""
         key = origin_of(url)
+        if len(key) > ORIGIN_KEPT_MAX:
+            return self.policy.url_refusal(url)
         try:
             return self._refusals[key]
         except KeyError:

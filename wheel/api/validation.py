@@ -47,6 +47,10 @@ AT = "at"
 
 ORIGINS_KEPT = 10_000
 """Verdicts on urls' origins remembered (a bounded cache)."""
+ORIGIN_KEPT_MAX = 256
+"""Longest origin whose verdict is remembered: a receiver's is short, and
+the bound keeps a client's long made-up hosts from filling the cache
+with 2 KiB keys."""
 
 # A part past this is blamed on its own rather than on the total: no
 # allowed delay comes near it in any unit. It never appears in a message.
@@ -150,7 +154,10 @@ def check_url(url: str) -> str | None:
         return f"must be at most {MAX_URL_LENGTH} characters"
     if _BAD_URL_CHARS.search(url):
         return "must not contain whitespace or control characters"
-    return _origin_problem(origin_of(url))
+    origin = origin_of(url)
+    if len(origin) > ORIGIN_KEPT_MAX:
+        return _judge_origin(origin)
+    return _origin_problem(origin)
 
 
 def origin_of(url: str) -> str:
@@ -172,10 +179,7 @@ def origin_of(url: str) -> str:
     return scheme + sep + rest[:end]
 
 
-@functools.lru_cache(maxsize=ORIGINS_KEPT)
-def _origin_problem(origin: str) -> str | None:
-    # Remembered per origin: a create's url is nearly always one of a
-    # few receivers', and parsing it was a twentieth of a create.
+def _judge_origin(origin: str) -> str | None:
     try:
         parts = urlsplit(origin)
         port = parts.port
@@ -188,6 +192,11 @@ def _origin_problem(origin: str) -> str | None:
     if port == 0:
         return "must not use port 0"
     return None
+
+
+# Remembered per origin: a create's url is nearly always one of a few
+# receivers', and parsing it was a twentieth of a create.
+_origin_problem = functools.lru_cache(maxsize=ORIGINS_KEPT)(_judge_origin)
 
 
 def _analyse(
