@@ -34,9 +34,8 @@ from wheel.api.service import (
     idempotency,
 )
 from wheel.api.validation import (
-    ORIGIN_KEPT_MAX,
     InvalidRequest,
-    origin_of,
+    OriginVerdicts,
     parse_reschedule,
     parse_timer_request,
 )
@@ -60,7 +59,6 @@ from wheel.webhooks.guard import TargetPolicy
 READY_TIMEOUT_S = 2.0
 SCOPE = "timer_wheel.scope"
 """Where the wrapper leaves the caller's token scope in the ASGI scope."""
-REFUSALS_KEPT = 10_000
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +82,13 @@ class Api:
         self._errors = lifecycle.ErrorLog(log)
         self.operators = Operators(self.queue, self.registry)
         self.listing = TimerListing(self.queue)
+        self._url_refusal = OriginVerdicts(self.policy.url_refusal)
+        """The guard's verdict on a url: it depends on nothing after the
+        url's origin."""
         self.schedules = ScheduleEndpoints(
             self.queue, self._url_refusal, self._ready_for_timers
         )
         self.document: dict[str, Any] = {}
-        self._refusals: dict[str, str | None] = {}
         self.hot: dict[str, Endpoint] = {}
         """The two busiest endpoints, by method: POST /timer, GET
         /timer/{id} (``wheel.api.routes`` fills it in)."""
@@ -175,22 +175,6 @@ class Api:
                 "the API has not reached Redis yet",
                 headers={"Retry-After": "1"},
             )
-
-    def _url_refusal(self, url: str) -> str | None:
-        """The guard's verdict on ``url``, remembered per origin (see
-        ``origin_of``): it depends on nothing after it, and parsing a URL
-        is a good share of a create."""
-        key = origin_of(url)
-        if len(key) > ORIGIN_KEPT_MAX:
-            return self.policy.url_refusal(url)
-        try:
-            return self._refusals[key]
-        except KeyError:
-            pass
-        if len(self._refusals) >= REFUSALS_KEPT:
-            self._refusals.clear()
-        verdict = self._refusals[key] = self.policy.url_refusal(url)
-        return verdict
 
     async def create_timer(self, request: Request) -> Response:
         """``POST /timer``."""

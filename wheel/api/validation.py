@@ -4,9 +4,9 @@ refusal), naming every bad field."""
 
 from __future__ import annotations
 
-import functools
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -34,6 +34,7 @@ __all__ = [
     "DELAY_FIELD",
     "MAX_URL_LENGTH",
     "InvalidRequest",
+    "OriginVerdicts",
     "ScheduleInput",
     "TimerInput",
     "check_url",
@@ -154,10 +155,7 @@ def check_url(url: str) -> str | None:
         return f"must be at most {MAX_URL_LENGTH} characters"
     if _BAD_URL_CHARS.search(url):
         return "must not contain whitespace or control characters"
-    origin = origin_of(url)
-    if len(origin) > ORIGIN_KEPT_MAX:
-        return _judge_origin(origin)
-    return _origin_problem(origin)
+    return _url_syntax(url)
 
 
 def origin_of(url: str) -> str:
@@ -179,9 +177,45 @@ def origin_of(url: str) -> str:
     return scheme + sep + rest[:end]
 
 
-def _judge_origin(origin: str) -> str | None:
+class OriginVerdicts:
+    """A verdict on urls that depends on nothing after their origin (see
+    :func:`origin_of`), remembered per origin.
+
+    Parsing a url was a good share of a create, and a create's url is
+    nearly always one of a few receivers'. At most ``kept`` verdicts are
+    held (all are dropped when full); an origin over
+    :data:`ORIGIN_KEPT_MAX` characters is judged each time and not kept.
+    """
+
+    def __init__(
+        self, judge: Callable[[str], str | None], kept: int = ORIGINS_KEPT
+    ) -> None:
+        self._judge = judge
+        self._kept = kept
+        self._verdicts: dict[str, str | None] = {}
+
+    def __call__(self, url: str) -> str | None:
+        """``judge(url)``, or the verdict on an earlier url of its origin."""
+        origin = origin_of(url)
+        if len(origin) > ORIGIN_KEPT_MAX:
+            return self._judge(url)
+        try:
+            return self._verdicts[origin]
+        except KeyError:
+            pass
+        if len(self._verdicts) >= self._kept:
+            self._verdicts.clear()
+        verdict = self._verdicts[origin] = self._judge(url)
+        return verdict
+
+    def __len__(self) -> int:
+        """Verdicts held."""
+        return len(self._verdicts)
+
+
+def _judge_syntax(url: str) -> str | None:
     try:
-        parts = urlsplit(origin)
+        parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         return f"is not a valid URL ({exc})"
@@ -194,9 +228,7 @@ def _judge_origin(origin: str) -> str | None:
     return None
 
 
-# Remembered per origin: a create's url is nearly always one of a few
-# receivers', and parsing it was a twentieth of a create.
-_origin_problem = functools.lru_cache(maxsize=ORIGINS_KEPT)(_judge_origin)
+_url_syntax = OriginVerdicts(_judge_syntax)
 
 
 def _analyse(
