@@ -429,6 +429,11 @@ class CpuMeter:
         out["others"] = round(max(0.0, busy - sum(out.values())), 2)
         return out
 
+    def machine(self) -> tuple[float, float]:
+        """CPU seconds the whole machine spent busy since creation, and
+        the seconds elapsed."""
+        return busy_seconds() - self._busy0, time.monotonic() - self._t0
+
 
 # --- stats and results -----------------------------------------------------
 

@@ -4,6 +4,7 @@ binary and fsync policy asked for."""
 from __future__ import annotations
 
 import argparse
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +138,68 @@ def describe_redis(args: argparse.Namespace) -> dict[str, object]:
     ).describe()
 
 
+HARNESS_COMMANDS = frozenset({"info", "scan", "xinfo|groups"})
+"""Commands the harness sends itself (:class:`RedisCost`,
+:class:`ReadyBacklog`); the service never does while timers fire."""
+
+
+class ReadyBacklog:
+    """The ready streams' consumer groups, sampled while timers fire.
+
+    ``lag`` is what the ticker has moved to a ready stream and no worker
+    has read yet; ``pending`` what workers have read and not completed.
+    A burst whose lag stays near zero waits on the ticker; one with a
+    standing lag waits on the workers, and a pending count well below
+    their slots says the slots are not what holds them back.
+    """
+
+    def __init__(self, urls: list[str]) -> None:
+        import redis
+
+        self._clients = [redis.Redis.from_url(url) for url in urls]
+        # The streams that have a consumer group (dead letters have
+        # none), found once: the workers created every group at start.
+        self._streams = [
+            [
+                key
+                for key in client.scan_iter(count=1000, _type="stream")
+                if client.xinfo_groups(key)
+            ]
+            for client in self._clients
+        ]
+        self.lag: list[int] = []
+        self.pending: list[int] = []
+
+    def sample(self) -> None:
+        """Add one sample of the lag and the pending entries, summed."""
+        lag = pending = 0
+        for client, streams in zip(self._clients, self._streams, strict=True):
+            pipe = client.pipeline(transaction=False)
+            for key in streams:
+                pipe.xinfo_groups(key)
+            for groups in pipe.execute():
+                for group in groups:
+                    lag += group.get("lag") or 0
+                    pending += group.get("pending") or 0
+        self.lag.append(lag)
+        self.pending.append(pending)
+
+    def summary(self) -> dict[str, float]:
+        """Median and largest lag and pending count over the samples."""
+        if not self.lag:
+            return {}
+        return {
+            "ready_lag_median": statistics.median(self.lag),
+            "ready_lag_max": max(self.lag),
+            "pending_median": statistics.median(self.pending),
+            "pending_max": max(self.pending),
+        }
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
+
+
 class RedisCost:
     """Redis' own CPU and commands over a window, on every master.
 
@@ -196,8 +259,8 @@ class RedisCost:
         }
         for command, (n, us) in sorted(calls.items()):
             start_n, start_us = start_calls.get(command, (0, 0))
-            # The meter's own INFO calls are not the service's.
-            if n > start_n and command != "info":
+            # The harness' own calls are not the service's.
+            if n > start_n and command not in HARNESS_COMMANDS:
                 out[f"calls_{command}"] = round((n - start_n) / count, 3)
                 out[f"us_{command}"] = round((us - start_us) / count, 2)
         return out

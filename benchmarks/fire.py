@@ -60,6 +60,7 @@ from _common import (
     CpuMeter,
     Group,
     add_common_args,
+    cpu_count,
     deadline_alarm,
     median,
     process_group,
@@ -67,7 +68,7 @@ from _common import (
     save_report,
     spread,
 )
-from _redis import RedisCost
+from _redis import ReadyBacklog, RedisCost
 from _service import Service, log_summary, service_env, start_sink
 
 
@@ -160,8 +161,16 @@ def run_once(
         wanted = len(canaries) + len(creator.ids)
         paused = not args.pause_redis_ms
         arrived = 0
+        # From the first timer's arrival to the last: the firing itself,
+        # without the wait for the first due time that ``meter`` covers.
+        drain: tuple[CpuMeter, int] | None = None
+        backlog = ReadyBacklog(redis.node_urls)
         while time.time() < window_end:
             arrived = sink.count()
+            if drain is None and arrived > len(canaries):
+                drain = CpuMeter(pids), arrived
+            if drain is not None:
+                backlog.sample()
             if arrived >= wanted:
                 break
             if not paused and arrived - len(canaries) >= wanted // 4:
@@ -183,6 +192,10 @@ def run_once(
             s for n, s in meter.seconds().items() if n.startswith("worker")
         )
         per_fired["worker_cpu_us"] = round(worker_s * 1e6 / fired, 1)
+        if drain is not None:
+            per_fired |= drain_cost(*drain, arrived)
+        per_fired |= backlog.summary()
+        backlog.close()
         time.sleep(1.0)  # late duplicates
         dump = sink.dump()
         views = asyncio.run(read_views(service.api_urls[0], creator.ids))
@@ -214,6 +227,20 @@ def run_once(
     if profile_text:
         result["profile"] = profile_text
     return result
+
+
+def drain_cost(
+    meter: CpuMeter, arrived_at_start: int, arrived: int
+) -> dict[str, float]:
+    """The machine while timers arrived: the share of all its CPUs that
+    was busy (1.0: every core, all the time) and the CPU it spent per
+    webhook, every process and the kernel's own work included."""
+    busy_s, elapsed_s = meter.machine()
+    fired = max(1, arrived - arrived_at_start)
+    return {
+        "machine_busy": round(busy_s / max(1e-6, elapsed_s) / cpu_count(), 3),
+        "machine_cpu_us": round(busy_s * 1e6 / fired, 1),
+    }
 
 
 def node_client(url: str):
@@ -331,7 +358,31 @@ def analyse(
         result["first_arrival_after_due_ms"] = round(
             (min(times) - min(dues) / 1000) * 1000, 1
         )
+        if args.burst:
+            result["timeline"] = timeline(
+                [d / 1000 for d in dues], times, min(dues) / 1000
+            )
     return result
+
+
+TIMELINE_STEP_S = 0.1
+
+
+def timeline(
+    dues: list[float], arrivals: list[float], start: float
+) -> dict[str, list[int]]:
+    """Timers that came due and webhooks that arrived in each
+    :data:`TIMELINE_STEP_S` from ``start`` (epoch seconds): a burst that
+    drains at an even pace is held back by a steady cost, one with gaps
+    by stalls."""
+    steps = 1 + int((max(dues + arrivals) - start) / TIMELINE_STEP_S)
+    due = [0] * steps
+    arrived = [0] * steps
+    for t in dues:
+        due[max(0, int((t - start) / TIMELINE_STEP_S))] += 1
+    for t in arrivals:
+        arrived[max(0, int((t - start) / TIMELINE_STEP_S))] += 1
+    return {"due": due, "arrived": arrived}
 
 
 def report(result: dict[str, object]) -> None:
@@ -351,6 +402,8 @@ def report(result: dict[str, object]) -> None:
         f"  cpu while firing {result['cpu_firing']}, redis clients "
         f"{result['redis_clients']}\n"
         f"  states {result['states']}\n"
+        f"  per {TIMELINE_STEP_S:g}s from the first due time "
+        f"{result.get('timeline')}\n"
         f"  stages {result.get('stages')}",
         flush=True,
     )
