@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def _frame_name(frame: str) -> str:
-    # py-spy frames look like "send (wheel/webhook.py:61)"; drop the line
+    # py-spy frames look like "send (wheel/webhooks/sender.py:61)"; drop the line
     # so that one function's lines add up.
     name, _, where = frame.partition(" (")
     path = where.rsplit(":", 1)[0].rstrip(")")

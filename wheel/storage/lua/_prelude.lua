@@ -33,7 +33,7 @@ local function cascade_ms(level, number)
 end
 
 -- The bucket a timer due at `due` goes into at `now`: the coarsest level
--- not yet cascaded (wheel/buckets.py place() is the same function).
+-- not yet cascaded (wheel/core/buckets.py place() is the same function).
 local function place(due, now)
     for _, level in ipairs({'d', 'h'}) do
         local number = math.floor(due / WIDTH[level])
