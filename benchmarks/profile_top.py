@@ -17,8 +17,8 @@ from pathlib import Path
 
 
 def _frame_name(frame: str) -> str:
-    # py-spy frames look like "send (wheel/webhooks/sender.py:61)"; drop the line
-    # so that one function's lines add up.
+    # py-spy frames look like "send (wheel/webhooks/sender.py:61)"; drop
+    # the line so that one function's lines add up.
     name, _, where = frame.partition(" (")
     path = where.rsplit(":", 1)[0].rstrip(")")
     for marker in ("site-packages/", "lib/python3.11/", "/work/main/"):
