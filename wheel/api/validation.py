@@ -29,6 +29,7 @@ from wheel.core.requests import (
     normalized,
     parse_request,
 )
+from wheel.core.urls import authority_end
 
 __all__ = [
     "DELAY_FIELD",
@@ -169,12 +170,7 @@ def origin_of(url: str) -> str:
     verdict. A url without ``://`` is its own origin.
     """
     scheme, sep, rest = url.partition("://")
-    end = len(rest)
-    for stop in "/?#":
-        at = rest.find(stop)
-        if 0 <= at < end:
-            end = at
-    return scheme + sep + rest[:end]
+    return scheme + sep + rest[: authority_end(rest, "/?#")]
 
 
 class OriginVerdicts:

@@ -23,6 +23,7 @@ from wheel.core.delays import (
     retry_after_s,
 )
 from wheel.core.requests import WebhookRequest
+from wheel.core.urls import authority_end
 from wheel.webhooks.guard import GuardedResolver, TargetPolicy, TargetRefused
 from wheel.webhooks.signing import Signer
 
@@ -115,11 +116,7 @@ def host_key(url: str) -> str:
     spellings of one destination share a key.
     """
     scheme, _, rest = url.partition("://")
-    end = len(rest)
-    for sep in "/?#\\":
-        found = rest.find(sep, 0, end)
-        if found != -1:
-            end = found
+    end = authority_end(rest, "/?#\\")
     authority = rest[rest.rfind("@", 0, end) + 1 : end].lower()
     host, colon, port = authority.rpartition(":")
     if not colon or "]" in port:
@@ -140,12 +137,7 @@ def destination_prefix(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep or any(c in scheme for c in ":/?#"):
         return ""
-    end = len(rest)
-    for stop in "/?#\\":
-        found = rest.find(stop, 0, end)
-        if found != -1:
-            end = found
-    return scheme + sep + rest[:end]
+    return scheme + sep + rest[: authority_end(rest, "/?#\\")]
 
 
 class WebhookSender:
