@@ -42,6 +42,7 @@ import argparse
 import asyncio
 import collections
 import math
+import os
 import sys
 import tempfile
 import time
@@ -60,7 +61,6 @@ from _common import (
     CpuMeter,
     Group,
     add_common_args,
-    cpu_count,
     deadline_alarm,
     median,
     process_group,
@@ -239,8 +239,11 @@ def drain_cost(
     webhook, every process and the kernel's own work included."""
     busy_s, elapsed_s = meter.machine()
     fired = max(1, arrived - arrived_at_start)
+    # busy_s counts every CPU of the machine, not only this process'
+    # affinity (cpu_count): divide by the same.
+    cpus = os.cpu_count() or 1
     return {
-        "machine_busy": round(busy_s / max(1e-6, elapsed_s) / cpu_count(), 3),
+        "machine_busy": round(busy_s / max(1e-6, elapsed_s) / cpus, 3),
         "machine_cpu_us": round(busy_s * 1e6 / fired, 1),
     }
 
@@ -378,13 +381,14 @@ def timeline(
     drains at an even pace is held back by a steady cost, one with gaps
     by stalls."""
     steps = 1 + int((max(dues + arrivals) - start) / TIMELINE_STEP_S)
-    due = [0] * steps
-    arrived = [0] * steps
-    for t in dues:
-        due[max(0, int((t - start) / TIMELINE_STEP_S))] += 1
-    for t in arrivals:
-        arrived[max(0, int((t - start) / TIMELINE_STEP_S))] += 1
-    return {"due": due, "arrived": arrived}
+
+    def counts(times: list[float]) -> list[int]:
+        out = [0] * steps
+        for t in times:
+            out[max(0, int((t - start) / TIMELINE_STEP_S))] += 1
+        return out
+
+    return {"due": counts(dues), "arrived": counts(arrivals)}
 
 
 def report(result: dict[str, object]) -> None:
