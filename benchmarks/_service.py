@@ -77,9 +77,13 @@ def start_sink(
     delay_s: float = 0.0,
     cpus: str | None = None,
     ports: int = 1,
+    script: Path | None = None,
 ) -> Sink:
+    """Start a receiver: ``benchmarks/sink.py``, or ``script``, another
+    receiver with its command line (to measure what the receiver itself
+    costs the machine)."""
     chosen = [free_port() for _ in range(ports)]
-    cmd = [str(BENCH_DIR / "sink.py"), "--uvloop"]
+    cmd = [str(script or BENCH_DIR / "sink.py"), "--uvloop"]
     for port in chosen:
         cmd += ["--port", str(port)]
     if record:

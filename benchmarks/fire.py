@@ -86,7 +86,7 @@ def run_once(
     with process_group(workdir) as group:
         redis = group.start_redis(args)
         inspect = redis.client()
-        sink = start_sink(group, ports=args.receivers)
+        sink = start_sink(group, ports=args.receivers, script=args.sink)
         env = service_env(
             code,
             redis.url,
@@ -459,6 +459,11 @@ def main() -> None:
         type=int,
         default=0,
         help="CLIENT PAUSE Redis this long once a quarter has arrived",
+    )
+    parser.add_argument(
+        "--sink",
+        type=Path,
+        help="another receiver script with sink.py's command line",
     )
     parser.add_argument(
         "--profile", choices=["worker", "ticker", "api", "sink"]
