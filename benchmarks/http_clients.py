@@ -1,8 +1,8 @@
 """Webhook client throughput: httpx, httpx over aiohttp, and aiohttp.
 
 Each client POSTs webhooks (the body, headers and response handling of
-``wheel.webhooks.sender``) to a local aiohttp sink that runs in its own
-process, keeping ``--inflight`` requests in flight for ``--duration``
+``wheel.webhooks.sender``) to a local sink (``sink.py``) that runs in
+its own process, keeping ``--inflight`` requests in flight for ``--duration``
 seconds. Every (client, run) is a fresh child process; the order of the
 clients rotates from run to run so that a noisy neighbour does not
 favour one. Prints the median requests/s over ``--runs`` and the ratios
@@ -18,8 +18,8 @@ Clients:
   httpx-aiohttp  httpx.AsyncClient over httpx_aiohttp.AiohttpTransport
   aiohttp        wheel.webhooks.sender.WebhookSender itself (aiohttp)
 
-The clients use the default asyncio event loop, like ``timer-wheel
-worker`` does; ``--uvloop`` runs them on uvloop instead. With two or more
+The clients use the default asyncio event loop; ``--uvloop`` runs them
+on uvloop, as ``timer-wheel worker`` does. With two or more
 CPUs the sink and the client are pinned to different cores (``--no-pin``
 turns that off).
 """
