@@ -253,6 +253,10 @@ def test_parse_rfc3339_refuses(text: str, words: str) -> None:
         ("soon", None),
         ("", None),
         ("\u0661", None),
+        # Numbers that overflow a date rather than fail to parse.
+        ("Tue, 01 Dec 99999999999999999999 16:00:00 GMT", None),
+        ("Tue, 01 Dec 2026 99999999999999999999:00:00 GMT", None),
+        ("Tue, 01 Dec 2026 16:00:00 +99999999999999999999", None),
     ],
 )
 def test_retry_after_s(value: str, wait_s: float | None) -> None:

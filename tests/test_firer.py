@@ -266,6 +266,37 @@ async def test_default_webhook_sends_no_request() -> None:
     assert sender.requests == [None]
 
 
+class Raising(Answering):
+    """A sender that raises, as a bug in it would."""
+
+    async def send(
+        self, url: str, timer_id: str, request: WebhookRequest | None = None
+    ) -> Delivery:
+        raise OverflowError("date value out of range")
+
+
+async def test_a_sender_that_raises_counts_a_failed_attempt() -> None:
+    """An exception from the sender is a failed attempt, retried on the
+    backoff: not an entry left pending, to be reclaimed and sent again
+    without end."""
+    queue = KeepingQueue()
+    capacity = Capacity(4)
+    firer = Firer(
+        cast(ShardQueue, queue),
+        cast(WebhookSender, Raising(Delivery(True, "unused"))),
+        capacity,
+        Settings(max_attempts=5, retry_base=1.0, retry_max=2.0),
+        "w1",
+    )
+    await capacity.take(1)
+    await firer.dispatch(Keys("tw", 1).shard(0), [Entry(b"1-0", bytes(16), 0)])
+    assert await firer.wait_idle(2.0)
+    (attempt,) = queue.attempts
+    assert attempt.outcome is Outcome.RETRY
+    assert attempt.result == "OverflowError: date value out of range"
+    assert capacity.free == 4
+
+
 class HeldSender:
     """A sender whose webhooks wait until released."""
 

@@ -451,6 +451,8 @@ async def test_parts_not_given_keep_their_defaults(
         ("/status/429/0", 0.0),
         ("/status/503/Thu,_01_Jan_1970_00:00:00_GMT", 0.0),
         ("/status/503/soon", None),
+        # A year that overflows: the answer stands, without a wait.
+        ("/status/503/Tue,_01_Dec_99999999999999999999_16:00:00_GMT", None),
         ("/status/500/7", None),
         ("/status/503", None),
     ],

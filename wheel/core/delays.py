@@ -148,14 +148,14 @@ def retry_after_s(value: str, now_s: float) -> float | None:
         return float(int(text[:12]))
     try:
         moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        if moment.tzinfo is None:
+            # RFC 9110: an HTTP-date is always GMT.
+            moment = moment.replace(tzinfo=UTC)
+        return max(0.0, moment.timestamp() - now_s)
+    # The receiver writes this header: a year or an offset of twenty
+    # digits overflows instead of failing to parse.
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        # RFC 9110: an HTTP-date is always GMT.
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, moment.timestamp() - now_s)
 
 
 RETRY_AFTER_STATUSES = frozenset({429, 503})

@@ -332,6 +332,14 @@ class Firer:
         delivery: Delivery | None = None
         try:
             delivery = await self._send(entry, claim)
+        except Exception as exc:
+            # The sender answers every failure of a receiver with a
+            # Delivery; what it raises is this code's own fault. Counted
+            # as a failed attempt, the timer keeps its backoff, attempt
+            # limit and dead letter; left pending, it would be reclaimed
+            # and sent again by this worker without end.
+            self._errors.note("send", exc)
+            delivery = Delivery.failed(exc)
         finally:
             took_s = time.monotonic() - started
             self.hosts.give(host, took_s)

@@ -108,6 +108,11 @@ class Delivery(msgspec.Struct, frozen=True):
     final: bool = False
     retry_after_s: float | None = None
 
+    @classmethod
+    def failed(cls, exc: BaseException) -> Delivery:
+        """An attempt that ended with ``exc`` and no answer."""
+        return cls(False, f"{type(exc).__name__}: {exc}"[:MAX_RESULT_CHARS])
+
 
 def host_key(url: str) -> str:
     """The lower-cased ``host[:port]`` of ``url``, to count per destination.
@@ -226,7 +231,7 @@ class WebhookSender:
             # Parsed once here; aiohttp takes the URL object as it is.
             target = URL(url)
         except (ValueError, TypeError) as exc:
-            return _failure(exc)
+            return Delivery.failed(exc)
         refusal = self._refusal(target)
         if refusal is not None:
             return Delivery(False, _refused(refusal), final=True)
@@ -261,9 +266,9 @@ class WebhookSender:
         except aiohttp.ClientConnectorError as exc:
             if isinstance(exc.os_error, TargetRefused):
                 return Delivery(False, _refused(str(exc.os_error)), final=True)
-            return _failure(exc)
+            return Delivery.failed(exc)
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return _failure(exc)
+            return Delivery.failed(exc)
         retry_after = None
         if wait is not None and status in RETRY_AFTER_STATUSES:
             retry_after = retry_after_s(wait, time.time())
@@ -294,7 +299,3 @@ def _named(host: str) -> str:
 
 def _refused(reason: str) -> str:
     return f"refused: {reason}"[:MAX_RESULT_CHARS]
-
-
-def _failure(exc: BaseException) -> Delivery:
-    return Delivery(False, f"{type(exc).__name__}: {exc}"[:MAX_RESULT_CHARS])
