@@ -297,6 +297,46 @@ async def test_a_sender_that_raises_counts_a_failed_attempt() -> None:
     assert capacity.free == 4
 
 
+class BusyQueue(RecordingQueue):
+    """Answers every claim BUSY: another worker's claim holds the timer
+    for a minute more."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claims = 0
+
+    async def claim(
+        self,
+        shard: Any,
+        consumer: str,
+        entries: list[Entry],
+        deferrals: Sequence[Deferral] = (),
+    ) -> list[Claim]:
+        self.claims += 1
+        return [Claim(Verdict.BUSY, wait_ms=60_000) for _ in entries]
+
+
+async def test_a_stopping_worker_does_not_wait_to_look_again() -> None:
+    """An entry waiting out another worker's claim neither holds up a
+    stop nor is claimed during it: it stays pending, for a reclaim."""
+    queue = BusyQueue()
+    capacity = Capacity(4)
+    firer = Firer(
+        cast(ShardQueue, queue),
+        cast(WebhookSender, Answering(Delivery(True, "HTTP 200", 200))),
+        capacity,
+        Settings(),
+        "w1",
+    )
+    await capacity.take(1)
+    await firer.dispatch(Keys("tw", 1).shard(0), [Entry(b"1-0", bytes(16), 0)])
+    assert firer.holds(0, b"1-0")
+    firer.close()
+    assert await firer.wait_idle(1.0)
+    assert not firer.holds(0, b"1-0")
+    assert (queue.claims, capacity.free) == (1, 4)
+
+
 class HeldSender:
     """A sender whose webhooks wait until released."""
 

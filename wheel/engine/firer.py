@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import logging
 import random
@@ -115,6 +116,7 @@ class Firer:
             settings.host_share, ceiling=settings.worker_concurrency
         )
         self.tasks: set[asyncio.Task[None]] = set()
+        self._closing = asyncio.Event()
         self._waiting: dict[str, collections.deque[_Waiter]] = {}
         self.stuck: collections.Counter[str] = collections.Counter()
         """Completions retrying a write, by Redis node: the reader takes
@@ -145,6 +147,17 @@ class Firer:
         task = asyncio.ensure_future(work())
         self.tasks.add(task)
         task.add_done_callback(self._done)
+
+    def close(self) -> None:
+        """The worker is stopping: start no timer it has not claimed.
+
+        A timer waiting for its host is claimed and still starts; an
+        entry waiting to look again at another worker's claim
+        (:meth:`_recheck_later`) is left pending here, for a reclaim,
+        rather than claimed and sent now only to be cut off by the end
+        of the shutdown grace.
+        """
+        self._closing.set()
 
     def _done(self, task: asyncio.Future[None]) -> None:
         """Forget a finished task, and log what it raised: every error of
@@ -302,12 +315,20 @@ class Firer:
     ) -> None:
         # Another worker's claim is in flight; this worker now owns the
         # entry (it reclaimed it), so it looks again when that claim lapses.
+        closing = self._closing
+
         async def recheck() -> None:
             try:
-                await asyncio.sleep(wait_ms / 1000)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(closing.wait(), wait_ms / 1000)
+                if closing.is_set():
+                    return
                 await self.capacity.take(1)
             finally:
                 self._release(shard, entry)
+            if closing.is_set():
+                self.capacity.give(1)
+                return
             await self.dispatch(shard, [entry])
 
         self._spawn(recheck)

@@ -158,6 +158,7 @@ class Worker:
             await asyncio.wait(loops, timeout=1.0)
             for task in loops:
                 task.cancel()
+            self.firer.close()
             finished = await self.firer.wait_idle(self.settings.shutdown_grace)
             with contextlib.suppress(Exception):
                 await self.minutes.flush()
