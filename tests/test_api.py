@@ -216,6 +216,21 @@ async def test_wrong_method_is_405(
         assert method_allowed in reply.headers["allow"]
 
 
+@pytest.mark.parametrize("path", ["/timer/{id}", "/schedules", "/timers"])
+async def test_head_answers_as_get(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    """HEAD, which Starlette allows wherever GET is, answers as GET does
+    (on a path with other methods too), without a body."""
+    created = (await client.post("/timer", json={"url": URL})).json()
+    path = path.replace("{id}", created["id"])
+    got = await client.get(path)
+    head = await client.head(path)
+    assert (head.status_code, got.status_code) == (200, 200)
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.content == b""
+
+
 async def test_healthz(client: httpx.AsyncClient) -> None:
     """/healthz answers 200 while the process runs."""
     reply = await client.get("/healthz")

@@ -401,6 +401,9 @@ async def test_filters_narrow_the_listing(
         ({"limit": "0"}, "limit"),
         ({"limit": "1001"}, "limit"),
         ({"limit": "ten"}, "limit"),
+        # A digit int() refuses, and more digits than int() reads.
+        ({"limit": "\u00b2"}, "limit"),
+        ({"limit": "0" * 4302 + "5"}, "limit"),
         ({"cursor": "%%%"}, "cursor"),
         ({"cursor": "AAAA"}, "cursor"),
         ({"due_after": "2026-12-01T16:00:00"}, "due_after"),

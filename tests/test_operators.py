@@ -364,12 +364,13 @@ def test_dead_letters_are_listed_and_retry_fires_them_again(
         hooks.stop()
 
 
-@pytest.mark.parametrize("limit", ["0", "-1", "abc", "1001"])
+@pytest.mark.parametrize("limit", ["0", "-1", "abc", "1001", "%C2%B2"])
 def test_dead_letter_limit_is_checked(procs: Procs, limit: str) -> None:
-    """A limit outside 1..1000 is a 422 problem."""
+    """A limit outside 1..1000 is a 422 problem naming it."""
     base = procs.api()
     reply = httpx.get(f"{base}/dead-letters?limit={limit}")
     assert reply.status_code == 422
+    assert [e["field"] for e in reply.json()["errors"]] == ["limit"]
 
 
 def test_stats_report_the_fleet(procs: Procs) -> None:

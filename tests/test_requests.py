@@ -65,6 +65,7 @@ def test_good_requests(
         ({"headers": {"": "x"}}, "request.headers.", "token"),
         ({"headers": {"X-A": "a\r\nX-B: b"}}, "request.headers.X-A", "contr"),
         ({"headers": {"X-A": "tab\there"}}, "request.headers.X-A", "control"),
+        ({"headers": {"X-A": "nel\u0085"}}, "request.headers.X-A", "control"),
         ({"headers": {"X-A": 1}}, "request.headers.X-A", "string"),
         ({"headers": {"X-A": "1", "x-a": "2"}}, "request.headers.x-a", "tw"),
         (

@@ -30,6 +30,7 @@ from wheel.api.models import (
     Stats,
     TimerCreated,
 )
+from wheel.api.paging import invalid, limit_error, query_limit
 from wheel.api.response_parts import ProblemError, json_response
 from wheel.core import ids
 from wheel.core.delays import rfc3339
@@ -119,14 +120,12 @@ class Operators:
 
     async def dead_letters(self, request: Request) -> Response:
         """``GET /dead-letters?limit=N``: newest first, every shard."""
-        raw = request.query_params.get("limit", "50")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_DEAD_LETTERS:
-            raise ProblemError(
-                422,
-                "Unprocessable Content",
-                f"limit must be an integer from 1 to {MAX_DEAD_LETTERS}",
-            )
-        newest = await self.inspector.newest_dead_letters(int(raw))
+        limit = query_limit(
+            request.query_params.get("limit"), 50, MAX_DEAD_LETTERS
+        )
+        if limit is None:
+            raise invalid([limit_error(MAX_DEAD_LETTERS)])
+        newest = await self.inspector.newest_dead_letters(limit)
         return json_response(
             DeadLetters(
                 [

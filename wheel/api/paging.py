@@ -43,20 +43,37 @@ def page_params(request: Request, known: Collection[str]) -> PageParams:
             errors.append(FieldError(name, "is given more than once"))
         else:
             values[name] = given[0]
-    raw_limit = values.pop("limit", str(DEFAULT_LIMIT))
-    limit = DEFAULT_LIMIT
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
-        errors.append(
-            FieldError("limit", f"must be an integer from 1 to {MAX_LIMIT}")
-        )
-    else:
-        limit = int(raw_limit)
+    limit = query_limit(values.pop("limit", None), DEFAULT_LIMIT, MAX_LIMIT)
+    if limit is None:
+        errors.append(limit_error(MAX_LIMIT))
+        limit = DEFAULT_LIMIT
     cursor = values.pop("cursor", None)
     if cursor is not None and not 0 < len(cursor) <= MAX_CURSOR_CHARS:
         errors.append(FieldError("cursor", "is not a cursor this API gave"))
     if errors:
         raise invalid(errors)
     return PageParams(limit, cursor, values)
+
+
+def query_limit(raw: str | None, default: int, most: int) -> int | None:
+    """A ``limit`` query parameter from 1 to ``most`` (``default`` when
+    absent); None when it is anything else.
+
+    Only ASCII digits: ``str.isdigit`` also accepts the likes of "²",
+    which ``int`` refuses, and a long run of zeros would reach ``int``'s
+    limit on digits.
+    """
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(most))):
+        return None
+    value = int(raw)
+    return value if 1 <= value <= most else None
+
+
+def limit_error(most: int) -> FieldError:
+    """What a bad ``limit`` is told."""
+    return FieldError("limit", f"must be an integer from 1 to {most}")
 
 
 def invalid(errors: list[FieldError]) -> ProblemError:

@@ -539,6 +539,9 @@ def _dispatch(methods: dict[str, Endpoint]) -> Endpoint:
         return next(iter(methods.values()))
 
     async def by_method(request: Request) -> Response:
-        return await methods[request.method](request)
+        # Starlette lets HEAD through wherever GET is allowed: it is
+        # answered as GET (the server sends no body).
+        method = "GET" if request.method == "HEAD" else request.method
+        return await methods[method](request)
 
     return by_method

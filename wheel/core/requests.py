@@ -52,7 +52,8 @@ FORBIDDEN_PREFIX = "webhook-"
 
 # RFC 9110 section 5.6.2: a token.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0, DEL and C1, as for urls.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True, slots=True)

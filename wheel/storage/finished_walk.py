@@ -32,6 +32,12 @@ class HourCursor(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     scan: int
     leftover: list[bytes]
 
+    def __post_init__(self) -> None:
+        # A client holds the cursor: HSCAN refuses what is not one of
+        # its own cursors (an unsigned 64-bit number).
+        if not 0 <= self.scan < 2**64:
+            raise ValueError("is not a scan cursor")
+
     @classmethod
     def start(cls, shard: int) -> HourCursor:
         """The start of a shard's walk."""

@@ -3,12 +3,16 @@ the order timers came due) and dead-letter stream (newest first)."""
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 
 from wheel.core.states import TimerState
 from wheel.storage.keys import ShardKeys
 from wheel.storage.replies import Record, dead_letter_of, entry_of
 from wheel.storage.shards import ShardQueue
+
+_ENTRY_ID = re.compile(rb"(?:[0-9]{1,20}-[0-9]{1,20})?")
 
 Found = tuple[bytes, Record, str]
 """A timer a walk found: id, record, url (when the walk knows it)."""
@@ -21,6 +25,12 @@ class StreamCursor(
 
     shard: int
     entry: bytes
+
+    def __post_init__(self) -> None:
+        # A client holds the cursor: an entry id that is not one would
+        # reach XRANGE and come back as Redis' error.
+        if not _ENTRY_ID.fullmatch(self.entry):
+            raise ValueError("is not a stream entry id")
 
 
 class StreamWalk:
