@@ -1749,6 +1749,29 @@ async def test_requeue_puts_an_early_entry_back_on_the_wheel(
     assert (verdict.verdict, verdict.attempt) == (Verdict.FIRE, 1)
 
 
+async def test_requeue_of_an_entry_not_pending_still_puts_it_back(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """On a replica promoted before a read reached it, the entry is in
+    the stream but not pending: the requeue still puts the timer back
+    (the entry's presence, not its ack, says this call is the first)."""
+    created = await create(queue, 400)
+    # The advance took it off the wheel into the stream.
+    ((member, _),) = index(raw, shard).items()
+    bucket = shard.bucket(Bucket(Level.MINUTE, int(member[1:])))
+    raw.zrem(bucket, created.timer_id)
+    raw.zrem(shard.index, member)
+    hand_over(raw, shard, created.timer_id, created.due_ms)
+    (entry,) = await queue.read(shard, CONSUMER, 10)
+    raw.xack(shard.ready, GROUP, entry.entry_id)
+
+    assert await queue.requeue(shard, entry) is Code.DONE
+
+    assert raw.xlen(shard.ready) == 0
+    assert raw.zscore(bucket, created.timer_id) == created.due_ms
+    assert index(raw, shard) == {member: created.due_ms}
+
+
 async def test_requeue_of_a_stale_entry_only_acks(
     queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
 ) -> None:

@@ -7,9 +7,12 @@
 -- bucket at that schedule and acks the entry, so it fires when due by
 -- this clock. An entry whose record moved on meanwhile is only acked.
 --
--- Replay-safe: the XACK that acks the entry tells whether this call is
--- the first; a replay (the entry acked already) puts nothing on the wheel
--- again and answers as the first did.
+-- Replay-safe: the XDEL that deletes the entry tells whether this call
+-- is the first (the entry was read from the stream, and stays there
+-- until this script deletes it); a replay puts nothing on the wheel
+-- again and answers as the first did. Not the XACK: on a replica
+-- promoted before the read reached it, the entry is in the stream but
+-- not pending, and the first call must still put the timer back.
 --
 -- Runs at maxmemory: yes (its first write is an XACK).
 --
@@ -32,8 +35,8 @@
 local now = now_ms()
 local sched = tonumber(ARGV[4])
 local rec = redis.call('HMGET', KEYS[2], 's', 'd', 'n')
-local first = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1
-redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+local first = redis.call('XDEL', KEYS[1], ARGV[2]) == 1
 if rec[1] ~= S_PENDING or tonumber(rec[3] or rec[2]) ~= sched then
     return {now, C_STALE}
 end
