@@ -25,6 +25,7 @@ from wheel.embedded.server import RedisServer, find_binary
 from wheel.settings import Settings
 from wheel.storage.connection import Connection
 from wheel.storage.errors import RedisUnavailable
+from wheel.storage.keys import GROUP
 from wheel.storage.node import Limits
 from wheel.storage.scripts import SCRIPTS
 from wheel.storage.shards import ShardQueue
@@ -345,6 +346,38 @@ async def test_a_lost_reply_is_sent_again_only_when_allowed(
     finally:
         await connection.aclose()
     assert raw.get(b"n") == (b"2" if resend else b"1")
+
+
+async def test_a_lost_reclaim_reply_is_not_sent_again(
+    proxy: TcpProxy, settings: Settings, raw: sync_redis.Redis
+) -> None:
+    """An XAUTOCLAIM whose reply is lost has taken the idle entries all
+    the same (and restarted their idle time): sent again it would find
+    none and hide them for another hold, so the call says it may have
+    run, and the worker reads its own pending entries back."""
+    through = settings.replace(redis_url=proxy.url)
+    connection = production(through)
+    queue = ShardQueue(connection, through)
+    shard = queue.keys.shard(0)
+    raw.xgroup_create(shard.ready, GROUP, id="0", mkstream=True)
+    entry_id = raw.xadd(shard.ready, {"i": bytes(16), "s": 1})
+    raw.xreadgroup(GROUP, "gone", {shard.ready: ">"})
+    # Idle for longer than the hold: a crashed worker's entry.
+    idle_ms = queue.hold_ms + 60_000
+    raw.execute_command(
+        "XCLAIM", shard.ready, GROUP, "gone", 0, entry_id, "IDLE", idle_ms
+    )
+    try:
+        await connection.start()
+        dropped = proxy.drop_next_reply(b"XAUTOCLAIM")
+        with pytest.raises(RedisUnavailable) as caught:
+            await queue.reclaim(shard, "w1", b"0-0", 10)
+        assert caught.value.maybe_applied
+        assert dropped.is_set()
+    finally:
+        await connection.aclose()
+    (pending,) = raw.xpending_range(shard.ready, GROUP, "-", "+", 10)
+    assert pending["consumer"] == b"w1"
 
 
 # -- loading and demotion ---------------------------------------------------

@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 
 from wheel.core.delays import CLAIM_MARGIN_S, STALL_GRACE_S
+from wheel.engine.firer import COMPLETE_CALL_S
 from wheel.settings import (
+    MAX_REPLICA_ACK_TIMEOUT_S,
     Settings,
     SettingsError,
     env_name,
@@ -15,6 +17,7 @@ from wheel.settings import (
     from_env,
     redact_url,
 )
+from wheel.storage.connection import DEADLINE_S
 
 OVERRIDES: list[tuple[str, str, Any]] = [
     ("redis_url", "rediss://cache.internal:6380/3", None),
@@ -157,6 +160,8 @@ def test_unknown_variable_is_rejected_by_name(variable: str) -> None:
         ("WHEEL_REDIS_URL", "http://localhost:6379/0"),
         ("WHEEL_MISFIRE_GRACE", "-1"),
         ("WHEEL_MISFIRE_GRACE", "nan"),
+        ("WHEEL_REPLICA_ACK_TIMEOUT", "0.0004"),
+        ("WHEEL_REPLICA_ACK_TIMEOUT", "2.5"),
     ],
 )
 def test_bad_value_is_rejected_by_name(variable: str, raw: str) -> None:
@@ -280,3 +285,10 @@ def test_a_hosts_share_is_half_the_worker_unless_set(
         }
     )
     assert settings.host_share == share
+
+
+def test_the_replica_wait_fits_inside_every_acked_call() -> None:
+    """The longest WAIT leaves a second of each acked call's deadline
+    (creates and schedule writes, completions) for the call itself."""
+    assert MAX_REPLICA_ACK_TIMEOUT_S + 1.0 <= DEADLINE_S
+    assert MAX_REPLICA_ACK_TIMEOUT_S + 1.0 <= COMPLETE_CALL_S

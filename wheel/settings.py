@@ -20,6 +20,15 @@ class SettingsError(ValueError):
     """A ``WHEEL_*`` variable is unknown or holds a bad value."""
 
 
+MAX_REPLICA_ACK_TIMEOUT_S = 2.0
+"""The longest ``WAIT`` for replicas. Every call that waits for them
+has at least 3 s (a create's deadline) for the queue, the call, the wait
+and the reply: a longer wait would run every such call past its caller
+while a replica is down, a create answered as unknown, a completion
+retried until its claim lapses. At least 1 ms: ``WAIT`` with 0 never
+returns without its replicas."""
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Every knob of the service; durations are in seconds.
 
@@ -53,7 +62,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host_concurrency: Annotated[int, msgspec.Meta(ge=0, le=10000)] = 0
     ready_max: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 2000
     replica_acks: Annotated[int, msgspec.Meta(ge=0, le=16)] = 0
-    replica_ack_timeout: Annotated[float, msgspec.Meta(gt=0, le=60)] = 1.0
+    replica_ack_timeout: Annotated[
+        float, msgspec.Meta(ge=0.001, le=MAX_REPLICA_ACK_TIMEOUT_S)
+    ] = 1.0
     allow_private_targets: bool = False
     allowed_targets: str = ""
     webhook_secret: str = ""

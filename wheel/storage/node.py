@@ -39,7 +39,7 @@ class Limits:
         replica acknowledgements the settings ask for."""
         return cls(
             replica_acks=settings.replica_acks,
-            ack_timeout_ms=int(settings.replica_ack_timeout * 1000),
+            ack_timeout_ms=max(1, round(settings.replica_ack_timeout * 1000)),
         )
 
 

@@ -827,6 +827,10 @@ class ShardQueue:
             count,
             "JUSTID",
             deadline_s=2.0,
+            # A lost reply may have taken entries all the same, and a
+            # second call would skip them (their idle time starts again):
+            # the caller reads them back instead.
+            resend=False,
         )
         taken: list[bytes] = reply[1]
         found = await asyncio.gather(
