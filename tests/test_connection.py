@@ -260,6 +260,34 @@ async def test_calls_during_a_client_pause_all_succeed(
     assert connection.outage.failures == 0
 
 
+async def test_a_deadline_timer_that_runs_early_ends_the_call(
+    connection: Connection,
+    raw: sync_redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A loop may run a call's deadline timer a little early (uvloop
+    rounds to milliseconds): the call still ends there as maybe applied,
+    once, and is neither counted as a lost connection nor sent again."""
+    await connection.call(b"n", "PING")
+    loop = asyncio.get_running_loop()
+    on_time = loop.call_later
+
+    def early(delay: float, callback: Any, *args: Any) -> Any:
+        return on_time(max(0.0, delay - 0.05), callback, *args)
+
+    monkeypatch.setattr(loop, "call_later", early)
+    raw.execute_command("CLIENT", "PAUSE", 1000, "ALL")
+
+    with pytest.raises(RedisUnavailable) as raised:
+        await connection.call(b"n", "INCR", b"n", deadline_s=0.4)
+
+    monkeypatch.undo()
+    assert raised.value.maybe_applied
+    assert connection.outage.failures == 0
+    # One INCR ran once the pause ended.
+    assert await connection.call(b"n", "INCR", b"n", deadline_s=5.0) == 2
+
+
 async def test_a_call_sent_into_a_pause_ends_at_its_deadline(
     connection: Connection, raw: sync_redis.Redis
 ) -> None:

@@ -394,12 +394,12 @@ class Connection:
                 raise
             except Exception as exc:
                 last = exc
-                if isinstance(exc, TimeoutError) and (
-                    time.monotonic() >= deadline
-                ):
-                    # The caller's deadline: no reply, and no more tries.
+                if isinstance(exc, DeadlinePassed):
+                    # The caller's deadline: no reply, and no more tries
+                    # (the timer may have run a hair before it).
                     if call is not None and call.sent:
                         maybe_applied = True
+                    deadline = min(deadline, time.monotonic())
                     continue
                 kind = classify(exc)
                 if kind is Kind.BUG:
@@ -532,7 +532,18 @@ def connect(settings: Settings, name: str) -> Connection:
     return Connection(settings.redis_url, name, Limits.from_settings(settings))
 
 
+class DeadlinePassed(TimeoutError):
+    """A call's own deadline passed before its reply came.
+
+    Its own class, not a clock comparison: a loop's timer may run a
+    fraction of a millisecond before the deadline by ``time.monotonic``
+    (uvloop rounds to milliseconds), and a plain ``TimeoutError`` is an
+    ``OSError``, a lost connection, which drops the node's idle
+    connections and looks for a new slot map.
+    """
+
+
 def _expire(future: asyncio.Future[Any]) -> None:
     """Fail the reply of a call whose deadline passed."""
     if not future.done():
-        future.set_exception(TimeoutError("the call's deadline passed"))
+        future.set_exception(DeadlinePassed("the call's deadline passed"))
