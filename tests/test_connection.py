@@ -376,6 +376,29 @@ async def test_a_lost_reply_is_sent_again_only_when_allowed(
     assert raw.get(b"n") == (b"2" if resend else b"1")
 
 
+async def test_a_failed_script_load_is_tried_again_within_the_deadline(
+    proxy: TcpProxy, settings: Settings, raw: sync_redis.Redis
+) -> None:
+    """A node that lost its scripts (a restart, a promoted replica) and
+    whose reload fails (the proxy cuts it) gets another reload within the
+    call's deadline; the call succeeds, and never raises the client's
+    own error."""
+    through = settings.replace(redis_url=proxy.url)
+    connection = production(through)
+    queue = ShardQueue(connection, through)
+    try:
+        await connection.start()
+        raw.script_flush()
+        dropped = proxy.drop_next_reply(b"SCRIPT")
+
+        created = await queue.create(URL, 60_000)
+
+        assert dropped.is_set()
+        assert created.code is Code.DONE
+    finally:
+        await connection.aclose()
+
+
 async def test_a_lost_reclaim_reply_is_not_sent_again(
     proxy: TcpProxy, settings: Settings, raw: sync_redis.Redis
 ) -> None:

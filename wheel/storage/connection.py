@@ -418,7 +418,13 @@ class Connection:
                             describe(exc), maybe_applied=maybe_applied
                         ) from exc
                     if kind is Kind.NOSCRIPT:
-                        await self._node(name).load_scripts(loads)
+                        failed = await self._load_scripts(
+                            name, loads, deadline
+                        )
+                        if failed is not None:
+                            last = failed
+                            await self._pause(pauses, deadline)
+                            pauses += 1
                     elif kind is Kind.ASK:
                         assert isinstance(exc, AskError)
                         asking = redirect_name(exc, name)
@@ -438,6 +444,27 @@ class Connection:
                 continue
             self.outage.succeeded(name)
             return reply
+
+    async def _load_scripts(
+        self, name: str, loads: int, deadline: float
+    ) -> BaseException | None:
+        """Load the scripts into a node that answered ``NOSCRIPT`` (a
+        restart, a promoted replica), within the call's deadline; the
+        error when that failed (the call then tries again, or ends at its
+        deadline as unavailable, never with a raw client error)."""
+        try:
+            await asyncio.wait_for(
+                self._node(name).load_scripts(loads),
+                max(0.0, deadline - time.monotonic()),
+            )
+        except Exception as exc:
+            kind = classify(exc)
+            if kind is Kind.BUG:
+                raise
+            if time.monotonic() < deadline:
+                await self._failed(name, exc, kind)
+            return exc
+        return None
 
     async def _pause(self, pauses: int, deadline: float) -> None:
         """Wait before trying again: jittered backoff, within the deadline."""

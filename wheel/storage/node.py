@@ -8,6 +8,7 @@ the node that holds its key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,9 +95,11 @@ class Node:
         self.loads += 1
 
     async def drop_idle(self) -> None:
-        """Close the pooled connections not in use (they may be stale)."""
+        """Close the pooled connections not in use (they may be stale);
+        best effort: a connection that fails to close is gone too."""
         pool = self.client.connection_pool
-        await pool.disconnect(inuse_connections=False)
+        with contextlib.suppress(Exception):
+            await pool.disconnect(inuse_connections=False)
 
     async def aclose(self) -> None:
         """Wait for pipelines on the wire, then close every connection."""
