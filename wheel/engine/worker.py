@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 ROLE = "worker"
 
 
+LOOPS = ("read", "doorbell", "heartbeat", "reclaim", "stats")
+"""The worker's background loops, as its errors name them."""
+
+
 class Worker:
     """One consumer of group ``workers`` on the ready streams."""
 
@@ -67,11 +71,11 @@ class Worker:
         self.reclaimer = Reclaimer(
             queue, self.capacity, self.firer, settings, self.name
         )
+        self._errors = ErrorLog(log)
         self.doorbell = Doorbell(
-            queue.connection, queue.keys, self.reader.ring
+            queue.connection, queue.keys, self.reader.ring, self._errors.note
         )
         self._heartbeat_ms = int(settings.heartbeat_ttl * 1000)
-        self._errors = ErrorLog(log)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -140,6 +144,7 @@ class Worker:
             },
         )
         reading = asyncio.Event()
+        # In the order of LOOPS.
         loops = [
             asyncio.create_task(self.reader.run(reading)),
             asyncio.create_task(self.doorbell.listen(reading)),
@@ -158,6 +163,13 @@ class Worker:
             await asyncio.wait(loops, timeout=1.0)
             for task in loops:
                 task.cancel()
+            for name, ended in zip(
+                LOOPS,
+                await asyncio.gather(*loops, return_exceptions=True),
+                strict=True,
+            ):
+                if isinstance(ended, Exception):
+                    self._errors.note(name, ended)
             self.firer.close()
             finished = await self.firer.wait_idle(self.settings.shutdown_grace)
             with contextlib.suppress(Exception):

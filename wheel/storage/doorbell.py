@@ -50,7 +50,8 @@ class Doorbell:
     """Listens on the channel; calls ``on_ring`` with shard numbers.
 
     ``on_ring(None)`` means "maybe anything": after (re)subscribing,
-    messages may have been missed.
+    messages may have been missed. ``on_error`` is told of an error that
+    is not Redis' own (a bug); the doorbell then listens again.
     """
 
     def __init__(
@@ -58,10 +59,12 @@ class Doorbell:
         connection: Connection,
         keys: Keys,
         on_ring: Callable[[list[int] | None], None],
+        on_error: Callable[[str, Exception], None],
     ) -> None:
         self.connection = connection
         self.keys = keys
         self.on_ring = on_ring
+        self.on_error = on_error
         self._turn = 0
 
     async def listen(self, stop: asyncio.Event) -> None:
@@ -74,6 +77,9 @@ class Doorbell:
             except REDIS_ERRORS as exc:
                 self._turn += 1
                 log.debug("doorbell lost", extra={"error": str(exc)})
+            except Exception as exc:
+                # Listening again rather than ending for good.
+                self.on_error("doorbell", exc)
             if not stop.is_set():
                 await asyncio.sleep(RECONNECT_S)
 
@@ -94,6 +100,14 @@ class Doorbell:
                     continue
                 data = message.get("data")
                 if isinstance(data, bytes):
-                    self.on_ring([int(part) for part in data.split(b",")])
+                    # Only the tickers publish here; anything else on the
+                    # channel is ignored (the poll still finds the work).
+                    shards = [
+                        int(part)
+                        for part in data.split(b",")
+                        if part.isdigit()
+                    ]
+                    if shards:
+                        self.on_ring(shards)
         finally:
             await pubsub.aclose()
