@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import pytest
+from prometheus_client import REGISTRY
 
 from wheel.core.requests import WebhookRequest, pack
 from wheel.core.states import Code, Outcome, Verdict
@@ -116,6 +117,31 @@ async def test_a_deferral_leaves_nothing_behind_for_shutdown() -> None:
     assert await firer.wait_idle(0.5)
     assert queue.completed == [Outcome.DEFER]
     assert capacity.free == 4
+
+
+def lateness_count() -> float:
+    """How many lateness observations this process made."""
+    count = REGISTRY.get_sample_value(
+        "timer_wheel_fire_lateness_seconds_count"
+    )
+    return count or 0.0
+
+
+async def test_lateness_is_observed_when_an_attempt_starts() -> None:
+    """A first attempt deferred for its host is not observed (it is a
+    first attempt again when it comes back); one that is sent is, once."""
+    before = lateness_count()
+    queue = RecordingQueue()
+    capacity = Capacity(4)
+    firer = busy_host_firer(queue, capacity)
+    await capacity.take(1)
+    await firer.dispatch(Keys("tw", 1).shard(0), [Entry(b"1-0", bytes(16), 0)])
+    assert await firer.wait_idle(0.5)
+    assert queue.completed == [Outcome.DEFER]
+    assert lateness_count() == before
+
+    await fire_once(Delivery(True, "HTTP 200", 200))
+    assert lateness_count() == before + 1
 
 
 async def test_a_saturated_host_is_deferred_inside_the_claim() -> None:

@@ -252,13 +252,6 @@ class Firer:
         self, shard: ShardKeys, entry: Entry, claim: Claim, sent_at: float
     ) -> None:
         host = host_key(claim.url)
-        if claim.attempt == 1:
-            late_ms = max(
-                0, self.queue.clocks.now_ms(shard.shard) - claim.due_ms
-            )
-            metrics.FIRE_LATENESS.observe(late_ms / 1000)
-            if self.minutes:
-                self.minutes.late(late_ms)
         if self.hosts.try_take(host):
             self._spawn(lambda: self._fire(shard, entry, claim, host, sent_at))
             return
@@ -349,6 +342,15 @@ class Firer:
         host: str,
         sent_at: float,
     ) -> None:
+        if claim.attempt == 1:
+            # Here, as the attempt starts: a timer deferred for its host
+            # is claimed as a first attempt again later.
+            late_ms = max(
+                0, self.queue.clocks.now_ms(shard.shard) - claim.due_ms
+            )
+            metrics.FIRE_LATENESS.observe(late_ms / 1000)
+            if self.minutes:
+                self.minutes.late(late_ms)
         started = time.monotonic()
         delivery: Delivery | None = None
         try:
