@@ -130,6 +130,26 @@ async def test_idempotency_tells_requests_apart(
     assert_problem(c, 422)
 
 
+async def test_a_repeat_answers_the_timer_as_it_is_now(
+    client: httpx.AsyncClient,
+) -> None:
+    """A repeat with the same Idempotency-Key after a reschedule and a
+    cancel answers the timer as it is then, not as it was created."""
+    body = {"url": URL, "hours": 5}
+    headers = {"Idempotency-Key": "k-18"}
+    created = (await client.post("/timer", json=body, headers=headers)).json()
+    await client.patch(f"/timer/{created['id']}", json={"minutes": 10})
+
+    moved = await client.post("/timer", json=body, headers=headers)
+
+    assert moved.status_code == 200
+    assert moved.json()["id"] == created["id"]
+    assert moved.json()["time_left"] in (599, 600)
+    await client.delete(f"/timer/{created['id']}")
+    cancelled = await client.post("/timer", json=body, headers=headers)
+    assert cancelled.json() == {"id": created["id"], "time_left": 0}
+
+
 async def test_reschedule_moves_a_pending_timer(
     client: httpx.AsyncClient, raw: sync_redis.Redis
 ) -> None:

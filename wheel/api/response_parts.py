@@ -123,11 +123,9 @@ def view(timer: Timer) -> TimerView:
     """The ``GET /timer/{id}`` body of a timer."""
     finished = timer.finished_ms
     state = timer.status
-    # A cancelled timer will never fire: nothing is left of it.
-    left_ms = 0 if state is TimerState.CANCELLED else timer.left_ms
     return TimerView(
         timer.id,
-        ceil_seconds(left_ms),
+        ceil_seconds(timer.left_ms),
         state.value,
         rfc3339(timer.due_ms),
         timer.attempts,

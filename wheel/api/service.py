@@ -3,6 +3,7 @@ timers."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
 import msgspec
@@ -10,6 +11,7 @@ import msgspec
 from wheel.core import ids
 from wheel.core.requests import WebhookRequest, pack
 from wheel.core.states import Code, TimerState
+from wheel.storage.errors import RedisUnavailable
 from wheel.storage.replies import PastAttempt
 from wheel.storage.shards import Idempotency, Record, ShardQueue
 
@@ -51,7 +53,10 @@ class Timer(msgspec.Struct, frozen=True):
 
     @property
     def left_ms(self) -> int:
-        """Milliseconds until due; 0 once due."""
+        """Milliseconds until due; 0 once due, and for a cancelled timer
+        (it will never fire: nothing is left of it)."""
+        if self.status is TimerState.CANCELLED:
+            return 0
         return max(0, self.due_ms - self.now_ms)
 
     @property
@@ -147,13 +152,21 @@ class TimerService:
             raise IdempotencyMismatch(ids.to_text(created.timer_id))
         if created.code is Code.CONFLICT:
             raise RuntimeError("timer id collision")
+        repeat = key is not None and created.code is Code.EXISTS
+        if repeat:
+            # The key keeps the due time the timer was created with; it
+            # may have been rescheduled, fired or cancelled since.
+            with contextlib.suppress(RedisUnavailable):
+                record = await self.queue.get(created.timer_id)
+                if record is not None:
+                    return timer_of(created.timer_id, record, url), True
         timer = Timer(
             ids.to_text(created.timer_id),
             created.due_ms,
             created.now_ms,
             TimerState.PENDING,
         )
-        return timer, key is not None and created.code is Code.EXISTS
+        return timer, repeat
 
     async def get(self, text_id: str) -> Timer | None:
         """The timer ``text_id``, or None when unknown, expired or bad."""
