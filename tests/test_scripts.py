@@ -2330,6 +2330,30 @@ async def test_reschedule_back_revives_the_buried_copy(
     ]
 
 
+async def test_reschedule_back_after_a_copy_left_the_stream(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A copy in the ready stream that is not yet due (an advance on a
+    node whose clock ran ahead) is no buried copy: moved away, its stale
+    entry dropped by the claim, and moved back, the timer is put on the
+    wheel again, not left with no copy at all."""
+    created = await create(queue, 60_000)
+    ((member, _),) = index(raw, shard).items()
+    minute = shard.bucket(Bucket(Level.MINUTE, int(member[1:])))
+    raw.zrem(minute, created.timer_id)
+    raw.zrem(shard.index, member)
+    hand_over(raw, shard, created.timer_id, created.due_ms)
+    (entry,) = await queue.read(shard, CONSUMER, 10)
+
+    await queue.reschedule(created.timer_id, at_ms=created.due_ms + 1)
+    assert (await claim(queue, shard, entry)).verdict is Verdict.SKIP
+    moved = await queue.reschedule(created.timer_id, at_ms=created.due_ms)
+
+    assert moved.due_ms == created.due_ms
+    assert raw.zscore(minute, created.timer_id) == created.due_ms
+    assert not raw.exists(shard.tombstones)
+
+
 async def test_cascade_never_replaces_the_current_copy(
     queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
 ) -> None:

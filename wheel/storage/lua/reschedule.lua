@@ -11,8 +11,9 @@
 -- bucket (whose list cannot drop one member cheaply), named in the
 -- shard's tombstones, so the cascade drops it; a copy already in the
 -- ready stream is dropped by the claim, whose schedule no longer
--- matches. A new due that equals a copy still buried revives that copy
--- rather than adding a second. The old due never fires after this.
+-- matches (it gets no tombstone). A new due that equals a copy still
+-- buried revives that copy rather than adding a second. The old due
+-- never fires after this.
 --
 -- The caller's token is stored in the record (field p): a replay of this
 -- very call (a lost reply) answers as the first did and moves nothing.
@@ -77,7 +78,11 @@ if due ~= current then
     for i = 4, 6 do
         removed = removed + redis.call('ZREM', KEYS[i], id)
     end
-    if removed == 0 and current > now then
+    -- Only where a coarse bucket of `current` is still to cascade: a
+    -- copy anywhere else (a ready entry not yet due by this clock) is
+    -- no buried copy, and a tombstone would stop a move back to
+    -- `current` from putting the timer on the wheel again.
+    if removed == 0 and current > now and place(current, now) ~= 'm' then
         redis.call('ZADD', KEYS[7], current, coarse_member(id, current))
     end
     if redis.call('ZREM', KEYS[7], coarse_member(id, due)) == 0 then
