@@ -6,6 +6,10 @@ import json
 import logging
 from pathlib import Path
 
+import pytest
+
+from wheel.runtime import lifecycle
+from wheel.runtime.lifecycle import LineLimit
 from wheel.runtime.logs import JsonFormatter
 
 
@@ -39,3 +43,28 @@ def test_an_extra_the_encoder_does_not_know_is_written_as_text() -> None:
     )
     assert entry["error"] == "no reply in 1.0s"
     assert entry["data"] == "/tmp/x"
+
+
+def test_a_line_limit_writes_one_line_per_key_per_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first line of a key is written; those within the interval are
+    held back and counted in the next line written; keys are apart."""
+    now = [1000.0]
+    monkeypatch.setattr(lifecycle.time, "monotonic", lambda: now[0])
+    limit = LineLimit(interval_s=30.0)
+
+    assert limit.take("a") == 0
+    assert [limit.take("a") for _ in range(3)] == [None] * 3
+    assert limit.take("b") == 0
+    now[0] += 30.0
+    assert limit.take("a") == 3
+    assert limit.take("a") is None
+
+
+def test_a_line_limit_keeps_a_bounded_number_of_keys() -> None:
+    """More keys than it keeps start it afresh rather than grow it."""
+    limit = LineLimit(interval_s=30.0, most_keys=2)
+    assert [limit.take(k) for k in ("a", "b", "c")] == [0, 0, 0]
+    assert limit.take("a") == 0
+    assert limit.take("c") is None

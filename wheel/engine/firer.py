@@ -41,7 +41,7 @@ from wheel.core.requests import unpack
 from wheel.core.states import Code, Outcome, Verdict
 from wheel.engine.capacity import Capacity
 from wheel.runtime import metrics
-from wheel.runtime.lifecycle import ErrorLog
+from wheel.runtime.lifecycle import ErrorLog, LineLimit
 from wheel.settings import Settings
 from wheel.storage.errors import REDIS_ERRORS, describe
 from wheel.storage.keys import ShardKeys
@@ -142,6 +142,8 @@ class Firer:
         }
         self._hold_s = settings.reclaim_idle
         self._errors = ErrorLog(log)
+        self._failure_lines = LineLimit()
+        self._abandon_lines = LineLimit()
 
     def _spawn(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         task = asyncio.ensure_future(work())
@@ -445,15 +447,20 @@ class Firer:
         key = {"ok": "fired", "retry": "retried", "fail": "failed"}[outcome]
         self._count(key, outcome.value)
         if outcome is not Outcome.OK:
-            log.info(
-                "webhook failed",
-                extra={
+            # One line per destination per interval: a receiver that is
+            # down fails every timer sent to it (each attempt is in the
+            # timer's history, each failure in the metrics).
+            held = self._failure_lines.take(host_key(claim.url))
+            if held is not None:
+                extra: dict[str, object] = {
                     "id": ids.to_text(entry.timer_id),
                     "attempt": claim.attempt,
                     "result": delivery.result,
                     "outcome": outcome.value,
-                },
-            )
+                }
+                if held:
+                    extra["repeats"] = held
+                log.info("webhook failed", extra=extra)
 
     async def _defer(
         self,
@@ -526,14 +533,17 @@ class Firer:
                     tries += 1
                     if time.monotonic() + pause >= give_up_at:
                         self.counts["abandoned"] += 1
-                        log.warning(
-                            "completion abandoned: the claim lapsed",
-                            extra={
-                                "id": ids.to_text(attempt.entry.timer_id),
-                                "outcome": attempt.outcome.value,
-                                "error": describe(exc),
-                            },
-                        )
+                        held = self._abandon_lines.take(node)
+                        if held is not None:
+                            log.warning(
+                                "completion abandoned: the claim lapsed",
+                                extra={
+                                    "id": ids.to_text(attempt.entry.timer_id),
+                                    "outcome": attempt.outcome.value,
+                                    "error": describe(exc),
+                                    "repeats": held,
+                                },
+                            )
                         return None
                     await asyncio.sleep(pause)
                     continue

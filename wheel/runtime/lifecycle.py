@@ -153,6 +153,32 @@ class ErrorLog:
             self.log.error("step failed", extra=extra, exc_info=exc)
 
 
+class LineLimit:
+    """At most one log line per key per interval: a line that is not
+    written is counted, and the next one written says how many were held
+    back. Keys are bounded (a burst of new ones starts afresh)."""
+
+    def __init__(
+        self, interval_s: float = 0.0, most_keys: int = 10_000
+    ) -> None:
+        self.interval_s = interval_s or REPEAT_INTERVAL_S
+        self.most_keys = most_keys
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def take(self, key: str) -> int | None:
+        """None when a line for ``key`` is to be held back; otherwise
+        how many were held back since the last one written."""
+        now = time.monotonic()
+        since, held = self._seen.get(key, (0.0, -1))
+        if held >= 0 and now - since < self.interval_s:
+            self._seen[key] = (since, held + 1)
+            return None
+        if key not in self._seen and len(self._seen) >= self.most_keys:
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        return max(0, held)
+
+
 async def supervise(
     name: str,
     step: Callable[[], Awaitable[float]],
