@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from wheel.core.buckets import MINUTE_MS
 from wheel.storage.connection import Connection
+from wheel.storage.errors import RedisUnavailable
 from wheel.storage.keys import Keys
 
 LATENESS_BOUNDS_MS = (
@@ -55,21 +56,30 @@ class MinuteCounters:
         counts, self._counts = self._counts, Counter()
         if not counts:
             return 1.0
+        items = list(counts.items())
+        # Not sent again after a lost reply: it may have counted.
         calls = [
-            self.connection.call(key, "HINCRBY", key, field, n)
-            for (minute, field), n in counts.items()
+            self.connection.call(key, "HINCRBY", key, field, n, resend=False)
+            for (minute, field), n in items
             for key in (self.keys.stats(minute),)
         ]
         calls += [
             self.connection.call(key, "EXPIRE", key, KEEP_S)
             for key in {self.keys.stats(minute) for minute, _ in counts}
         ]
-        try:
-            await asyncio.gather(*calls)
-        except Exception:
-            # Kept for the next flush rather than lost.
-            self._counts.update(counts)
-            raise
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        failed: BaseException | None = None
+        for index, result in enumerate(results):
+            if not isinstance(result, BaseException):
+                continue
+            failed = failed or result
+            if index < len(items) and not (
+                isinstance(result, RedisUnavailable) and result.maybe_applied
+            ):
+                # Not counted: kept for the next flush rather than lost.
+                self._counts[items[index][0]] += items[index][1]
+        if failed is not None:
+            raise failed
         return 1.0
 
 
