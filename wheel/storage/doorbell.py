@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
@@ -65,7 +66,10 @@ class Doorbell:
         self.keys = keys
         self.on_ring = on_ring
         self.on_error = on_error
-        self._turn = 0
+        # Each worker starts on a node of its own choosing: a node that
+        # stops without closing its connections (no error comes) leaves
+        # only its own listeners to the poll, not the whole fleet.
+        self._turn = random.randrange(1 << 16)
 
     async def listen(self, stop: asyncio.Event) -> None:
         """Listen until ``stop``, resubscribing after any error (on the
