@@ -22,6 +22,7 @@ class _Link:
         self.client = client
         self.server = server
         self.drop: threading.Event | None = None
+        self.hold = False
         self.tail = b""
 
     def close(self) -> None:
@@ -47,6 +48,7 @@ class TcpProxy:
         self._port: int | None = None
         self._links: set[_Link] = set()
         self._armed: tuple[bytes, threading.Event] | None = None
+        self._hold_marker: bytes | None = None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -120,6 +122,13 @@ class TcpProxy:
             self._armed = (marker, done)
         return done
 
+    def hold_next_reply(self, marker: bytes) -> None:
+        """Arm a one-shot fault: after the next client chunk holding
+        ``marker`` goes through, that connection's answers never come
+        back, and it stays open (a node stopped under the call)."""
+        with self._lock:
+            self._hold_marker = marker
+
     def pause(self) -> None:
         """Hold traffic both ways (new bytes wait) until :meth:`resume`."""
         self._call(self._set_flowing(False))
@@ -187,6 +196,8 @@ class TcpProxy:
                 await self._flowing.wait()
                 if upstream:
                     self._maybe_arm(link, chunk)
+                elif link.hold:
+                    continue
                 elif link.drop is not None:
                     self.replies_dropped += 1
                     link.close()
@@ -205,6 +216,9 @@ class TcpProxy:
         window = link.tail + chunk
         link.tail = chunk[-_TAIL:]
         with self._lock:
+            if self._hold_marker is not None and self._hold_marker in window:
+                link.hold = True
+                self._hold_marker = None
             if self._armed is None or self._armed[0] not in window:
                 return
             # Armed before forwarding, so no byte of the answer slips by.

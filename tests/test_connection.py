@@ -399,6 +399,22 @@ async def test_a_failed_script_load_is_tried_again_within_the_deadline(
         await connection.aclose()
 
 
+async def test_a_node_that_never_answers_a_script_load_does_not_hold_the_start(
+    proxy: TcpProxy, settings: Settings
+) -> None:
+    """The scripts are loaded in the background: a node stopped under
+    the load (its answer never comes) does not hold up the start, and
+    plain calls are served meanwhile."""
+    through = settings.replace(redis_url=proxy.url)
+    connection = production(through)
+    proxy.hold_next_reply(b"SCRIPT")
+    try:
+        await asyncio.wait_for(connection.start(), 1.0)
+        assert await connection.call(b"n", "INCR", b"n", deadline_s=1.0) == 1
+    finally:
+        await connection.aclose()
+
+
 async def test_a_lost_reclaim_reply_is_not_sent_again(
     proxy: TcpProxy, settings: Settings, raw: sync_redis.Redis
 ) -> None:

@@ -90,6 +90,32 @@ def test_dropped_reply_fails_the_call_but_the_write_happened(
         client.close()
 
 
+def test_a_held_reply_never_comes_and_the_write_happened(
+    proxy: TcpProxy, direct: redis.Redis
+) -> None:
+    """After a held chunk its connection answers nothing and stays open
+    (the client times out); other connections are served."""
+    client = redis.Redis.from_url(
+        proxy.url,
+        decode_responses=True,
+        socket_timeout=0.5,
+        retry=Retry(NoBackoff(), 0),
+        single_connection_client=True,
+    )
+    other = _client(proxy, single=True)
+    try:
+        assert client.ping()
+        assert other.ping()
+        proxy.hold_next_reply(b"held-key")
+        with pytest.raises(redis.TimeoutError):
+            client.set("held-key", "written")
+        assert direct.get("held-key") == "written"
+        assert other.echo("served") == "served"
+    finally:
+        client.close()
+        other.close()
+
+
 def test_pause_holds_a_reply_until_resume(proxy: TcpProxy) -> None:
     """While paused no reply arrives; on resume it does."""
     client = _client(proxy)

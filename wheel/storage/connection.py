@@ -34,7 +34,6 @@ its error classes, and keeps the slot map itself (``CLUSTER SLOTS``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -44,7 +43,7 @@ from typing import Any
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import AskError, ClusterDownError, RedisError
+from redis.exceptions import AskError, ClusterDownError
 
 from wheel.core.delays import backoff_s
 from wheel.settings import Settings
@@ -203,9 +202,11 @@ class Connection:
         if self.cluster:
             await self._read_slots([self._seed])
         for node in self.primaries():
-            # Loaded again on the first NOSCRIPT if this fails.
-            with contextlib.suppress(RedisError):
-                await node.load_scripts()
+            # All at once and in the background: a stopped node would
+            # hold the start up for its whole timeout. A call that meets
+            # NOSCRIPT meanwhile waits for this load (or starts another
+            # when it failed).
+            node.start_loading()
         log.info(
             "connected to Redis",
             extra={

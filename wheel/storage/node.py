@@ -81,11 +81,16 @@ class Node:
         """
         if seen is not None and self.loads > seen:
             return
+        await asyncio.shield(self.start_loading())
+
+    def start_loading(self) -> asyncio.Task[None]:
+        """Start loading every script into this node, unless a load is
+        under way; that load."""
         if self._loading is None or self._loading.done():
             self._loading = asyncio.create_task(self._load())
             # A caller that gave up must not leave its error unseen.
             self._loading.add_done_callback(retrieve)
-        await asyncio.shield(self._loading)
+        return self._loading
 
     async def _load(self) -> None:
         pipe = self.client.pipeline(transaction=False)
