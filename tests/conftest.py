@@ -17,6 +17,7 @@ import pytest
 import redis as sync_redis
 
 from tests.clusters import flush_cluster, running_cluster
+from tests.proxy import TcpProxy
 from tests.support import FAST_ENV, Behaviour, Procs, Receiver
 from wheel.api import app as api_app
 from wheel.embedded.cluster import EmbeddedCluster
@@ -88,6 +89,13 @@ def redis_url(redis_server: RedisServer) -> str:
     """The session server's URL, with the database flushed."""
     flush(redis_server.url)
     return redis_server.url
+
+
+@pytest.fixture
+def proxy(redis_server: RedisServer, redis_url: str) -> Iterator[TcpProxy]:
+    """A fault proxy in front of the (flushed) session server."""
+    with TcpProxy(redis_server.port) as proxy:
+        yield proxy
 
 
 @pytest.fixture(scope="session")

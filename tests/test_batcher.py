@@ -124,13 +124,6 @@ async def test_long_queue_is_split_into_bounded_pipelines(
     assert sorted(pipelines.sizes) == [7, MAX_BATCH, MAX_BATCH]
 
 
-@pytest.fixture
-def proxy(redis_server: RedisServer, redis_url: str) -> Iterator[TcpProxy]:
-    """A fault proxy in front of the (flushed) session server."""
-    with TcpProxy(redis_server.port) as proxy:
-        yield proxy
-
-
 async def test_connection_error_fails_every_command_of_its_pipeline(
     proxy: TcpProxy, redis_url: str
 ) -> None:

@@ -105,20 +105,6 @@ def busy_host_firer(queue: RecordingQueue, capacity: Capacity) -> Firer:
     return firer
 
 
-async def test_a_deferral_leaves_nothing_behind_for_shutdown() -> None:
-    """A timer for a host at its limit that is not worth waiting for
-    goes back on the wheel, and the firer is idle at once: no empty
-    waiting line is left to hold a shutdown until its grace runs out."""
-    queue = RecordingQueue()
-    capacity = Capacity(4)
-    firer = busy_host_firer(queue, capacity)
-    await capacity.take(1)
-    await firer.dispatch(Keys("tw", 1).shard(0), [Entry(b"1-0", bytes(16), 0)])
-    assert await firer.wait_idle(0.5)
-    assert queue.completed == [Outcome.DEFER]
-    assert capacity.free == 4
-
-
 def lateness_count() -> float:
     """How many lateness observations this process made."""
     count = REGISTRY.get_sample_value(
@@ -127,9 +113,12 @@ def lateness_count() -> float:
     return count or 0.0
 
 
-async def test_lateness_is_observed_when_an_attempt_starts() -> None:
-    """A first attempt deferred for its host is not observed (it is a
-    first attempt again when it comes back); one that is sent is, once."""
+async def test_a_deferral_leaves_nothing_behind_for_shutdown() -> None:
+    """A timer for a host at its limit that is not worth waiting for
+    goes back on the wheel, and the firer is idle at once: no empty
+    waiting line is left to hold a shutdown until its grace runs out.
+    Its lateness is not observed: it is a first attempt again when it
+    comes back."""
     before = lateness_count()
     queue = RecordingQueue()
     capacity = Capacity(4)
@@ -138,10 +127,8 @@ async def test_lateness_is_observed_when_an_attempt_starts() -> None:
     await firer.dispatch(Keys("tw", 1).shard(0), [Entry(b"1-0", bytes(16), 0)])
     assert await firer.wait_idle(0.5)
     assert queue.completed == [Outcome.DEFER]
+    assert capacity.free == 4
     assert lateness_count() == before
-
-    await fire_once(Delivery(True, "HTTP 200", 200))
-    assert lateness_count() == before + 1
 
 
 async def test_a_saturated_host_is_deferred_inside_the_claim() -> None:
@@ -271,6 +258,13 @@ async def test_retry_after_sets_the_earliest_next_attempt(
     (attempt,) = queue.attempts
     assert attempt.outcome is Outcome.RETRY
     assert at_least_ms <= attempt.delay_ms <= at_most_ms
+
+
+async def test_lateness_is_observed_once_when_an_attempt_starts() -> None:
+    """A first attempt that is sent observes its lateness, once."""
+    before = lateness_count()
+    await fire_once(Delivery(True, "HTTP 200", 200))
+    assert lateness_count() == before + 1
 
 
 async def test_own_request_is_sent_and_the_duration_recorded() -> None:

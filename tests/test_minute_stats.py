@@ -3,25 +3,15 @@ happens to the reply that would say it was."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis as sync_redis
 
 from tests.proxy import TcpProxy
-from wheel.embedded.server import RedisServer
 from wheel.settings import Settings
 from wheel.storage.connection import connect
 from wheel.storage.errors import RedisUnavailable
 from wheel.storage.keys import Keys
 from wheel.storage.minute_stats import MinuteCounters
-
-
-@pytest.fixture
-def proxy(redis_server: RedisServer, redis_url: str) -> Iterator[TcpProxy]:
-    """A fault proxy in front of the (flushed) session server."""
-    with TcpProxy(redis_server.port) as proxy:
-        yield proxy
 
 
 async def test_a_count_whose_reply_is_lost_is_added_once(
@@ -37,7 +27,7 @@ async def test_a_count_whose_reply_is_lost_is_added_once(
     try:
         await connection.start()
         counters.add("fired", 5)
-        dropped = proxy.drop_next_reply(b"HINCRBY")
+        dropped = proxy.drop_next_reply(b"\r\nHINCRBY\r\n")
         with pytest.raises(RedisUnavailable):
             await counters.flush()
         assert dropped.is_set()

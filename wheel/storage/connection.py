@@ -72,6 +72,9 @@ BACKOFF_FIRST_S = 0.02
 BACKOFF_MAX_S = 1.0
 MAX_REDIRECTS = 5
 REFRESH_EVERY_S = 0.5
+SCRIPT_LOAD_WAIT_S = 1.0
+"""How long a start waits for the scripts to load into every primary
+before it goes on without a node that has not answered."""
 """Most often the cluster slot map is re-read."""
 
 
@@ -201,12 +204,12 @@ class Connection:
         self.cluster = b"cluster_enabled:1" in info
         if self.cluster:
             await self._read_slots([self._seed])
-        for node in self.primaries():
-            # All at once and in the background: a stopped node would
-            # hold the start up for its whole timeout. A call that meets
-            # NOSCRIPT meanwhile waits for this load (or starts another
-            # when it failed).
-            node.start_loading()
+        # All at once, and waited for a moment only: a stopped node
+        # would hold the start up for its whole timeout. A call that
+        # meets NOSCRIPT meanwhile waits for that node's load (or starts
+        # another when it failed).
+        loads = [node.start_loading() for node in self.primaries()]
+        await asyncio.wait(loads, timeout=SCRIPT_LOAD_WAIT_S)
         log.info(
             "connected to Redis",
             extra={
