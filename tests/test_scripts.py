@@ -2143,6 +2143,25 @@ async def test_retry_brings_back_request_and_history_and_replays(
     assert [(a.result, a.duration_ms) for a in got.history] == [("410", 5)]
 
 
+async def test_a_retry_replayed_after_the_timer_failed_again_is_refused(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """A retry whose reply was lost, sent again after the retried timer
+    already failed again (under a new dead letter), changes nothing: its
+    dead letter is gone."""
+    created = await create_at(queue, redis_ms(raw) - 1)
+    assert await attempt(queue, shard, Outcome.FAIL, "410", 5) is Code.DONE
+    (first_letter,) = await Inspector(queue).dead_letters(shard, 10)
+    assert (await queue.retry(created.timer_id, first_letter))[0] is Code.DONE
+    assert await attempt(queue, shard, Outcome.FAIL, "410", 5) is Code.DONE
+    before = dump_all(raw)
+
+    again = await queue.retry(created.timer_id, first_letter)
+
+    assert again == (Code.CONFLICT, TimerState.FAILED)
+    assert dump_all(raw) == before
+
+
 async def test_get_many_reads_every_kind_in_order(
     queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
 ) -> None:

@@ -168,7 +168,8 @@ class Operators:
                 409,
                 "Conflict",
                 f"the timer is {state.value if state else 'not failed'}; "
-                "only a failed timer can be retried",
+                "only a failed timer whose dead letter is kept can be "
+                "retried",
             )
         return json_response(TimerCreated(text_id, 0), 202)
 

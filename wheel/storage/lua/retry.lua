@@ -8,7 +8,9 @@
 -- remembers the dead letter it came from (field p), so the same retry
 -- sent twice (a lost reply) answers C_DONE again and changes nothing; it
 -- is replay-safe. A timer that is pending, firing, fired or cancelled is
--- left alone.
+-- left alone, and so is a failed one whose dead letter ARGV[3] is gone:
+-- retried already (a replay of a retry after which the timer failed
+-- again, under another dead letter) or trimmed away (C_CONFLICT, failed).
 --
 -- Runs at maxmemory: yes (its first write is an HDEL).
 --
@@ -41,7 +43,8 @@ if not finished then
     return {now, C_NOT_FOUND, ''}
 end
 state = string.sub(finished, 1, 1)
-if state ~= S_FAILED then
+if state ~= S_FAILED
+        or #redis.call('XRANGE', KEYS[5], ARGV[3], ARGV[3]) == 0 then
     return {now, C_CONFLICT, state}
 end
 local due = string.match(finished, '^[^,]*,(%d+),')
