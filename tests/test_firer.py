@@ -56,6 +56,9 @@ class RecordingQueue:
         self.connection = OneNode()
         self.completed: list[Outcome] = []
         self.deferrals: list[list[Deferral]] = []
+        """The deferrals each claim call named, one list per call."""
+        self.busy_ms: int | None = None
+        """Answer every claim BUSY for this long (another worker's)."""
 
     async def claim(
         self,
@@ -65,8 +68,10 @@ class RecordingQueue:
         deferrals: Sequence[Deferral] = (),
     ) -> list[Claim]:
         """FIRE each entry; DEFERRED when its url's prefix is saturated
-        (as ``claim.lua`` answers)."""
+        (as ``claim.lua`` answers); BUSY with :attr:`busy_ms`."""
         self.deferrals.append(list(deferrals))
+        if self.busy_ms is not None:
+            return [Claim(Verdict.BUSY, wait_ms=self.busy_ms) for _ in entries]
         for number, deferral in enumerate(deferrals, 1):
             if deferral.prefix == destination_prefix(URL):
                 return [
@@ -206,23 +211,44 @@ class KeepingQueue(RecordingQueue):
         return await super().complete(shard, consumer, attempt, deadline_s)
 
 
-async def fire_once(
-    delivery: Delivery, request: bytes = b"", **settings: Any
-) -> tuple[KeepingQueue, Answering]:
-    """One timer fired through a Firer; what it completed and sent."""
-    queue = KeepingQueue(request)
-    sender = Answering(delivery)
-    capacity = Capacity(4)
-    firer = Firer(
+def firer_of(
+    queue: RecordingQueue,
+    sender: Answering,
+    capacity: Capacity,
+    **settings: Any,
+) -> Firer:
+    """A Firer of worker w1 over test doubles."""
+    return Firer(
         cast(ShardQueue, queue),
         cast(WebhookSender, sender),
         capacity,
-        Settings(max_attempts=5, retry_base=1.0, retry_max=2.0, **settings),
+        Settings(**settings),
         "w1",
+    )
+
+
+async def fire_once(
+    delivery: Delivery,
+    request: bytes = b"",
+    sender: Answering | None = None,
+    **settings: Any,
+) -> tuple[KeepingQueue, Answering]:
+    """One timer fired through a Firer, every permit given back; what it
+    completed and sent (by ``sender``, else one answering
+    ``delivery``)."""
+    queue = KeepingQueue(request)
+    sender = sender or Answering(delivery)
+    capacity = Capacity(4)
+    firer = firer_of(
+        queue,
+        sender,
+        capacity,
+        **{"max_attempts": 5, "retry_base": 1.0, "retry_max": 2.0} | settings,
     )
     await capacity.take(1)
     await firer.dispatch(Keys("tw", 1).shard(0), [Entry(b"1-0", bytes(16), 0)])
     assert await firer.wait_idle(2.0)
+    assert capacity.free == 4
     return queue, sender
 
 
@@ -299,54 +325,22 @@ async def test_a_sender_that_raises_counts_a_failed_attempt() -> None:
     """An exception from the sender is a failed attempt, retried on the
     backoff: not an entry left pending, to be reclaimed and sent again
     without end."""
-    queue = KeepingQueue()
-    capacity = Capacity(4)
-    firer = Firer(
-        cast(ShardQueue, queue),
-        cast(WebhookSender, Raising(Delivery(True, "unused"))),
-        capacity,
-        Settings(max_attempts=5, retry_base=1.0, retry_max=2.0),
-        "w1",
-    )
-    await capacity.take(1)
-    await firer.dispatch(Keys("tw", 1).shard(0), [Entry(b"1-0", bytes(16), 0)])
-    assert await firer.wait_idle(2.0)
+    unused = Delivery(True, "unused")
+    queue, _ = await fire_once(unused, sender=Raising(unused))
     (attempt,) = queue.attempts
     assert attempt.outcome is Outcome.RETRY
     assert attempt.result == "OverflowError: date value out of range"
-    assert capacity.free == 4
-
-
-class BusyQueue(RecordingQueue):
-    """Answers every claim BUSY: another worker's claim holds the timer
-    for a minute more."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.claims = 0
-
-    async def claim(
-        self,
-        shard: Any,
-        consumer: str,
-        entries: list[Entry],
-        deferrals: Sequence[Deferral] = (),
-    ) -> list[Claim]:
-        self.claims += 1
-        return [Claim(Verdict.BUSY, wait_ms=60_000) for _ in entries]
 
 
 async def test_a_stopping_worker_does_not_wait_to_look_again() -> None:
     """An entry waiting out another worker's claim neither holds up a
     stop nor is claimed during it: it stays pending, for a reclaim."""
-    queue = BusyQueue()
+    queue = RecordingQueue()
+    # Another worker's claim holds the timer for a minute more.
+    queue.busy_ms = 60_000
     capacity = Capacity(4)
-    firer = Firer(
-        cast(ShardQueue, queue),
-        cast(WebhookSender, Answering(Delivery(True, "HTTP 200", 200))),
-        capacity,
-        Settings(),
-        "w1",
+    firer = firer_of(
+        queue, Answering(Delivery(True, "HTTP 200", 200)), capacity
     )
     await capacity.take(1)
     await firer.dispatch(Keys("tw", 1).shard(0), [Entry(b"1-0", bytes(16), 0)])
@@ -354,7 +348,7 @@ async def test_a_stopping_worker_does_not_wait_to_look_again() -> None:
     firer.close()
     assert await firer.wait_idle(1.0)
     assert not firer.holds(0, b"1-0")
-    assert (queue.claims, capacity.free) == (1, 4)
+    assert (len(queue.deferrals), capacity.free) == (1, 4)
 
 
 class HeldSender:

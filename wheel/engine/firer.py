@@ -376,7 +376,13 @@ class Firer:
                 self._release(shard, entry)
         try:
             await self._finish(
-                shard, entry, claim, delivery, sent_at, int(took_s * 1000)
+                shard,
+                entry,
+                claim,
+                host,
+                delivery,
+                sent_at,
+                int(took_s * 1000),
             )
         finally:
             self.capacity.give(1)
@@ -401,6 +407,7 @@ class Firer:
         shard: ShardKeys,
         entry: Entry,
         claim: Claim,
+        host: str,
         delivery: Delivery,
         sent_at: float,
         took_ms: int = 0,
@@ -450,7 +457,7 @@ class Firer:
             # One line per destination per interval: a receiver that is
             # down fails every timer sent to it (each attempt is in the
             # timer's history, each failure in the metrics).
-            held = self._failure_lines.take(host_key(claim.url))
+            held = self._failure_lines.take(host)
             if held is not None:
                 extra: dict[str, object] = {
                     "id": ids.to_text(entry.timer_id),
@@ -535,14 +542,16 @@ class Firer:
                         self.counts["abandoned"] += 1
                         held = self._abandon_lines.take(node)
                         if held is not None:
+                            extra: dict[str, object] = {
+                                "id": ids.to_text(attempt.entry.timer_id),
+                                "outcome": attempt.outcome.value,
+                                "error": describe(exc),
+                            }
+                            if held:
+                                extra["repeats"] = held
                             log.warning(
                                 "completion abandoned: the claim lapsed",
-                                extra={
-                                    "id": ids.to_text(attempt.entry.timer_id),
-                                    "outcome": attempt.outcome.value,
-                                    "error": describe(exc),
-                                    "repeats": held,
-                                },
+                                extra=extra,
                             )
                         return None
                     await asyncio.sleep(pause)

@@ -10,7 +10,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from typing import Any
 
 from wheel.storage.errors import REDIS_ERRORS
@@ -110,6 +110,32 @@ EXPECTED: tuple[type[BaseException], ...] = REDIS_ERRORS
 """Errors of an outage: logged in one line, never with a traceback."""
 
 
+class LineLimit:
+    """At most one log line per key per interval: a line that is not
+    written is counted, and the next one written says how many were held
+    back. Keys are bounded (a burst of new ones starts afresh)."""
+
+    def __init__(
+        self, interval_s: float = 0.0, most_keys: int = 10_000
+    ) -> None:
+        self.interval_s = interval_s or REPEAT_INTERVAL_S
+        self.most_keys = most_keys
+        self._seen: dict[Hashable, tuple[float, int]] = {}
+
+    def take(self, key: Hashable) -> int | None:
+        """None when a line for ``key`` is to be held back; otherwise
+        how many were held back since the last one written."""
+        now = time.monotonic()
+        since, held = self._seen.get(key, (0.0, -1))
+        if held >= 0 and now - since < self.interval_s:
+            self._seen[key] = (since, held + 1)
+            return None
+        if key not in self._seen and len(self._seen) >= self.most_keys:
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        return max(0, held)
+
+
 class ErrorLog:
     """Logs errors quietly: one line per place and kind per interval.
 
@@ -123,8 +149,7 @@ class ErrorLog:
         self, logger: logging.Logger, interval_s: float = 0.0
     ) -> None:
         self.log = logger
-        self.interval_s = interval_s or REPEAT_INTERVAL_S
-        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+        self._lines = LineLimit(interval_s)
 
     def note(
         self, where: str, exc: BaseException, expected: bool = False
@@ -135,12 +160,9 @@ class ErrorLog:
         error type outside :data:`EXPECTED`.
         """
         kind = type(exc).__name__
-        now = time.monotonic()
-        since, repeats = self._seen.get((where, kind), (0.0, -1))
-        if repeats >= 0 and now - since < self.interval_s:
-            self._seen[(where, kind)] = (since, repeats + 1)
+        repeats = self._lines.take((where, kind))
+        if repeats is None:
             return
-        self._seen[(where, kind)] = (now, 0)
         extra: dict[str, object] = {
             "where": where,
             "error": f"{kind}: {exc}"[:300],
@@ -151,32 +173,6 @@ class ErrorLog:
             self.log.warning("step failed", extra=extra)
         else:
             self.log.error("step failed", extra=extra, exc_info=exc)
-
-
-class LineLimit:
-    """At most one log line per key per interval: a line that is not
-    written is counted, and the next one written says how many were held
-    back. Keys are bounded (a burst of new ones starts afresh)."""
-
-    def __init__(
-        self, interval_s: float = 0.0, most_keys: int = 10_000
-    ) -> None:
-        self.interval_s = interval_s or REPEAT_INTERVAL_S
-        self.most_keys = most_keys
-        self._seen: dict[str, tuple[float, int]] = {}
-
-    def take(self, key: str) -> int | None:
-        """None when a line for ``key`` is to be held back; otherwise
-        how many were held back since the last one written."""
-        now = time.monotonic()
-        since, held = self._seen.get(key, (0.0, -1))
-        if held >= 0 and now - since < self.interval_s:
-            self._seen[key] = (since, held + 1)
-            return None
-        if key not in self._seen and len(self._seen) >= self.most_keys:
-            self._seen.clear()
-        self._seen[key] = (now, 0)
-        return max(0, held)
 
 
 async def supervise(

@@ -72,10 +72,10 @@ BACKOFF_FIRST_S = 0.02
 BACKOFF_MAX_S = 1.0
 MAX_REDIRECTS = 5
 REFRESH_EVERY_S = 0.5
+"""Most often the cluster slot map is re-read."""
 SCRIPT_LOAD_WAIT_S = 1.0
 """How long a start waits for the scripts to load into every primary
 before it goes on without a node that has not answered."""
-"""Most often the cluster slot map is re-read."""
 
 
 class Outage:

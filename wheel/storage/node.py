@@ -40,7 +40,8 @@ class Limits:
         replica acknowledgements the settings ask for."""
         return cls(
             replica_acks=settings.replica_acks,
-            ack_timeout_ms=max(1, round(settings.replica_ack_timeout * 1000)),
+            # At least 1 ms (the settings' bound): WAIT 0 never returns.
+            ack_timeout_ms=round(settings.replica_ack_timeout * 1000),
         )
 
 
