@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import redis as sync_redis
 
+from tests.redis_faults import stopped
 from tests.support import (
     BACK_S,
     CLUSTER_START_S,
@@ -31,6 +33,7 @@ from wheel.embedded.server import free_port
 from wheel.runtime.lifecycle import client_name
 from wheel.settings import Settings
 from wheel.storage.connection import connect
+from wheel.storage.errors import RedisUnavailable
 from wheel.storage.keys import Keys
 from wheel.storage.shards import ShardQueue
 from wheel.storage.slots import key_slot
@@ -174,3 +177,39 @@ def test_dev_cluster_fires_and_keeps_timers_across_a_restart(
         assert procs.terminate(dev, timeout_s=STOP_S) == 0
     finally:
         procs.stop_all()
+
+
+SEED_START_S = 1.0
+"""How long a start on a seed may take while the URL's node is stopped:
+every seed is asked at once, so the stopped node holds nothing up."""
+
+
+async def test_a_process_starts_on_its_seeds_while_its_urls_node_is_stopped(
+    cluster_url: str, redis_cluster: EmbeddedCluster
+) -> None:
+    """WHEEL_REDIS_URL names a replica that is SIGSTOPped; with the
+    masters in WHEEL_REDIS_SEEDS the connection starts within
+    :data:`SEED_START_S` and a timer is created and read back. Without
+    seeds the same start gives up, unavailable."""
+    replica = redis_cluster.replicas()[0]
+    assert replica.pid is not None
+    seeds = ",".join(f"127.0.0.1:{m.port}" for m in redis_cluster.masters())
+    settings = Settings(redis_url=replica.url, redis_seeds=seeds, shards=16)
+    alone = connect(settings.replace(redis_seeds=""), client_name("alone"))
+    connection = connect(settings, client_name("seeded"))
+    try:
+        with stopped(replica.pid):
+            began = time.monotonic()
+            await asyncio.wait_for(connection.start(), SEED_START_S)
+            started_s = time.monotonic() - began
+            queue = ShardQueue(connection, settings)
+            created = await queue.create("http://a.example/h", 600_000)
+            got = await queue.get(created.timer_id)
+            with pytest.raises(RedisUnavailable):
+                await alone.start()
+    finally:
+        await connection.aclose()
+        await alone.aclose()
+    assert connection.cluster
+    assert started_s < SEED_START_S
+    assert got is not None and got.url == "http://a.example/h"

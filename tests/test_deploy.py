@@ -643,7 +643,8 @@ def test_cluster_compose_runs_six_cluster_nodes() -> None:
 
 def test_cluster_compose_apps_wait_for_the_cluster_and_replicas() -> None:
     """Every app service starts once the cluster is formed, points at a
-    node, waits for a replica per write, and has valid settings."""
+    node and seeds the other nodes it starts with, waits for a replica
+    per write, and has valid settings."""
     apps = {n: s for n, s in cluster_services().items() if "build" in s}
     assert {as_argv(s["command"])[0] for s in apps.values()} == {
         "api",
@@ -657,6 +658,7 @@ def test_cluster_compose_apps_wait_for_the_cluster_and_replicas() -> None:
         settings = from_env(wheel_env(service))
         assert settings.replica_acks == 1
         assert urlsplit(settings.redis_url).hostname == "redis-1"
+        assert settings.seeds == ["redis-2:6379", "redis-3:6379"]
         argv = service_argv(service)
         _parser().parse_args(argv[1:])
     assert apps["api"]["ports"] == ["127.0.0.1:8000:8000"]

@@ -21,6 +21,7 @@ from wheel.storage.connection import DEADLINE_S
 
 OVERRIDES: list[tuple[str, str, Any]] = [
     ("redis_url", "rediss://cache.internal:6380/3", None),
+    ("redis_seeds", "redis-2:6379,10.0.0.3:7000", None),
     ("key_prefix", "app.tw-1_x", None),
     ("shards", "8", 8),
     ("max_delay", "3600", 3600),
@@ -158,6 +159,11 @@ def test_unknown_variable_is_rejected_by_name(variable: str) -> None:
         ("WHEEL_KEY_PREFIX", ""),
         ("WHEEL_REDIS_URL", "localhost:6379"),
         ("WHEEL_REDIS_URL", "http://localhost:6379/0"),
+        ("WHEEL_REDIS_SEEDS", "redis-2"),
+        ("WHEEL_REDIS_SEEDS", "redis-2:6379,:6380"),
+        ("WHEEL_REDIS_SEEDS", "redis-2:0"),
+        ("WHEEL_REDIS_SEEDS", "redis-2:65536"),
+        ("WHEEL_REDIS_SEEDS", "redis-2:port"),
         ("WHEEL_MISFIRE_GRACE", "-1"),
         ("WHEEL_MISFIRE_GRACE", "nan"),
         ("WHEEL_REPLICA_ACK_TIMEOUT", "0.0004"),
@@ -292,3 +298,13 @@ def test_the_replica_wait_fits_inside_every_acked_call() -> None:
     (creates and schedule writes, completions) for the call itself."""
     assert MAX_REPLICA_ACK_TIMEOUT_S + 1.0 <= DEADLINE_S
     assert MAX_REPLICA_ACK_TIMEOUT_S + 1.0 <= COMPLETE_CALL_S
+
+
+def test_seeds_are_host_port_pairs_blanks_ignored() -> None:
+    """WHEEL_REDIS_SEEDS lists cluster nodes; spaces and empty items
+    between commas are ignored, ports are read as numbers."""
+    settings = from_env(
+        {"WHEEL_REDIS_SEEDS": " redis-2:6379, ,10.0.0.3:07000,"}
+    )
+    assert settings.seeds == ["redis-2:6379", "10.0.0.3:7000"]
+    assert Settings().seeds == []

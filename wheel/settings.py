@@ -38,6 +38,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: Annotated[
         str, msgspec.Meta(pattern=r"^(redis|rediss|unix)://")
     ] = "redis://localhost:6379/0"
+    redis_seeds: str = ""
     key_prefix: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]+$")] = (
         "tw"
     )
@@ -86,6 +87,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.retry_max < self.retry_base:
             raise SettingsError("WHEEL_RETRY_MAX must be >= WHEEL_RETRY_BASE")
+        seed_nodes(self.redis_seeds)
+
+    @property
+    def seeds(self) -> list[str]:
+        """The cluster nodes named by WHEEL_REDIS_SEEDS, as ``host:port``."""
+        return seed_nodes(self.redis_seeds)
 
     @property
     def host_share(self) -> int:
@@ -103,6 +110,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def redacted_redis_url(self) -> str:
         """The Redis URL with any password masked, for logs."""
         return redact_url(self.redis_url)
+
+
+def seed_nodes(text: str) -> list[str]:
+    """The ``host:port`` nodes of a comma-separated list (blanks ignored).
+
+    Raises:
+        SettingsError: naming WHEEL_REDIS_SEEDS, for a node without a
+            host or without a port from 1 to 65535.
+    """
+    nodes = []
+    for part in text.split(","):
+        node = part.strip()
+        if not node:
+            continue
+        host, _, port = node.rpartition(":")
+        if not host or not port.isdecimal() or not 0 < int(port) < 65536:
+            raise SettingsError(
+                f"WHEEL_REDIS_SEEDS: {node!r} is not host:port (a cluster "
+                "node, as in redis-2:6379)"
+            )
+        nodes.append(f"{host}:{int(port)}")
+    return nodes
 
 
 def env_name(field: str) -> str:

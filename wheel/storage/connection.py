@@ -37,8 +37,8 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
@@ -60,6 +60,8 @@ from wheel.storage.scripts import Script
 from wheel.storage.slots import SLOTS, key_slot
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 CONNECT_TIMEOUT_S = 5.0
 SLOTS_TIMEOUT_S = 2.0
@@ -123,10 +125,18 @@ class Connection:
         name: the client name every connection announces (``CLIENT
             SETNAME``), so operators can count a process' connections.
         limits: per-node bounds.
+        seeds: more nodes of the same cluster (``host:port``, reached with
+            the URL's scheme, password and options), asked at start and on
+            every slot map read with the URL's node, so that a process
+            starts while that node is down.
     """
 
     def __init__(
-        self, url: str, name: str, limits: Limits | None = None
+        self,
+        url: str,
+        name: str,
+        limits: Limits | None = None,
+        seeds: Sequence[str] = (),
     ) -> None:
         self.url = url
         self.limits = limits or Limits()
@@ -145,6 +155,7 @@ class Connection:
         )
         self.cluster = False
         self._seed = self._name_of(self._kwargs)
+        self._seeds = list(dict.fromkeys([self._seed, *seeds]))
         self._nodes: dict[str, Node] = {}
         self._slots: list[str] = []
         self._started: asyncio.Task[None] | None = None
@@ -199,11 +210,24 @@ class Connection:
         )
 
     async def _detect(self) -> None:
-        seed = self._node(self._seed)
-        info = await seed.batcher.execute("INFO", "cluster")
+        async def ask(name: str) -> bytes:
+            info: bytes = await self._node(name).batcher.execute(
+                "INFO", "cluster"
+            )
+            return info
+
+        # The first call opens the connection: its connect may take as
+        # long as a connect does, its answer as long as a slot map read.
+        name, info = await self._first_answer(
+            self._seeds, ask, CONNECT_TIMEOUT_S + SLOTS_TIMEOUT_S
+        )
         self.cluster = b"cluster_enabled:1" in info
+        if not self.cluster and name != self._seed:
+            raise RedisUnavailable(
+                f"{name} (WHEEL_REDIS_SEEDS) is not a cluster node"
+            )
         if self.cluster:
-            await self._read_slots([self._seed])
+            await self._read_slots(self._seeds)
         # All at once, and waited for a moment only: a stopped node
         # would hold the start up for its whole timeout. A call that
         # meets NOSCRIPT meanwhile waits for that node's load (or starts
@@ -227,16 +251,34 @@ class Connection:
         """
 
         async def ask(name: str) -> list[str]:
-            reply = await asyncio.wait_for(
-                self._node(name).batcher.execute("CLUSTER", "SLOTS"),
-                SLOTS_TIMEOUT_S,
-            )
+            reply = await self._node(name).batcher.execute("CLUSTER", "SLOTS")
             slots = slot_map(reply, host_of(name))
             if slots is None:
                 raise ClusterDownError("not every slot is served")
             return slots
 
-        tasks = [asyncio.ensure_future(ask(name)) for name in candidates]
+        _, self._slots = await self._first_answer(
+            candidates, ask, SLOTS_TIMEOUT_S
+        )
+        self._refreshed_at = time.monotonic()
+
+    @staticmethod
+    async def _first_answer(
+        candidates: Sequence[str],
+        ask: Callable[[str], Awaitable[_T]],
+        timeout_s: float,
+    ) -> tuple[str, _T]:
+        """The first answer of ``ask`` to any candidate, asked at once,
+        each within ``timeout_s``, and the node that gave it.
+
+        Raises:
+            RedisUnavailable: when no candidate answered.
+        """
+
+        async def one(name: str) -> tuple[str, _T]:
+            return name, await asyncio.wait_for(ask(name), timeout_s)
+
+        tasks = [asyncio.ensure_future(one(name)) for name in candidates]
         for task in tasks:
             # Every answer is seen, the ones that lost the race included.
             task.add_done_callback(retrieve)
@@ -249,15 +291,13 @@ class Connection:
                 )
                 found = [t for t in done if t.exception() is None]
                 if found:
-                    self._slots = found[0].result()
-                    self._refreshed_at = time.monotonic()
-                    return
+                    return found[0].result()
                 last = next(iter(done)).exception()
         finally:
             for task in pending:
                 task.cancel()
         raise RedisUnavailable(
-            f"no node answered CLUSTER SLOTS: {last}"
+            f"none of {', '.join(candidates)} answered: {last}"
         ) from last
 
     def refresh_soon(self) -> None:
@@ -274,9 +314,9 @@ class Connection:
 
     async def _refresh(self, wait_s: float) -> None:
         await asyncio.sleep(wait_s)
-        known = list(dict.fromkeys([*set(self._slots), *self._nodes]))
+        known = [*set(self._slots), *self._nodes, *self._seeds]
         try:
-            await self._read_slots(known or [self._seed])
+            await self._read_slots(list(dict.fromkeys(known)))
         except RedisUnavailable as exc:
             log.debug("slot map refresh failed", extra={"error": str(exc)})
 
@@ -560,7 +600,12 @@ def connect(settings: Settings, name: str) -> Connection:
     ``name`` is announced by every connection (``CLIENT SETNAME``), so
     ``CLIENT LIST`` tells which process holds what.
     """
-    return Connection(settings.redis_url, name, Limits.from_settings(settings))
+    return Connection(
+        settings.redis_url,
+        name,
+        Limits.from_settings(settings),
+        settings.seeds,
+    )
 
 
 class DeadlinePassed(TimeoutError):
