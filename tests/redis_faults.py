@@ -63,6 +63,9 @@ class Figures:
     """Creates answered 201."""
     unknown: set[str] = field(default_factory=set)
     """Creates answered 503 naming their id (outcome unknown)."""
+    unknown_found: set[str] | None = None
+    """Those of :attr:`unknown` that GET showed existing, once looked up
+    (None: not looked up)."""
     refused: Counter[int] = field(default_factory=Counter)
     """Other answers to creates, by status (0: no answer at all)."""
     due: dict[str, float] = field(default_factory=dict)
@@ -89,6 +92,18 @@ class Figures:
     def duplicated(self) -> set[str]:
         """Timers that arrived more than once."""
         return {t for t, n in self.arrivals.items() if n > 1}
+
+    @property
+    def unknown_misread(self) -> set[str]:
+        """503s naming their id whose GET did not tell the truth: found
+        (200) and never arrived, or not found (404) and arrived."""
+        if self.unknown_found is None:
+            return set()
+        return {
+            t
+            for t in self.unknown
+            if (t in self.unknown_found) != bool(self.arrivals[t])
+        }
 
     @property
     def unexplained(self) -> set[str]:
@@ -432,7 +447,8 @@ def replica_stop(
     figures.times["resumed"] = time.time()
     asyncio.run(read_due(base, sorted(figures.acked), figures))
     figures.groups = {"before": set(before)}
-    everything = figures.acked | existing(base, figures.unknown)
+    figures.unknown_found = existing(base, figures.unknown)
+    everything = figures.acked | figures.unknown_found
     settle(figures, receiver, back_by(figures), everything)
     return figures
 
@@ -481,8 +497,9 @@ def client_pause(
     figures.times["resumed"] = figures.times["fault"] + pause_s
     asyncio.run(read_due(base, sorted(figures.acked), figures))
     figures.groups = {"acked": set(figures.acked)}
-    everything = figures.acked | existing(base, figures.unknown)
-    figures.extra["unknown_that_exist"] = len(everything - figures.acked)
+    figures.unknown_found = existing(base, figures.unknown)
+    everything = figures.acked | figures.unknown_found
+    figures.extra["unknown_that_exist"] = len(figures.unknown_found)
     settle(figures, receiver, back_by(figures), everything)
     return figures
 

@@ -14,9 +14,12 @@ import httpx
 import pytest
 import redis as sync_redis
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.responses import Response
 
 from wheel.api import app as api_app
+from wheel.api.app import TimerApp
 from wheel.api.response_parts import EncodedResponse
 from wheel.core import ids
 from wheel.core.delays import rfc3339
@@ -421,3 +424,16 @@ def test_encoded_response_has_starlettes_headers(
     assert ours.body == theirs.body
     assert ours.status_code == theirs.status_code
     assert ours.headers["content-type"] == content_type
+
+
+@pytest.mark.parametrize("way", ["constructor", "add_middleware"])
+def test_the_app_refuses_middleware(way: str) -> None:
+    """``POST /timer`` and ``GET /timer/{id}`` skip the middleware stack
+    (the short way in), so a middleware is refused, not silently
+    skipped, whichever way it is given."""
+    wrapper = Middleware(GZipMiddleware)
+    with pytest.raises(TypeError, match="no middleware"):
+        if way == "constructor":
+            TimerApp(middleware=[wrapper])
+        else:
+            TimerApp().add_middleware(GZipMiddleware)

@@ -163,12 +163,20 @@ AUTUMN_OVERLAP = [
             "2025-10-26T02:00:00+02:00",
             "2025-10-26T02:20:00+02:00",
             "2025-10-26T02:40:00+02:00",
-            "2025-10-26T02:00:00+01:00",
-            "2025-10-26T02:20:00+01:00",
-            "2025-10-26T02:40:00+01:00",
             "2025-10-27T02:00:00+01:00",
         ],
-        id="ams-a-step-minute-fires-in-both-passes",
+        id="ams-a-step-minute-pinned-to-an-hour-fires-in-the-first-pass",
+    ),
+    pytest.param(
+        "0 */2 * * *",
+        AMS,
+        "2025-10-26T00:30:00+02:00",
+        [
+            "2025-10-26T02:00:00+02:00",
+            "2025-10-26T02:00:00+01:00",
+            "2025-10-26T04:00:00+01:00",
+        ],
+        id="ams-a-step-hour-keeps-real-time",
     ),
     pytest.param(
         "*/30 * * * *",
@@ -698,7 +706,7 @@ def _matches(cron: str, wall: datetime) -> bool:
 
 
 def _brute_force(cron: str, zone: ZoneInfo, change: datetime) -> list[int]:
-    interval = cron.split()[0].startswith("*") or cron.split()[1][0] == "*"
+    interval = cron.split()[1].startswith("*")
     start, end = change - timedelta(hours=6), change + timedelta(hours=6)
     minute = timedelta(minutes=1)
     found = set()

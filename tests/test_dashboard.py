@@ -27,12 +27,14 @@ from tests.support import (
     FAST_ENV,
     LOADED_LATE_S,
     SETTLE_S,
+    SHARDS,
     Behaviour,
     Procs,
     Receiver,
     create_timer,
     wait_until,
 )
+from wheel.core import ids
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -611,6 +613,40 @@ def test_timers_view_lists_pending_soonest_and_moves_and_cancels(
         assert api.get(f"/timer/{day}").json()["status"] == "cancelled"
         assert timer_rows(page) == [hours, soon]
     assert all(url.startswith(f"{base}/") for url in watch.urls())
+    assert watch.problems == []
+
+
+FAR_TIMERS = 700
+"""More timers due later than the old view's five pages (500) held."""
+
+
+def test_timers_view_finds_the_soonest_on_any_shard(
+    procs: Procs, receiver: Receiver, browser: BrowserContext
+) -> None:
+    """700 timers due in 3 hours fill every shard; timers due in a
+    minute, one of them on the last shard (which the listing reaches
+    last), are the first rows: the view asks for due times window by
+    window, not for the first pages the listing gives."""
+    base = procs.api()
+    with httpx.Client(base_url=base) as api:
+        for _ in range(FAR_TIMERS):
+            create_timer(api, receiver.url, hours=3)
+        near: list[str] = []
+        last_shard = False
+        for _ in range(200):
+            timer_id = str(create_timer(api, receiver.url, seconds=50)["id"])
+            near.append(timer_id)
+            raw = ids.parse(timer_id)
+            assert raw is not None
+            if ids.shard_of(raw, SHARDS) == SHARDS - 1:
+                last_shard = True
+                break
+        assert last_shard, "no timer landed on the last shard"
+        page, watch = open_page(browser, f"{base}/dashboard")
+        loaded(page, 1)
+        rows = timer_rows(page)
+    assert set(rows[: len(near)]) == set(near), (len(near), rows[:5])
+    assert len(rows) >= 100
     assert watch.problems == []
 
 

@@ -212,7 +212,9 @@ def test_reschedule_racing_the_firing_fires_once(
 ) -> None:
     """PATCHes sent around their timers' due time: each timer fires
     exactly once, at its old time when the PATCH lost (409) or at its
-    new one when it won (200), never both."""
+    new one when it won (200), never both. The PATCHes run from before
+    the due time to past the promise of firing on time, so both
+    outcomes happen: a race that never raced fails."""
     base = start_all(procs)
     count = 24
     with httpx.Client(base_url=base) as client:
@@ -226,8 +228,10 @@ def test_reschedule_racing_the_firing_fires_once(
         async with httpx.AsyncClient(base_url=base) as client:
 
             async def one(n: int, timer_id: str) -> httpx.Response:
-                # Spread over 150 ms either side of the due time.
-                wake_s = dues[timer_id] / 1000 - 0.15 + n * 0.3 / count
+                # From 150 ms before the due time to 250 ms past the
+                # promise of firing within ON_TIME_S of it.
+                span_s = 0.15 + ON_TIME_S + 0.25
+                wake_s = dues[timer_id] / 1000 - 0.15 + n * span_s / count
                 await asyncio.sleep(max(0.0, wake_s - time.time()))
                 return await client.patch(
                     f"/timer/{timer_id}", json={"seconds": 2}
@@ -239,7 +243,7 @@ def test_reschedule_racing_the_firing_fires_once(
             return dict(zip(timer_ids, replies, strict=True))
 
     replies = asyncio.run(race())
-    assert {r.status_code for r in replies.values()} <= {200, 409}
+    assert {r.status_code for r in replies.values()} == {200, 409}
     moved = {i: r.json() for i, r in replies.items() if r.status_code == 200}
     last_due_s = (
         max([*dues.values()] + [epoch_ms(m["due_at"]) for m in moved.values()])

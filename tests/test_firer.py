@@ -10,8 +10,8 @@ from typing import Any, cast
 import pytest
 from prometheus_client import REGISTRY
 
-from wheel.core.requests import WebhookRequest, pack
 from wheel.core.states import Code, Outcome, Verdict
+from wheel.core.webhook_request import WebhookRequest, pack
 from wheel.engine.capacity import Capacity
 from wheel.engine.firer import Firer
 from wheel.settings import Settings

@@ -61,14 +61,25 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def imports(path: Path) -> set[str]:
-    """The ``wheel`` modules (and ``api``) that ``path`` imports."""
+def absolute(package: str, level: int, module: str | None) -> str:
+    """The module a relative ``from`` names: ``level`` dots in
+    ``package`` (``from ..engine import x`` in wheel.api.app: wheel.engine).
+    """
+    base = package.split(".")[: len(package.split(".")) - (level - 1)]
+    return ".".join([*base, module] if module else base)
+
+
+def imports(path: Path, package: str = "") -> set[str]:
+    """The ``wheel`` modules (and ``api``) that ``path`` imports;
+    ``package`` is the one it belongs to, for its relative imports."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+        elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
+            if node.level:
+                base = absolute(package, node.level, node.module)
             # ``from wheel.core import ids`` imports wheel.core.ids.
             names = [base] + [f"{base}.{alias.name}" for alias in node.names]
         else:
@@ -115,8 +126,38 @@ def test_every_module_belongs_to_a_part() -> None:
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_imports_point_down(module: str) -> None:
     """A module imports only its own part and the parts below it."""
-    found = violations(module, imports(MODULES[module]), set(MODULES))
+    found = violations(
+        module, imports(MODULES[module], package_of(module)), set(MODULES)
+    )
     assert not found, "\n".join(found)
+
+
+def package_of(module: str) -> str:
+    """The package a module's relative imports start from."""
+    path = MODULES[module]
+    return module if path.name == "__init__.py" else module.rpartition(".")[0]
+
+
+@pytest.mark.parametrize(
+    ("source", "found", "wrong"),
+    [
+        ("from ..engine import firer", "wheel.engine.firer", True),
+        ("from . import models", "wheel.api.models", False),
+        ("from .models import Problem", "wheel.api.models", False),
+        ("from ..core import ids", "wheel.core.ids", False),
+        ("from ...api import app", "api", True),
+    ],
+)
+def test_relative_imports_are_read_as_absolute(
+    tmp_path: Path, source: str, found: str, wrong: bool
+) -> None:
+    """A relative import is checked as the module it names, so a
+    sideways ``from ..engine import x`` in wheel.api cannot slip by."""
+    path = tmp_path / "mod.py"
+    path.write_text(source + "\n")
+    imported = imports(path, "wheel.api")
+    assert found in imported
+    assert bool(violations("wheel.api.app", imported, set(MODULES))) is wrong
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ names its id, or a duplicate only for a webhook in flight at the fault.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,7 +25,10 @@ from tests.redis_faults import (
 )
 from tests.support import (
     FAST_ENV,
+    LOADED_LATE_S,
     REPLICA_SYNC_S,
+    SETTLE_S,
+    STOP_S,
     Behaviour,
     Procs,
     Receiver,
@@ -169,6 +173,10 @@ def test_stopped_replica_delays_no_firing_and_creates_name_their_id(
     ), summary
     assert p99(figures, "before") <= REPLICA_STOP_P99_S, summary
     assert figures.extra["unknown_during_stop"] == 30, summary
+    # Each named its id, and GET on it told the truth: it exists (the
+    # primary applied it) and fires.
+    assert figures.unknown_found == figures.unknown, summary
+    assert not figures.unknown_misread, summary
     assert not figures.refused, summary
     assert not figures.lost, summary
     assert not figures.duplicated, summary
@@ -184,6 +192,9 @@ def test_client_pause_past_the_deadline_503s_name_their_id(
     figures = redis_faults.client_pause(redis_url, procs, receiver)
     summary = describe(figures)
     assert figures.unknown, f"the pause outlasted no create: {summary}"
+    # GET on each id a 503 named tells the truth: found ones fire, the
+    # ones not found never do.
+    assert not figures.unknown_misread, summary
     assert not figures.lost, summary
     assert not figures.duplicated, summary
     assert not figures.unexplained, summary
@@ -317,3 +328,35 @@ def test_worker_restarts_leave_no_consumers_behind(
         procs.stop_all()
     assert not figures.lost, describe(figures)
     assert not figures.duplicated, describe(figures)
+
+
+def test_a_worker_stopped_gracefully_deletes_its_consumers(
+    redis_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    """A worker that read every shard, SIGTERMed with nothing in flight,
+    leaves no consumer in any group: it deletes its own as it stops, with
+    no other worker left to sweep them."""
+    procs = Procs({**FAST_ENV, "WHEEL_REDIS_URL": redis_url}, tmp_path)
+    try:
+        base = procs.api()
+        procs.role("ticker")
+        worker = procs.role("worker")
+        figures = Figures()
+        asyncio.run(
+            redis_faults.create_timers(base, receiver.url, [0] * 40, figures)
+        )
+        wait_until(
+            lambda: redis_faults.all_fired(base, figures.acked),
+            timeout_s=LOADED_LATE_S + SETTLE_S,
+            interval_s=0.1,
+            what="the timers to fire",
+        )
+        counts = redis_faults.consumer_counts(redis_url)
+        assert counts and all(n == 1 for n in counts.values()), counts
+
+        assert procs.terminate(worker, timeout_s=STOP_S) == 0
+
+        counts = redis_faults.consumer_counts(redis_url)
+    finally:
+        procs.stop_all()
+    assert counts and all(n == 0 for n in counts.values()), counts

@@ -12,16 +12,17 @@ import redis as sync_redis
 
 from tests.test_scripts import (
     CONSUMER,
+    deliver,
     dump_all,
     finished_key,
     keys_left,
     redis_ms,
     stream,
+    until,
 )
 from wheel.core import ids
 from wheel.core.delays import rfc3339
 from wheel.core.occurrences import occurrence_id
-from wheel.core.requests import WebhookRequest, pack, unpack
 from wheel.core.schedules import (
     Definition,
     RollPlan,
@@ -31,7 +32,9 @@ from wheel.core.schedules import (
     plan_roll,
 )
 from wheel.core.states import Code, Outcome, TimerState, Verdict
+from wheel.core.webhook_request import WebhookRequest, pack, unpack
 from wheel.settings import Settings
+from wheel.storage.inspect import Inspector
 from wheel.storage.keys import GROUP, ShardKeys
 from wheel.storage.replies import Rolled, ScheduleRecord
 from wheel.storage.schedules import DELETED_MARKER_MS, Edit, ScheduleStore
@@ -608,6 +611,53 @@ async def test_a_finished_occurrence_counts_in_its_schedule_once(
         Outcome.RETRY: TimerState.PENDING,
     }[outcome]
     assert timer.state is expected
+
+
+async def test_a_retried_occurrence_still_counts_in_its_schedule(
+    store: ScheduleStore, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """An occurrence that failed keeps its schedule's id beside its
+    finished record; an operator's retry puts it back on the record, so
+    the retried occurrence's claim names the schedule and its end counts
+    there: failed once, then fired once. A fired one keeps no id."""
+    schedule_id, attempt = await occurrence_firing(store, shard, raw)
+    timer_id = attempt.entry.timer_id
+    failing = Attempt(
+        attempt.entry,
+        attempt.attempt,
+        Outcome.FAIL,
+        "500",
+        0,
+        5,
+        schedule_id,
+    )
+    completed = await store.queue.complete(
+        shard, CONSUMER, failing, deadline_s=2
+    )
+    assert completed.code is Code.DONE
+    kept = raw.hget(finished_key(shard, timer_id), timer_id + b"g")
+    assert kept == schedule_id
+    (letter,) = await Inspector(store.queue).dead_letters(shard, 10)
+
+    retried = await store.queue.retry(timer_id, letter)
+
+    assert retried == (Code.DONE, TimerState.PENDING)
+    (entry,) = await until(
+        lambda: deliver(store.queue, shard), what="the retry to come due"
+    )
+    (claim,) = await store.queue.claim(shard, CONSUMER, [entry])
+    assert (claim.verdict, claim.schedule_id) == (Verdict.FIRE, schedule_id)
+    firing = Attempt(
+        entry, claim.attempt, Outcome.OK, "200", 0, 5, claim.schedule_id
+    )
+    completed = await store.queue.complete(
+        shard, CONSUMER, firing, deadline_s=2
+    )
+    assert completed.code is Code.DONE
+    got = await read(store, schedule_id)
+    assert (got.fired, got.failed) == (1, 1)
+    fields = raw.hgetall(finished_key(shard, timer_id))
+    assert timer_id + b"g" not in fields
 
 
 async def test_an_occurrence_of_a_deleted_schedule_completes_alone(

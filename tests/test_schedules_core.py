@@ -13,7 +13,6 @@ from wheel.core.cron import InvalidSchedule
 from wheel.core.delays import parse_rfc3339
 from wheel.core.ids import to_text
 from wheel.core.occurrences import ALL_CAP, occurrence_id
-from wheel.core.requests import WebhookRequest, pack, unpack
 from wheel.core.schedules import (
     CHUNK_BYTES,
     Definition,
@@ -24,6 +23,7 @@ from wheel.core.schedules import (
     plan_roll,
     unpack_definition,
 )
+from wheel.core.webhook_request import WebhookRequest, pack, unpack
 from wheel.storage.replies import ScheduleRecord
 
 SCHEDULE = bytes.fromhex("0190a3b27c4d8e5f9a6b1c2d3e4f5a6b")

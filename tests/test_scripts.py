@@ -26,8 +26,8 @@ from wheel.core.buckets import (
     parse_member,
     place,
 )
-from wheel.core.requests import WebhookRequest, pack, unpack
 from wheel.core.states import Code, Outcome, TimerState, Verdict
+from wheel.core.webhook_request import WebhookRequest, pack, unpack
 from wheel.settings import Settings
 from wheel.storage.inspect import Inspector
 from wheel.storage.keys import GROUP, ShardKeys
@@ -2233,6 +2233,30 @@ async def test_reschedule_moves_a_minute_timer(
     got = await queue.get(created.timer_id)
     assert got is not None
     assert (got.state, got.due_ms) == (TimerState.PENDING, moved.due_ms)
+
+
+async def test_reschedule_to_a_past_instant_goes_in_the_bucket_of_now(
+    queue: ShardQueue, shard: ShardKeys, raw: sync_redis.Redis
+) -> None:
+    """An ``at`` ten minutes ago is due now, and its copy sits in the
+    minute bucket of now, as a create's would: not in a bucket named
+    after a minute long gone (the listing reads a bucket's minute as its
+    timers' due minute)."""
+    created = await create(queue, 120_000)
+    past_ms = redis_ms(raw) - 600_000
+
+    moved = await queue.reschedule(created.timer_id, at_ms=past_ms)
+
+    assert moved.code is Code.DONE
+    assert moved.due_ms == moved.now_ms
+    assert not raw.exists(shard.minute(past_ms // MINUTE_MS))
+    placed = [
+        raw.zscore(
+            shard.minute(moved.due_ms // MINUTE_MS + step), created.timer_id
+        )
+        for step in (-1, 0, 1)
+    ]
+    assert moved.due_ms in placed
 
 
 async def test_reschedule_buries_a_coarse_copy_which_the_cascade_drops(

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
-from wheel.core.requests import WebhookRequest
+from wheel.core.webhook_request import WebhookRequest
 from wheel.embedded.server import free_port
 from wheel.webhooks.guard import TargetPolicy
 from wheel.webhooks.sender import (

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from wheel.core.requests import (
+from wheel.core.webhook_request import (
     MAX_BODY_BYTES,
     MAX_HEADERS,
     RequestInvalid,
@@ -110,6 +110,7 @@ def test_bad_requests_name_the_part(
         "Keep-Alive",
         "Trailer",
         "Proxy-Authorization",
+        "Expect",
     ],
 )
 def test_headers_the_service_sets_are_refused(name: str) -> None:

@@ -103,9 +103,10 @@ class TimerApp(Starlette):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        assert not kwargs.get("middleware"), (
-            "the short way in would skip middleware"
-        )
+        if kwargs.get("middleware"):
+            raise TypeError(
+                "TimerApp takes no middleware: its short way in would skip it"
+            )
         super().__init__(**kwargs)
 
     def add_middleware(self, *args: Any, **kwargs: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from wheel.core import requests
+from wheel.core import webhook_request
 
 MAX_URL_LENGTH = 2048
 
@@ -67,7 +67,7 @@ class RequestSpec(msgspec.Struct, forbid_unknown_fields=True):
             "Idempotency-Key, User-Agent and webhook-* are the "
             "service's and are refused. Content-Type defaults to "
             "application/json when a body is sent.",
-            max_length=requests.MAX_HEADERS,
+            max_length=webhook_request.MAX_HEADERS,
         ),
     ] = {}
     body: Annotated[

@@ -76,9 +76,12 @@ def document(operations: list[Operation], tokens: bool) -> dict[str, Any]:
             "title": "timer-wheel",
             "version": __version__,
             "description": (
-                "Durable webhook timers: POST /timer with a delay and a "
-                "URL; when the time is up the service POSTs "
-                '{"id": "<uuid>"} to the URL.'
+                "Durable webhook timers: POST /timer with a delay (or an "
+                "instant, `at`) and a URL; when the time is up the service "
+                'POSTs {"id": "<uuid>"} to the URL, or sends the timer\'s '
+                "own request. Timers can be listed, rescheduled, cancelled "
+                "and retried; schedules fire a timer at each occurrence of "
+                "a cron expression in a time zone."
             ),
         },
         "paths": paths,

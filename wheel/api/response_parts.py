@@ -19,8 +19,8 @@ from wheel.api.models import (
 )
 from wheel.api.service import Timer
 from wheel.core.delays import ceil_seconds, rfc3339
-from wheel.core.requests import unpack
 from wheel.core.states import TimerState
+from wheel.core.webhook_request import unpack
 from wheel.storage.replies import PastAttempt
 
 

@@ -18,7 +18,7 @@ from wheel.core.cron import (
 )
 from wheel.core.delays import parse_rfc3339
 from wheel.core.occurrences import Misfire
-from wheel.core.requests import (
+from wheel.core.webhook_request import (
     RequestInvalid,
     WebhookRequest,
     normalized,

@@ -46,9 +46,9 @@ from wheel.core.cron import (
 from wheel.core.delays import rfc3339
 from wheel.core.occurrences import scheduled_ms_of
 from wheel.core.paging import CursorInvalid
-from wheel.core.requests import pack
 from wheel.core.schedules import NEXT_SHOWN, Definition
 from wheel.core.states import Code
+from wheel.core.webhook_request import pack
 from wheel.storage.replies import Record, ScheduleRecord
 from wheel.storage.schedule_listing import ScheduleListing
 from wheel.storage.schedules import Edit, ScheduleStore

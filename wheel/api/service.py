@@ -9,8 +9,8 @@ import hashlib
 import msgspec
 
 from wheel.core import ids
-from wheel.core.requests import WebhookRequest, pack
 from wheel.core.states import Code, TimerState
+from wheel.core.webhook_request import WebhookRequest, pack
 from wheel.storage.errors import RedisUnavailable
 from wheel.storage.replies import PastAttempt
 from wheel.storage.shards import Idempotency, Record, ShardQueue

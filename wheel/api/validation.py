@@ -23,13 +23,13 @@ from wheel.api.json_body import (
 )
 from wheel.api.models import MAX_URL_LENGTH, FieldError
 from wheel.core.delays import parse_rfc3339
-from wheel.core.requests import (
+from wheel.core.urls import authority_end
+from wheel.core.webhook_request import (
     RequestInvalid,
     WebhookRequest,
     normalized,
     parse_request,
 )
-from wheel.core.urls import authority_end
 
 __all__ = [
     "DELAY_FIELD",

@@ -26,12 +26,15 @@ in epoch milliseconds (what Redis stores), ascending, never repeated.
    Several skipped wall times of one schedule make that one fire, and a
    schedule that fires at 03:00 anyway fires there once.
 2. A wall time repeated in the autumn fires once, at its first pass
-   (``30 2 * * *`` fires at the first 02:30 only), unless the schedule
-   is an *interval* schedule: one whose minute or hour field starts with
-   ``*`` (``*/15 * * * *``, ``0 * * * *``, ``*/10 * * * * *``). Those
-   run in real time and fire at every instant whose wall time matches,
-   the repeated hour included, so every 15 minutes stays every 15
-   minutes and hourly stays hourly (Debian cron's rule too).
+   (``30 2 * * *`` fires at the first 02:30 only; ``*/20 2 * * *`` at
+   the first 02:00, 02:20 and 02:40), unless the schedule is an
+   *interval* schedule: one whose hour field starts with ``*``
+   (``*/15 * * * *``, ``0 * * * *``, ``0 */2 * * *``, ``*/10 * * * *
+   *``). Those run in real time and fire at every instant whose wall
+   time matches, the repeated hour included, so every 15 minutes stays
+   every 15 minutes and hourly stays hourly. (Debian's cron also counts
+   a minute field starting with ``*`` as an interval; here a schedule
+   pinned to an hour is a time of day, and fires once.)
 3. UTC and fixed-offset zones (``Etc/GMT-2``) have no gap and no
    overlap: their schedules are unaffected.
 
@@ -158,14 +161,14 @@ def parse_schedule(
     if problems:
         raise InvalidSchedule(problems)
     assert zone is not None
-    minute, hour = fields[-5], fields[-4]
+    hour = fields[-4]
     return ScheduleSpec(
         cron=" ".join(fields),
         timezone=timezone,
         start_at_ms=start_at_ms,
         end_at_ms=end_at_ms,
         zone=zone,
-        interval=minute.startswith("*") or hour.startswith("*"),
+        interval=hour.startswith("*"),
     )
 
 

@@ -31,7 +31,7 @@ from wheel.core.occurrences import (
     catch_up,
     occurrence_id,
 )
-from wheel.core.requests import BODYLESS, WebhookRequest, pack, unpack
+from wheel.core.webhook_request import BODYLESS, WebhookRequest, pack, unpack
 
 CHUNK_BYTES = 60
 """Bytes of one chunk of a packed value in a record (listpack-sized)."""
@@ -44,7 +44,7 @@ SPECS_CACHED = 4096
 class Definition(msgspec.Struct, array_like=True, frozen=True):
     """What a schedule was created (or last edited) with.
 
-    ``request`` is the packed own request (:func:`wheel.core.requests.
+    ``request`` is the packed own request (:func:`wheel.core.webhook_request.
     pack`), None for the default webhook.
     """
 

@@ -45,6 +45,9 @@ FORBIDDEN_HEADERS = frozenset(
         "upgrade",
         "proxy-authorization",
         "proxy-authenticate",
+        # A negotiation with the next hop: "100-continue" would hold the
+        # body back until the receiver answered 100.
+        "expect",
     }
 )
 FORBIDDEN_PREFIX = "webhook-"

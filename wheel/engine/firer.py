@@ -37,8 +37,8 @@ from wheel.core.delays import (
     honour_retry_after,
     outcome_of,
 )
-from wheel.core.requests import unpack
 from wheel.core.states import Code, Outcome, Verdict
+from wheel.core.webhook_request import unpack
 from wheel.engine.capacity import Capacity
 from wheel.runtime import metrics
 from wheel.runtime.lifecycle import ErrorLog, LineLimit

@@ -140,9 +140,11 @@ class ErrorLog:
     """Logs errors quietly: one line per place and kind per interval.
 
     The first error of a kind at a place is logged at once; repeats within
-    :data:`REPEAT_INTERVAL_S` are counted and reported in one line when
-    the interval has passed. Errors of an outage (Redis unreachable) get
-    no traceback: the connection layer logs the outage itself.
+    :data:`REPEAT_INTERVAL_S` are counted, and the next line for that
+    place and kind once the interval has passed says how many (repeats
+    that end with the outage are not reported: the connection layer's
+    "Redis back" line ends it). Errors of an outage (Redis unreachable)
+    get no traceback: the connection layer logs the outage itself.
     """
 
     def __init__(

@@ -359,10 +359,11 @@ class ShardQueue:
             if record.state is not TimerState.PENDING:
                 return Moved(Code.CONFLICT, state=record.state)
             current = record.next_ms or record.due_ms
+            # An instant already past is due now (the script says so too):
+            # its copy goes in the bucket of now, as a create's does.
+            now_ms = self.clocks.now_ms(shard.shard)
             guess_ms = (
-                self.clocks.now_ms(shard.shard) + delay_ms
-                if at_ms is None
-                else at_ms
+                now_ms + delay_ms if at_ms is None else max(at_ms, now_ms)
             )
             place_keys, place_args = self._placement(shard, guess_ms)
             minute = current // MINUTE_MS

@@ -22,8 +22,8 @@ from wheel.core.delays import (
     STALL_GRACE_S,
     retry_after_s,
 )
-from wheel.core.requests import WebhookRequest
 from wheel.core.urls import authority_end
+from wheel.core.webhook_request import WebhookRequest
 from wheel.webhooks.guard import GuardedResolver, TargetPolicy, TargetRefused
 from wheel.webhooks.signing import Signer
 

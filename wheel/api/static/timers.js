@@ -6,8 +6,14 @@
 
 (function () {
   const PAGE_LIMIT = 100;
-  const MAX_PAGES = 5;
+  const MAX_PAGES = 40;
   const SHOWN = 100;
+  // The listing goes shard by shard, not by due time across shards: the
+  // pending tab asks for one window of due times after another (due
+  // within a minute, an hour, a day, later), each to its end, so what it
+  // shows is the soonest, but for the window it stopped in. An empty
+  // window costs a page per 8 shards.
+  const WINDOWS_S = [60, 3600, 86400, null];
   const { call, instant, onUnauthorized, whenReady } = window.timerWheel;
 
   const $ = (id) => document.getElementById(id);
@@ -16,6 +22,9 @@
     tab: "pending",
     items: [],
     cursor: null,
+    window: 0,
+    anchor: 0,
+    ended: false,
     loading: null,
     busy: new Set(),
   };
@@ -40,22 +49,48 @@
 
   // ---- the list ----------------------------------------------------
 
-  /** Load the tab's timers: a few pages (the listing goes shard by
-   * shard, so pages are gathered, then sorted). */
-  function load(more) {
+  /** The due-time bounds of the pending tab's current window. */
+  function windowQuery() {
+    const at = (i) => new Date(view.anchor + WINDOWS_S[i] * 1000);
+    let query = "";
+    if (view.window > 0) {
+      query += "&due_after=" + encodeURIComponent(
+        at(view.window - 1).toISOString());
+    }
+    if (WINDOWS_S[view.window] !== null) {
+      query += "&due_before=" + encodeURIComponent(
+        at(view.window).toISOString());
+    }
+    return query;
+  }
+
+  /** Whether the listing has more to give. */
+  function more() {
+    return !view.ended;
+  }
+
+  /** Load the tab's timers: pages until a screenful (pending: window by
+   * window of due times, see WINDOWS_S), then sorted. */
+  function load(again) {
     if (view.loading) {
       return view.loading;
     }
     const tab = view.tab;
-    if (!more) {
+    if (!again) {
       view.items = [];
       view.cursor = null;
+      view.window = 0;
+      view.anchor = Date.now();
+      view.ended = false;
     }
     view.loading = (async () => {
       let pages = 0;
       const wanted = view.items.length + SHOWN;
       do {
         let path = "/timers?status=" + tab + "&limit=" + PAGE_LIMIT;
+        if (tab === "pending") {
+          path += windowQuery();
+        }
         if (view.cursor) {
           path += "&cursor=" + encodeURIComponent(view.cursor);
         }
@@ -66,7 +101,14 @@
         view.items.push(...(page.items || []));
         view.cursor = page.next_cursor;
         pages += 1;
-      } while (view.cursor && pages < MAX_PAGES && view.items.length < wanted);
+        if (!view.cursor) {
+          if (tab === "pending" && view.window < WINDOWS_S.length - 1) {
+            view.window += 1;
+          } else {
+            view.ended = true;
+          }
+        }
+      } while (more() && pages < MAX_PAGES && view.items.length < wanted);
       draw();
     })().catch((error) => {
       failed("Listing " + tab + " timers", error);
@@ -96,10 +138,10 @@
       rows.push(tr);
     }
     $("timers-rows").replaceChildren(...rows);
-    $("timers-more").hidden = !view.cursor;
-    $("timers-note").textContent = view.cursor
+    $("timers-more").hidden = !more();
+    $("timers-note").textContent = more()
       ? "Showing " + items.length + " timers" +
-        (view.tab === "pending" ? ", sorted by when they are due" : "") +
+        (view.tab === "pending" ? ", the soonest due first" : "") +
         "; more follow."
       : "";
   }

@@ -156,13 +156,18 @@ local function keep(key, ttl, hours, expiry, hour)
 end
 
 -- A finished timer keeps its request and earlier attempts beside its
--- packed record, in fields of their own (none for a plain timer).
-local function keep_extras(finished, id, request, history)
+-- packed record, in fields of their own (none for a plain timer); a
+-- failed occurrence also keeps its schedule's id, so that a retry of it
+-- still counts in that schedule.
+local function keep_extras(finished, id, request, history, schedule)
     if request and request ~= '' then
         redis.call('HSET', finished, id .. 'q', request)
     end
     if history and history ~= '' then
         redis.call('HSET', finished, id .. 'h', history)
+    end
+    if schedule and schedule ~= '' then
+        redis.call('HSET', finished, id .. 'g', schedule)
     end
 end
 

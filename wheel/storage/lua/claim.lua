@@ -88,7 +88,7 @@ local function fail(record, finished, entry, id, rec, attempts, hour)
     redis.call('DEL', record)
     redis.call('HSET', finished, id, pack_finished(S_FAILED, attempts,
         tonumber(rec[5]), now, error))
-    keep_extras(finished, id, request, history)
+    keep_extras(finished, id, request, history, rec[8])
     keep(finished, retention, KEYS[4], KEYS[5], hour)
     redis.call('DECR', KEYS[3])
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'i', id,

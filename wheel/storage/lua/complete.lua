@@ -112,9 +112,10 @@ local function complete(k, a)
     if outcome == O_OK or outcome == O_FAIL then
         local request = load_request(record, rec[5])
         local history = push_history(prior, nil, HISTORY_KEPT - 1)
-        local url
+        local url, schedule_id
         if outcome == O_FAIL then
-            url = redis.call('HGET', record, 'u')
+            local kept_fields = redis.call('HMGET', record, 'u', 'g')
+            url, schedule_id = kept_fields[1], kept_fields[2]
         end
         redis.call('DEL', record)
         local state = S_FIRED
@@ -126,7 +127,7 @@ local function complete(k, a)
         end
         redis.call('HSET', finished, id,
             pack_finished(state, attempt, due, now, result, duration))
-        keep_extras(finished, id, request, history)
+        keep_extras(finished, id, request, history, schedule_id)
         if not kept[finished] then
             keep(finished, retention, KEYS[6], KEYS[7], ARGV[a + 10])
             kept[finished] = true

@@ -35,7 +35,7 @@
 --           coarse bucket; request fingerprint, or '' without an
 --           Idempotency-Key; the instant due, epoch ms (then the delay
 --           is unused), or ''; the packed request
---           (wheel/core/requests.py), or ''
+--           (wheel/core/webhook_request.py), or ''
 --
 -- Returns {now_ms, code, due_ms, id, ...}: three values per timer:
 --   C_DONE     created

@@ -4,7 +4,9 @@
 -- Only a failed timer is retried: its finished record leaves the
 -- finished hash, a pending record (the url from its dead letter, its
 -- original due time, attempts 0, its request and attempt history) is
--- put on the wheel due now, and the dead letter is deleted. The record
+-- put on the wheel due now, and the dead letter is deleted. An
+-- occurrence keeps its schedule's id (field g), so that its end counts
+-- in that schedule again. The record
 -- remembers the dead letter it came from (field p), so the same retry
 -- sent twice (a lost reply) answers C_DONE again and changes nothing; it
 -- is replay-safe. A timer that is pending, firing, fired or cancelled is
@@ -48,11 +50,14 @@ if state ~= S_FAILED
     return {now, C_CONFLICT, state}
 end
 local due = string.match(finished, '^[^,]*,(%d+),')
-local extras = redis.call('HMGET', KEYS[2], id .. 'q', id .. 'h')
-redis.call('HDEL', KEYS[2], id, id .. 'q', id .. 'h')
+local extras = redis.call('HMGET', KEYS[2], id .. 'q', id .. 'h', id .. 'g')
+redis.call('HDEL', KEYS[2], id, id .. 'q', id .. 'h', id .. 'g')
 redis.call('XDEL', KEYS[5], ARGV[3])
 redis.call('HSET', KEYS[1], 'u', ARGV[2], 'd', due, 's', S_PENDING,
     'n', fmt(now), 'p', ARGV[3])
+if extras[3] then
+    redis.call('HSET', KEYS[1], 'g', extras[3])
+end
 store_request(KEYS[1], extras[1] or '')
 -- The failing attempt itself (in the packed record's head) rejoins the
 -- history the finished record kept beside it.
