@@ -45,6 +45,7 @@ from wheel.core import ids
 from wheel.embedded.cluster import EmbeddedCluster
 from wheel.embedded.server import RedisServer
 from wheel.settings import Settings
+from wheel.storage.connection import DEADLINE_S
 from wheel.storage.keys import GROUP, Keys
 from wheel.storage.slots import key_slot
 
@@ -454,11 +455,18 @@ def replica_stop(
 
 
 def existing(base: str, timer_ids: set[str]) -> set[str]:
-    """Those of ``timer_ids`` that exist (GET answers 200)."""
+    """Those of ``timer_ids`` that exist: GET answers 200, not 404 (an
+    answer that is neither, a 503 while Redis recovers, is asked again
+    until the API's deadline has passed once more)."""
     found = set()
     with httpx.Client(base_url=base, timeout=10) as http:
         for timer_id in timer_ids:
-            if http.get(f"/timer/{timer_id}").status_code == 200:
+            status = 0
+            deadline = time.monotonic() + 2 * DEADLINE_S
+            while status not in (200, 404) and time.monotonic() < deadline:
+                status = http.get(f"/timer/{timer_id}").status_code
+            assert status in (200, 404), (timer_id, status)
+            if status == 200:
                 found.add(timer_id)
     return found
 

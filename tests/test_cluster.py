@@ -32,7 +32,11 @@ from wheel.embedded.cluster import EmbeddedCluster
 from wheel.embedded.server import free_port
 from wheel.runtime.lifecycle import client_name
 from wheel.settings import Settings
-from wheel.storage.connection import connect
+from wheel.storage.connection import (
+    SCRIPT_LOAD_WAIT_S,
+    SLOTS_TIMEOUT_S,
+    connect,
+)
 from wheel.storage.errors import RedisUnavailable
 from wheel.storage.keys import Keys
 from wheel.storage.shards import ShardQueue
@@ -179,9 +183,11 @@ def test_dev_cluster_fires_and_keeps_timers_across_a_restart(
         procs.stop_all()
 
 
-SEED_START_S = 1.0
+SEED_START_S = SCRIPT_LOAD_WAIT_S + SLOTS_TIMEOUT_S
 """How long a start on a seed may take while the URL's node is stopped:
-every seed is asked at once, so the stopped node holds nothing up."""
+every seed is asked at once, so the stopped node holds nothing up but
+the scripts' load, which a start waits for a moment (a start without
+seeds gives up only after the connect and answer timeouts, 7 s)."""
 
 
 async def test_a_process_starts_on_its_seeds_while_its_urls_node_is_stopped(
@@ -199,9 +205,7 @@ async def test_a_process_starts_on_its_seeds_while_its_urls_node_is_stopped(
     connection = connect(settings, client_name("seeded"))
     try:
         with stopped(replica.pid):
-            began = time.monotonic()
             await asyncio.wait_for(connection.start(), SEED_START_S)
-            started_s = time.monotonic() - began
             queue = ShardQueue(connection, settings)
             created = await queue.create("http://a.example/h", 600_000)
             got = await queue.get(created.timer_id)
@@ -211,5 +215,4 @@ async def test_a_process_starts_on_its_seeds_while_its_urls_node_is_stopped(
         await connection.aclose()
         await alone.aclose()
     assert connection.cluster
-    assert started_s < SEED_START_S
     assert got is not None and got.url == "http://a.example/h"

@@ -21,9 +21,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from tests.conftest import redis7_binary
 from tests.proxy import TcpProxy
 from wheel.core.states import Code
-from wheel.embedded.server import RedisServer, find_binary
-from wheel.settings import Settings
-from wheel.storage.connection import SCRIPT_LOAD_WAIT_S, Connection
+from wheel.embedded.server import RedisServer, find_binary, free_port
+from wheel.settings import Settings, SettingsError
+from wheel.storage.connection import SCRIPT_LOAD_WAIT_S, Connection, connect
 from wheel.storage.errors import RedisUnavailable
 from wheel.storage.keys import GROUP
 from wheel.storage.node import Limits
@@ -543,3 +543,19 @@ async def test_demoted_master_readonly_is_retried(
         await connection.aclose()
         node.stop()
         other.stop()
+
+
+async def test_seeds_beside_a_single_redis_are_refused(
+    settings: Settings,
+) -> None:
+    """WHEEL_REDIS_SEEDS is set but the URL's node is a single Redis: the
+    start says so (a mistake of the settings), instead of waiting for a
+    cluster as for an outage."""
+    unused = free_port()
+    seeded = settings.replace(redis_seeds=f"127.0.0.1:{unused}")
+    connection = connect(seeded, "tw:test-seeds")
+    try:
+        with pytest.raises(SettingsError, match="single Redis"):
+            await connection.start()
+    finally:
+        await connection.aclose()

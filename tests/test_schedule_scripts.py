@@ -19,6 +19,7 @@ from tests.test_scripts import (
     redis_ms,
     stream,
     until,
+    with_settings,
 )
 from wheel.core import ids
 from wheel.core.delays import rfc3339
@@ -613,28 +614,39 @@ async def test_a_finished_occurrence_counts_in_its_schedule_once(
     assert timer.state is expected
 
 
+@pytest.mark.parametrize("failed_by", ["completion", "claim"])
 async def test_a_retried_occurrence_still_counts_in_its_schedule(
-    store: ScheduleStore, shard: ShardKeys, raw: sync_redis.Redis
+    store: ScheduleStore,
+    shard: ShardKeys,
+    raw: sync_redis.Redis,
+    failed_by: str,
 ) -> None:
-    """An occurrence that failed keeps its schedule's id beside its
+    """An occurrence that failed (its last attempt's completion, or a
+    claim that found no attempt left) keeps its schedule's id beside its
     finished record; an operator's retry puts it back on the record, so
     the retried occurrence's claim names the schedule and its end counts
-    there: failed once, then fired once. A fired one keeps no id."""
+    there. A fired one keeps no id."""
     schedule_id, attempt = await occurrence_firing(store, shard, raw)
     timer_id = attempt.entry.timer_id
-    failing = Attempt(
-        attempt.entry,
-        attempt.attempt,
-        Outcome.FAIL,
-        "500",
-        0,
-        5,
-        schedule_id,
+    if failed_by == "completion":
+        outcome, counts = Outcome.FAIL, (1, 1)
+    else:
+        # A retry at the last attempt: the next claim finds none left.
+        outcome, counts = Outcome.RETRY, (1, 0)
+    ending = Attempt(
+        attempt.entry, attempt.attempt, outcome, "500", 0, 5, schedule_id
     )
     completed = await store.queue.complete(
-        shard, CONSUMER, failing, deadline_s=2
+        shard, CONSUMER, ending, deadline_s=2
     )
     assert completed.code is Code.DONE
+    if failed_by == "claim":
+        once = with_settings(store.queue, max_attempts=1)
+        (again,) = await until(
+            lambda: deliver(once, shard), what="the retry to come due"
+        )
+        (dead,) = await once.claim(shard, CONSUMER, [again])
+        assert dead.verdict is Verdict.DEAD
     kept = raw.hget(finished_key(shard, timer_id), timer_id + b"g")
     assert kept == schedule_id
     (letter,) = await Inspector(store.queue).dead_letters(shard, 10)
@@ -655,7 +667,7 @@ async def test_a_retried_occurrence_still_counts_in_its_schedule(
     )
     assert completed.code is Code.DONE
     got = await read(store, schedule_id)
-    assert (got.fired, got.failed) == (1, 1)
+    assert (got.fired, got.failed) == counts
     fields = raw.hgetall(finished_key(shard, timer_id))
     assert timer_id + b"g" not in fields
 

@@ -164,6 +164,10 @@ def test_unknown_variable_is_rejected_by_name(variable: str) -> None:
         ("WHEEL_REDIS_SEEDS", "redis-2:0"),
         ("WHEEL_REDIS_SEEDS", "redis-2:65536"),
         ("WHEEL_REDIS_SEEDS", "redis-2:port"),
+        ("WHEEL_REDIS_SEEDS", "redis://redis-2:6379"),
+        ("WHEEL_REDIS_SEEDS", "user@redis-2:6379"),
+        ("WHEEL_REDIS_SEEDS", "redis 2:6379"),
+        ("WHEEL_REDIS_SEEDS", "::1:6379"),
         ("WHEEL_MISFIRE_GRACE", "-1"),
         ("WHEEL_MISFIRE_GRACE", "nan"),
         ("WHEEL_REPLICA_ACK_TIMEOUT", "0.0004"),
@@ -302,9 +306,21 @@ def test_the_replica_wait_fits_inside_every_acked_call() -> None:
 
 def test_seeds_are_host_port_pairs_blanks_ignored() -> None:
     """WHEEL_REDIS_SEEDS lists cluster nodes; spaces and empty items
-    between commas are ignored, ports are read as numbers."""
+    between commas are ignored, ports are read as numbers, an IPv6
+    address loses its brackets."""
     settings = from_env(
-        {"WHEEL_REDIS_SEEDS": " redis-2:6379, ,10.0.0.3:07000,"}
+        {"WHEEL_REDIS_SEEDS": " redis-2:6379, ,10.0.0.3:07000,[::1]:7001"}
     )
-    assert settings.seeds == ["redis-2:6379", "10.0.0.3:7000"]
+    assert settings.seeds == ["redis-2:6379", "10.0.0.3:7000", "::1:7001"]
     assert Settings().seeds == []
+
+
+def test_seeds_beside_a_unix_socket_are_refused() -> None:
+    """A unix socket is a single Redis: seeds name cluster nodes."""
+    with pytest.raises(SettingsError, match="WHEEL_REDIS_SEEDS"):
+        from_env(
+            {
+                "WHEEL_REDIS_URL": "unix:///run/redis.sock",
+                "WHEEL_REDIS_SEEDS": "redis-2:6379",
+            }
+        )

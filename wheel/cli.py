@@ -145,10 +145,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     """Settings from the environment with the CLI's overrides applied.
 
     The overrides are written back to the environment so that processes
-    this one starts (uvicorn workers) build the same settings.
+    this one starts (uvicorn workers) build the same settings. A
+    ``--redis-url`` names the Redis to use: seeds from the environment,
+    nodes of whatever WHEEL_REDIS_URL named, are dropped with it.
     """
+    redis_url = getattr(args, "redis_url", None)
     overrides = {
-        "redis_url": getattr(args, "redis_url", None),
+        "redis_url": redis_url,
+        "redis_seeds": "" if redis_url is not None else None,
         "shards": getattr(args, "shards", None),
         "metrics_port": getattr(args, "metrics_port", None),
     }

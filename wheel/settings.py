@@ -87,7 +87,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.retry_max < self.retry_base:
             raise SettingsError("WHEEL_RETRY_MAX must be >= WHEEL_RETRY_BASE")
-        seed_nodes(self.redis_seeds)
+        if seed_nodes(self.redis_seeds) and self.redis_url.startswith(
+            "unix://"
+        ):
+            raise SettingsError(
+                "WHEEL_REDIS_SEEDS names cluster nodes, but "
+                "WHEEL_REDIS_URL is a unix socket (a single Redis)"
+            )
 
     @property
     def seeds(self) -> list[str]:
@@ -112,12 +118,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return redact_url(self.redis_url)
 
 
+_SEED_HOST = re.compile(r"[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]")
+
+
 def seed_nodes(text: str) -> list[str]:
-    """The ``host:port`` nodes of a comma-separated list (blanks ignored).
+    """The ``host:port`` nodes of a comma-separated list (blanks ignored);
+    an IPv6 host in brackets (``[::1]:7000``) is kept without them.
 
     Raises:
-        SettingsError: naming WHEEL_REDIS_SEEDS, for a node without a
-            host or without a port from 1 to 65535.
+        SettingsError: naming WHEEL_REDIS_SEEDS, for a node that is not a
+            host name or address and a port from 1 to 65535 (a URL, say).
     """
     nodes = []
     for part in text.split(","):
@@ -125,12 +135,16 @@ def seed_nodes(text: str) -> list[str]:
         if not node:
             continue
         host, _, port = node.rpartition(":")
-        if not host or not port.isdecimal() or not 0 < int(port) < 65536:
+        if (
+            not _SEED_HOST.fullmatch(host)
+            or not port.isdecimal()
+            or not 0 < int(port) < 65536
+        ):
             raise SettingsError(
                 f"WHEEL_REDIS_SEEDS: {node!r} is not host:port (a cluster "
                 "node, as in redis-2:6379)"
             )
-        nodes.append(f"{host}:{int(port)}")
+        nodes.append(f"{host.strip('[]')}:{int(port)}")
     return nodes
 
 

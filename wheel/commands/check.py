@@ -86,7 +86,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 1
-            settings = settings.replace(redis_url=url)
+            settings = settings.replace(redis_url=url, redis_seeds="")
         try:
             alive = asyncio.run(_probe(settings, args.role))
         except Exception as exc:

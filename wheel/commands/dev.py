@@ -143,7 +143,8 @@ def run(
     try:
         lifecycle.run(
             _serve(
-                settings.replace(redis_url=redis.url),
+                # The embedded Redis alone: no seed of another deployment.
+                settings.replace(redis_url=redis.url, redis_seeds=""),
                 redis,
                 host,
                 port,

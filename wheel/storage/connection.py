@@ -46,7 +46,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AskError, ClusterDownError
 
 from wheel.core.delays import backoff_s
-from wheel.settings import Settings
+from wheel.settings import Settings, SettingsError
 from wheel.storage.errors import (
     Kind,
     RedisUnavailable,
@@ -222,9 +222,12 @@ class Connection:
             self._seeds, ask, CONNECT_TIMEOUT_S + SLOTS_TIMEOUT_S
         )
         self.cluster = b"cluster_enabled:1" in info
-        if not self.cluster and name != self._seed:
-            raise RedisUnavailable(
-                f"{name} (WHEEL_REDIS_SEEDS) is not a cluster node"
+        if not self.cluster and len(self._seeds) > 1:
+            # A mistake of the settings, not an outage: said loudly, with
+            # a traceback, each time a start is tried.
+            raise SettingsError(
+                f"WHEEL_REDIS_SEEDS is set, but {name} is a single Redis, "
+                "not a cluster node: seeds are for a Redis Cluster"
             )
         if self.cluster:
             await self._read_slots(self._seeds)
@@ -272,33 +275,42 @@ class Connection:
         each within ``timeout_s``, and the node that gave it.
 
         Raises:
-            RedisUnavailable: when no candidate answered.
+            RedisUnavailable: when no candidate answered, naming each
+                one's error.
+            Exception: an error of a kind that is a bug (see
+                :func:`~wheel.storage.errors.classify`), as it was raised.
         """
 
         async def one(name: str) -> tuple[str, _T]:
             return name, await asyncio.wait_for(ask(name), timeout_s)
 
-        tasks = [asyncio.ensure_future(one(name)) for name in candidates]
+        tasks = {asyncio.ensure_future(one(name)): name for name in candidates}
         for task in tasks:
             # Every answer is seen, the ones that lost the race included.
             task.add_done_callback(retrieve)
         pending = set(tasks)
-        last: BaseException | None = None
+        errors: dict[str, BaseException] = {}
         try:
             while pending:
                 done, pending = await asyncio.wait(
                     pending, return_when=asyncio.FIRST_COMPLETED
                 )
-                found = [t for t in done if t.exception() is None]
-                if found:
-                    return found[0].result()
-                last = next(iter(done)).exception()
+                for task in done:
+                    exc = task.exception()
+                    if exc is None:
+                        return task.result()
+                    if classify(exc) is Kind.BUG and not isinstance(
+                        exc, RedisUnavailable
+                    ):
+                        raise exc
+                    errors[tasks[task]] = exc
         finally:
             for task in pending:
                 task.cancel()
         raise RedisUnavailable(
-            f"none of {', '.join(candidates)} answered: {last}"
-        ) from last
+            "no node answered: "
+            + "; ".join(f"{n}: {describe(e)}" for n, e in errors.items())
+        ) from next(iter(errors.values()), None)
 
     def refresh_soon(self) -> None:
         """Re-read the slot map in the background (rate-limited)."""

@@ -25,6 +25,7 @@
     window: 0,
     anchor: 0,
     ended: false,
+    generation: 0,
     loading: null,
     busy: new Set(),
   };
@@ -70,12 +71,16 @@
   }
 
   /** Load the tab's timers: pages until a screenful (pending: window by
-   * window of due times, see WINDOWS_S), then sorted. */
+   * window of due times, see WINDOWS_S), then sorted. A fresh load
+   * (not `again`) replaces one under way, which stops at its next page:
+   * only the newest load writes the list. */
   function load(again) {
-    if (view.loading) {
+    if (view.loading && again) {
       return view.loading;
     }
     const tab = view.tab;
+    view.generation += 1;
+    const generation = view.generation;
     if (!again) {
       view.items = [];
       view.cursor = null;
@@ -83,7 +88,7 @@
       view.anchor = Date.now();
       view.ended = false;
     }
-    view.loading = (async () => {
+    const loading = (async () => {
       let pages = 0;
       const wanted = view.items.length + SHOWN;
       do {
@@ -95,7 +100,7 @@
           path += "&cursor=" + encodeURIComponent(view.cursor);
         }
         const page = await call("GET", path);
-        if (tab !== view.tab) {
+        if (generation !== view.generation) {
           return;
         }
         view.items.push(...(page.items || []));
@@ -111,13 +116,18 @@
       } while (more() && pages < MAX_PAGES && view.items.length < wanted);
       draw();
     })().catch((error) => {
-      failed("Listing " + tab + " timers", error);
+      if (generation === view.generation) {
+        failed("Listing " + tab + " timers", error);
+      }
     }).finally(() => {
-      view.loading = null;
-      document.body.dataset.timersLoads =
-        String(Number(document.body.dataset.timersLoads || 0) + 1);
+      if (view.loading === loading) {
+        view.loading = null;
+        document.body.dataset.timersLoads =
+          String(Number(document.body.dataset.timersLoads || 0) + 1);
+      }
     });
-    return view.loading;
+    view.loading = loading;
+    return loading;
   }
 
   function draw() {
@@ -142,7 +152,8 @@
     $("timers-note").textContent = more()
       ? "Showing " + items.length + " timers" +
         (view.tab === "pending" ? ", the soonest due first" : "") +
-        "; more follow."
+        // Past the end of a window, a later one may be empty.
+        (view.cursor ? "; more follow." : "; more may follow.")
       : "";
   }
 
@@ -383,7 +394,6 @@
     $("timers-caption").textContent = tab === "pending"
       ? "Pending timers, due soonest first"
       : "Failed timers, newest first per shard";
-    view.loading = null;
     load(false);
   }
 
