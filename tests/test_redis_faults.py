@@ -9,6 +9,7 @@ names its id, or a duplicate only for a webhook in flight at the fault.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -34,9 +35,15 @@ from tests.support import (
     Receiver,
     wait_until,
 )
+from wheel.core import ids
 from wheel.embedded.cluster import EmbeddedCluster
 from wheel.embedded.server import RedisServer
+from wheel.runtime.lifecycle import client_name
+from wheel.settings import Settings
+from wheel.storage.connection import DEADLINE_S, connect
 from wheel.storage.keys import Keys
+from wheel.storage.shards import ShardQueue
+from wheel.storage.slots import key_slot
 
 CLUSTER_SHARDS = 48
 PROMISED_P99_S = 2.0
@@ -360,3 +367,86 @@ def test_a_worker_stopped_gracefully_deletes_its_consumers(
     finally:
         procs.stop_all()
     assert counts and all(n == 0 for n in counts.values()), counts
+
+
+MIGRATION_HELD_S = DEADLINE_S / 2
+"""How long the test keeps a slot half moved: longer than the backoff of
+MAX_REDIRECTS pauses (about 0.6 s), well inside a call's deadline."""
+
+
+class SlotMove:
+    """One slot moved by hand between two masters, as ``redis-cli
+    --cluster reshard`` does it: IMPORTING and MIGRATING, MIGRATE of its
+    keys, then SETSLOT NODE on both."""
+
+    def __init__(self, cluster: EmbeddedCluster, slot: int) -> None:
+        owner = redis_faults.slot_owners(cluster.seed_url)[slot]
+        (self.source,) = [m for m in cluster.masters() if m.port == owner]
+        (self.target,) = [m for m in cluster.masters() if m.port != owner]
+        self.slot = slot
+        self.src = sync_redis.Redis.from_url(self.source.url)
+        self.dst = sync_redis.Redis.from_url(self.target.url)
+        self.dst_id = self.dst.execute_command("CLUSTER", "MYID").decode()
+        src_id = self.src.execute_command("CLUSTER", "MYID").decode()
+        self.dst.execute_command(
+            "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id
+        )
+        self.src.execute_command(
+            "CLUSTER", "SETSLOT", slot, "MIGRATING", self.dst_id
+        )
+
+    def move(self, keys: list[bytes]) -> None:
+        """MIGRATE ``keys`` of the slot to the importing master."""
+        self.src.migrate("127.0.0.1", self.target.port, keys, 0, 5000)
+
+    def finish(self) -> None:
+        """Move the slot's other keys, then give the slot to the target."""
+        rest = self.src.execute_command(
+            "CLUSTER", "GETKEYSINSLOT", self.slot, 1000
+        )
+        if rest:
+            self.move(rest)
+        for node in (self.dst, self.src):
+            node.execute_command(
+                "CLUSTER", "SETSLOT", self.slot, "NODE", self.dst_id
+            )
+        self.src.close()
+        self.dst.close()
+
+
+def test_a_call_rides_out_a_half_moved_slot_within_its_deadline(
+    tmp_path: Path,
+) -> None:
+    """A slot is left half migrated (the timer's record moved to the
+    importing master, the rest not) for :data:`MIGRATION_HELD_S`: Redis
+    6.2 answers a read of the timer ASK, then TRYAGAIN at the importing
+    master, again and again. The read is paced by backoff, not cut short
+    by the redirect count, and answers once the move completes, within
+    its deadline."""
+    settings_of = Settings(shards=4).replace
+
+    async def scenario(cluster: EmbeddedCluster) -> tuple[object, float]:
+        settings = settings_of(redis_url=cluster.seed_url)
+        connection = connect(settings, client_name("half-moved"))
+        queue = ShardQueue(connection, settings)
+        try:
+            created = await queue.create("http://a.example/h", 600_000)
+            shard = ids.shard_of(created.timer_id, settings.shards)
+            record = queue.keys.shard(shard).timer(created.timer_id)
+            slot_move = SlotMove(cluster, key_slot(record))
+            slot_move.move([record])
+            began = time.monotonic()
+            read = asyncio.create_task(queue.get(created.timer_id))
+            # The fault's length, not a wait for the read.
+            await asyncio.sleep(MIGRATION_HELD_S)
+            assert not read.done(), read
+            slot_move.finish()
+            got = await read
+            return got, time.monotonic() - began
+        finally:
+            await connection.aclose()
+
+    with running_cluster(tmp_path / "cluster", masters=2, replicas=0) as c:
+        got, took_s = asyncio.run(scenario(c))
+    assert got is not None
+    assert took_s < DEADLINE_S

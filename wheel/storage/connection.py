@@ -73,6 +73,8 @@ DEADLINE_S = 3.0
 BACKOFF_FIRST_S = 0.02
 BACKOFF_MAX_S = 1.0
 MAX_REDIRECTS = 5
+"""Most MOVED, ASK and NOSCRIPT answers in a row with no pause between
+them: a loop of redirects, not a cluster at work."""
 REFRESH_EVERY_S = 0.5
 """Most often the cluster slot map is re-read."""
 SCRIPT_LOAD_WAIT_S = 1.0
@@ -497,6 +499,11 @@ class Connection:
                     ) from exc
                 await self._pause(pauses, deadline)
                 pauses += 1
+                # A pause paces what follows, so the redirects before it
+                # were no loop: while a slot's keys move, Redis 6.2
+                # answers ASK, then TRYAGAIN at the importing node, for
+                # as long as the move takes; the deadline bounds that.
+                redirects = 0
                 continue
             self.outage.succeeded(name)
             return reply
