@@ -457,17 +457,17 @@ class Firer:
             # One line per destination per interval: a receiver that is
             # down fails every timer sent to it (each attempt is in the
             # timer's history, each failure in the metrics).
-            held = self._failure_lines.take(host)
-            if held is not None:
-                extra: dict[str, object] = {
+            self._failure_lines.log(
+                host,
+                log.info,
+                "webhook failed",
+                {
                     "id": ids.to_text(entry.timer_id),
                     "attempt": claim.attempt,
                     "result": delivery.result,
                     "outcome": outcome.value,
-                }
-                if held:
-                    extra["repeats"] = held
-                log.info("webhook failed", extra=extra)
+                },
+            )
 
     async def _defer(
         self,
@@ -540,19 +540,16 @@ class Firer:
                     tries += 1
                     if time.monotonic() + pause >= give_up_at:
                         self.counts["abandoned"] += 1
-                        held = self._abandon_lines.take(node)
-                        if held is not None:
-                            extra: dict[str, object] = {
+                        self._abandon_lines.log(
+                            node,
+                            log.warning,
+                            "completion abandoned: the claim lapsed",
+                            {
                                 "id": ids.to_text(attempt.entry.timer_id),
                                 "outcome": attempt.outcome.value,
                                 "error": describe(exc),
-                            }
-                            if held:
-                                extra["repeats"] = held
-                            log.warning(
-                                "completion abandoned: the claim lapsed",
-                                extra=extra,
-                            )
+                            },
+                        )
                         return None
                     await asyncio.sleep(pause)
                     continue

@@ -135,6 +135,24 @@ class LineLimit:
         self._seen[key] = (now, 0)
         return max(0, held)
 
+    def log(
+        self,
+        key: Hashable,
+        write: Callable[..., None],
+        message: str,
+        extra: dict[str, object],
+        **options: Any,
+    ) -> None:
+        """``write(message, extra=extra)`` (a logger's method) unless a
+        line for ``key`` was written within the interval; the line says
+        how many were held back (``repeats``) when there were some."""
+        held = self.take(key)
+        if held is None:
+            return
+        if held:
+            extra["repeats"] = held
+        write(message, extra=extra, **options)
+
 
 class ErrorLog:
     """Logs errors quietly: one line per place and kind per interval.
@@ -162,19 +180,18 @@ class ErrorLog:
         error type outside :data:`EXPECTED`.
         """
         kind = type(exc).__name__
-        repeats = self._lines.take((where, kind))
-        if repeats is None:
-            return
         extra: dict[str, object] = {
             "where": where,
             "error": f"{kind}: {exc}"[:300],
         }
-        if repeats > 0:
-            extra["repeats"] = repeats
-        if expected or isinstance(exc, EXPECTED):
-            self.log.warning("step failed", extra=extra)
-        else:
-            self.log.error("step failed", extra=extra, exc_info=exc)
+        quiet = expected or isinstance(exc, EXPECTED)
+        self._lines.log(
+            (where, kind),
+            self.log.warning if quiet else self.log.error,
+            "step failed",
+            extra,
+            exc_info=None if quiet else exc,
+        )
 
 
 async def supervise(

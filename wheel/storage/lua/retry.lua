@@ -6,10 +6,9 @@
 -- original due time, attempts 0, its request and attempt history) is
 -- put on the wheel due now, and the dead letter is deleted. An
 -- occurrence keeps its schedule's id (field g), so that its end counts
--- in that schedule again. The record
--- remembers the dead letter it came from (field p), so the same retry
--- sent twice (a lost reply) answers C_DONE again and changes nothing; it
--- is replay-safe. A timer that is pending, firing, fired or cancelled is
+-- in that schedule again. The record remembers the dead letter it came
+-- from (field p), so the same retry sent twice (a lost reply) answers
+-- C_DONE again and changes nothing; it is replay-safe. A timer that is pending, firing, fired or cancelled is
 -- left alone, and so is a failed one whose dead letter ARGV[3] is gone:
 -- retried already (a replay of a retry after which the timer failed
 -- again, under another dead letter) or trimmed away (C_CONFLICT, failed).
