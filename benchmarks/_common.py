@@ -89,6 +89,13 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def machine_cpus() -> int:
+    """Every CPU of the machine, as /proc/stat counts them (the busy
+    share of :meth:`CpuMeter.machine` divides by these, whatever this
+    process' affinity)."""
+    return os.cpu_count() or 1
+
+
 def pinned(cmd: Sequence[str], cpus: str | None) -> list[str]:
     """``cmd`` prefixed with ``taskset -c cpus`` when asked and possible."""
     if cpus is None or shutil.which("taskset") is None:
@@ -476,6 +483,7 @@ def machine() -> dict[str, object]:
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
         "harness_commit": code_version(REPO_DIR),
         "cpus": cpu_count(),
+        "machine_cpus": machine_cpus(),
         "cpu_model": model,
         "python": platform.python_version(),
         "loadavg_1m": os.getloadavg()[0],

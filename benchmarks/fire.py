@@ -42,7 +42,6 @@ import argparse
 import asyncio
 import collections
 import math
-import os
 import sys
 import tempfile
 import time
@@ -62,6 +61,7 @@ from _common import (
     Group,
     add_common_args,
     deadline_alarm,
+    machine_cpus,
     median,
     process_group,
     py_spy_record,
@@ -239,9 +239,7 @@ def drain_cost(
     webhook, every process and the kernel's own work included."""
     busy_s, elapsed_s = meter.machine()
     fired = max(1, arrived - arrived_at_start)
-    # busy_s counts every CPU of the machine, not only this process'
-    # affinity (cpu_count): divide by the same.
-    cpus = os.cpu_count() or 1
+    cpus = machine_cpus()
     return {
         "machine_busy": round(busy_s / max(1e-6, elapsed_s) / cpus, 3),
         "machine_cpu_us": round(busy_s * 1e6 / fired, 1),
@@ -462,7 +460,8 @@ def main() -> None:
     )
     parser.add_argument(
         "--sink",
-        type=Path,
+        # Resolved here: the receiver runs from the repository root.
+        type=lambda text: Path(text).resolve(),
         help="another receiver script with sink.py's command line",
     )
     parser.add_argument(

@@ -86,7 +86,10 @@ class Arrivals:
 
 
 class SinkProtocol(asyncio.Protocol):
-    """One HTTP/1.1 connection: keep-alive, one request at a time."""
+    """One HTTP/1.1 connection: keep-alive unless the client says
+    otherwise, one request at a time (a request pipelined behind a held
+    one is refused and the connection closed; reading goes on, so a
+    sender that hangs up is seen)."""
 
     def __init__(self, arrivals: Arrivals) -> None:
         self.arrivals = arrivals
@@ -110,6 +113,14 @@ class SinkProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            # This sink's own fault, not the client's: the loop reports
+            # it and closes the connection.
+            raise
+        except httptools.HttpParserUpgrade:
+            # Answered already; nothing is upgraded.
+            if self.transport is not None:
+                self.transport.close()
         except httptools.HttpParserError:
             if self.transport is not None:
                 self.transport.write(BAD_REQUEST)
@@ -134,12 +145,17 @@ class SinkProtocol(asyncio.Protocol):
         if self.parser.get_method() == b"GET":
             body = self.arrivals.view(self.path.partition(b"?")[0])
             if body is not None:
-                transport.write(_response(body))
+                self._reply(transport, _response(body))
                 return
+        if self.held is not None:
+            # Pipelined behind a held request: one held reply at a time.
+            transport.write(BAD_REQUEST)
+            transport.close()
+            return
         arrivals = self.arrivals
         arrivals.arrived(self.key)
         if not arrivals.delay_s:
-            transport.write(REPLY)
+            self._reply(transport, REPLY)
             return
         arrivals.in_flight += 1
         arrivals.max_in_flight = max(
@@ -149,11 +165,16 @@ class SinkProtocol(asyncio.Protocol):
             arrivals.delay_s, self._release
         )
 
+    def _reply(self, transport: asyncio.Transport, response: bytes) -> None:
+        transport.write(response)
+        if not self.parser.should_keep_alive():
+            transport.close()
+
     def _release(self) -> None:
         self.held = None
         self.arrivals.in_flight -= 1
         if self.transport is not None:
-            self.transport.write(REPLY)
+            self._reply(self.transport, REPLY)
 
 
 async def serve(arrivals: Arrivals, ports: list[int]) -> None:

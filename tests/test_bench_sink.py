@@ -14,11 +14,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.support import poll, wait_until
+from tests.support import SIGNAL_S, START_S, poll, wait_until
 from wheel.embedded.server import free_port
 
 SINK = Path(__file__).parent.parent / "benchmarks" / "sink.py"
-START_S = 10.0
 
 
 def _accepts(port: int) -> bool:
@@ -39,7 +38,7 @@ def _start(*args: str) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
-        proc.wait(timeout=START_S)
+        proc.wait(timeout=SIGNAL_S)
 
 
 @pytest.fixture
@@ -78,7 +77,7 @@ async def test_a_malformed_request_is_refused(recording: str) -> None:
         "127.0.0.1", int(recording.rsplit(":", 1)[1])
     )
     writer.write(b"NOT HTTP\r\n\r\n")
-    status = await asyncio.wait_for(reader.readline(), START_S)
+    status = await asyncio.wait_for(reader.readline(), SIGNAL_S)
     writer.close()
     assert status.startswith(b"HTTP/1.1 400")
 
@@ -100,5 +99,33 @@ async def test_a_held_request_is_dropped_when_its_sender_hangs_up(
                 state: dict[str, int] = await reply.json()
             return state if state["in_flight"] == 0 else None
 
-        state = await poll(released, timeout_s=START_S, what="the hang-up")
+        state = await poll(released, timeout_s=SIGNAL_S, what="the hang-up")
     assert state == {"count": 1, "in_flight": 0, "max_in_flight": 1}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [b"Connection: close\r\n", b"Connection: Upgrade\r\nUpgrade: h2c\r\n"],
+)
+async def test_a_request_that_ends_its_connection_is_answered_then_closed(
+    recording: str, extra: bytes
+) -> None:
+    """A client that asks to close (or to upgrade, which the sink does
+    not do) gets its answer, counted, and then the end of the stream."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", int(recording.rsplit(":", 1)[1])
+    )
+    writer.write(
+        b"POST /hook HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k\r\n"
+        + extra
+        + b"Content-Length: 2\r\n\r\n{}"
+    )
+    answer = await asyncio.wait_for(reader.read(), SIGNAL_S)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.endswith(b'{"received": true}')
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{recording}/_count") as reply,
+    ):
+        assert (await reply.json())["count"] == 1
