@@ -458,17 +458,26 @@ def existing(base: str, timer_ids: set[str]) -> set[str]:
     """Those of ``timer_ids`` that exist: GET answers 200, not 404 (an
     answer that is neither, a 503 while Redis recovers, is asked again
     until the API's deadline has passed once more)."""
-    found = set()
     with httpx.Client(base_url=base, timeout=10) as http:
-        for timer_id in timer_ids:
-            status = 0
-            deadline = time.monotonic() + 2 * DEADLINE_S
-            while status not in (200, 404) and time.monotonic() < deadline:
-                status = http.get(f"/timer/{timer_id}").status_code
-            assert status in (200, 404), (timer_id, status)
-            if status == 200:
-                found.add(timer_id)
-    return found
+        return {t for t in timer_ids if _found(http, t)}
+
+
+def _found(http: httpx.Client, timer_id: str) -> bool:
+    """Whether GET finds ``timer_id`` (200) or not (404), asked until it
+    answers one of the two."""
+    answers: list[int] = []
+
+    def answered() -> bool:
+        answers.append(http.get(f"/timer/{timer_id}").status_code)
+        return answers[-1] in (200, 404)
+
+    wait_until(
+        answered,
+        timeout_s=2 * DEADLINE_S,
+        interval_s=0.1,
+        what=f"GET /timer/{timer_id} to answer 200 or 404",
+    )
+    return answers[-1] == 200
 
 
 def client_pause(

@@ -171,15 +171,18 @@ def wait_until(
 
 
 async def poll(
-    condition: Callable[[], Awaitable[T]],
+    condition: Callable[[], Awaitable[T] | T],
     *,
     timeout_s: float,
     what: str = "it",
 ) -> T:
-    """Await ``condition()`` until truthy; fail after ``timeout_s``."""
+    """Await ``condition()`` (or call it, when it is plain) until truthy,
+    without blocking the loop; fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
-        result = await condition()
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
             return result
         if time.monotonic() > deadline:

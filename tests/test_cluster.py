@@ -16,12 +16,14 @@ import httpx
 import pytest
 import redis as sync_redis
 
+from tests.clusters import running_cluster
 from tests.redis_faults import stopped
 from tests.support import (
     BACK_S,
     CLUSTER_START_S,
     FAST_ENV,
     LOADED_LATE_S,
+    SIGNAL_S,
     STOP_S,
     Procs,
     Receiver,
@@ -33,6 +35,7 @@ from wheel.embedded.server import free_port
 from wheel.runtime.lifecycle import client_name
 from wheel.settings import Settings
 from wheel.storage.connection import (
+    CONNECT_TIMEOUT_S,
     SCRIPT_LOAD_WAIT_S,
     SLOTS_TIMEOUT_S,
     connect,
@@ -183,36 +186,48 @@ def test_dev_cluster_fires_and_keeps_timers_across_a_restart(
         procs.stop_all()
 
 
-SEED_START_S = SCRIPT_LOAD_WAIT_S + SLOTS_TIMEOUT_S
+SEED_START_S = SLOTS_TIMEOUT_S + SCRIPT_LOAD_WAIT_S
 """How long a start on a seed may take while the URL's node is stopped:
-every seed is asked at once, so the stopped node holds nothing up but
-the scripts' load, which a start waits for a moment (a start without
-seeds gives up only after the connect and answer timeouts, 7 s)."""
+every seed is asked at once, so the stopped node holds nothing up; the
+masters answer, the slot map is read and the scripts' load into them is
+waited for a moment. A start without seeds gives up only after the
+connect and answer timeouts (:data:`ALONE_GIVES_UP_S`)."""
+ALONE_GIVES_UP_S = CONNECT_TIMEOUT_S + SLOTS_TIMEOUT_S
 
 
-async def test_a_process_starts_on_its_seeds_while_its_urls_node_is_stopped(
-    cluster_url: str, redis_cluster: EmbeddedCluster
+def test_a_process_starts_on_its_seeds_while_its_urls_node_is_stopped(
+    tmp_path: Path,
 ) -> None:
-    """WHEEL_REDIS_URL names a replica that is SIGSTOPped; with the
+    """WHEEL_REDIS_URL names a replica that is SIGSTOPped (on a cluster
+    of the test's own: the stop outlasts the node timeout); with the
     masters in WHEEL_REDIS_SEEDS the connection starts within
     :data:`SEED_START_S` and a timer is created and read back. Without
-    seeds the same start gives up, unavailable."""
-    replica = redis_cluster.replicas()[0]
-    assert replica.pid is not None
-    seeds = ",".join(f"127.0.0.1:{m.port}" for m in redis_cluster.masters())
-    settings = Settings(redis_url=replica.url, redis_seeds=seeds, shards=16)
-    alone = connect(settings.replace(redis_seeds=""), client_name("alone"))
-    connection = connect(settings, client_name("seeded"))
-    try:
-        with stopped(replica.pid):
-            await asyncio.wait_for(connection.start(), SEED_START_S)
-            queue = ShardQueue(connection, settings)
-            created = await queue.create("http://a.example/h", 600_000)
-            got = await queue.get(created.timer_id)
-            with pytest.raises(RedisUnavailable):
-                await alone.start()
-    finally:
-        await connection.aclose()
-        await alone.aclose()
-    assert connection.cluster
-    assert got is not None and got.url == "http://a.example/h"
+    seeds the same start gives up, unavailable, when its timeouts end."""
+
+    async def starts(cluster: EmbeddedCluster) -> str | None:
+        replica = cluster.replicas()[0]
+        assert replica.pid is not None
+        seeds = ",".join(f"127.0.0.1:{m.port}" for m in cluster.masters())
+        settings = Settings(
+            redis_url=replica.url, redis_seeds=seeds, shards=16
+        )
+        alone = connect(settings.replace(redis_seeds=""), client_name("a"))
+        connection = connect(settings, client_name("seeded"))
+        try:
+            with stopped(replica.pid):
+                await asyncio.wait_for(connection.start(), SEED_START_S)
+                assert connection.cluster
+                queue = ShardQueue(connection, settings)
+                created = await queue.create("http://a.example/h", 600_000)
+                got = await queue.get(created.timer_id)
+                with pytest.raises(RedisUnavailable):
+                    await asyncio.wait_for(
+                        alone.start(), ALONE_GIVES_UP_S + SIGNAL_S
+                    )
+        finally:
+            await connection.aclose()
+            await alone.aclose()
+        return None if got is None else got.url
+
+    with running_cluster(tmp_path / "cluster", masters=3, replicas=1) as c:
+        assert asyncio.run(starts(c)) == "http://a.example/h"

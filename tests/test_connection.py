@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from tests.conftest import redis7_binary
 from tests.proxy import TcpProxy
+from tests.support import SIGNAL_S
 from wheel.core.states import Code
 from wheel.embedded.server import RedisServer, find_binary, free_port
 from wheel.settings import Settings, SettingsError
@@ -267,8 +268,18 @@ async def test_a_deadline_timer_that_runs_early_ends_the_call(
 ) -> None:
     """A loop may run a call's deadline timer a little early (uvloop
     rounds to milliseconds): the call still ends there as maybe applied,
-    once, and is neither counted as a lost connection nor sent again."""
+    once (queued once, not again for the rest of its deadline), and is
+    neither counted as a lost connection nor sent again."""
     await connection.call(b"n", "PING")
+    (node,) = connection.primaries()
+    submitted: list[Any] = []
+    submit = node.batcher.submit
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        submitted.append(args)
+        return submit(*args, **kwargs)
+
+    monkeypatch.setattr(node.batcher, "submit", counting)
     loop = asyncio.get_running_loop()
     on_time = loop.call_later
 
@@ -283,6 +294,7 @@ async def test_a_deadline_timer_that_runs_early_ends_the_call(
 
     monkeypatch.undo()
     assert raised.value.maybe_applied
+    assert len(submitted) == 1
     assert connection.outage.failures == 0
     # One INCR ran once the pause ended.
     assert await connection.call(b"n", "INCR", b"n", deadline_s=5.0) == 2
@@ -373,9 +385,9 @@ async def test_a_failed_script_load_is_tried_again_within_the_deadline(
     proxy: TcpProxy, settings: Settings, raw: sync_redis.Redis
 ) -> None:
     """A node that lost its scripts (a restart, a promoted replica) and
-    whose reload fails (the proxy cuts it) gets another reload within the
-    call's deadline; the call succeeds, and never raises the client's
-    own error."""
+    whose reload's reply is lost (the proxy cuts it): the failed reload
+    is an error of the call, which is tried again within its deadline
+    and succeeds, never raising the client's own error."""
     through = settings.replace(redis_url=proxy.url)
     connection = production(through)
     queue = ShardQueue(connection, through)
@@ -403,7 +415,9 @@ async def test_a_node_that_never_answers_a_script_load_does_not_hold_the_start(
     connection = production(through)
     proxy.hold_next_reply(b"SCRIPT")
     try:
-        await asyncio.wait_for(connection.start(), SCRIPT_LOAD_WAIT_S + 0.5)
+        await asyncio.wait_for(
+            connection.start(), SCRIPT_LOAD_WAIT_S + SIGNAL_S
+        )
         assert await connection.call(b"n", "INCR", b"n", deadline_s=1.0) == 1
     finally:
         await connection.aclose()

@@ -706,7 +706,7 @@ def _matches(cron: str, wall: datetime) -> bool:
 
 
 def _brute_force(cron: str, zone: ZoneInfo, change: datetime) -> list[int]:
-    interval = cron.split()[1].startswith("*")
+    interval = cron.split()[-4].startswith("*")  # the hour field
     start, end = change - timedelta(hours=6), change + timedelta(hours=6)
     minute = timedelta(minutes=1)
     found = set()

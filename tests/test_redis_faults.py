@@ -40,7 +40,7 @@ from wheel.embedded.cluster import EmbeddedCluster
 from wheel.embedded.server import RedisServer
 from wheel.runtime.lifecycle import client_name
 from wheel.settings import Settings
-from wheel.storage.connection import DEADLINE_S, connect
+from wheel.storage.connection import BACKOFF_MAX_S, DEADLINE_S, connect
 from wheel.storage.keys import Keys
 from wheel.storage.shards import ShardQueue
 from wheel.storage.slots import key_slot
@@ -338,40 +338,38 @@ def test_worker_restarts_leave_no_consumers_behind(
 
 
 def test_a_worker_stopped_gracefully_deletes_its_consumers(
-    redis_url: str, tmp_path: Path, receiver: Receiver
+    redis_url: str, procs: Procs, receiver: Receiver
 ) -> None:
     """A worker that read every shard, SIGTERMed with nothing in flight,
     leaves no consumer in any group: it deletes its own as it stops, with
     no other worker left to sweep them."""
-    procs = Procs({**FAST_ENV, "WHEEL_REDIS_URL": redis_url}, tmp_path)
-    try:
-        base = procs.api()
-        procs.role("ticker")
-        worker = procs.role("worker")
-        figures = Figures()
-        asyncio.run(
-            redis_faults.create_timers(base, receiver.url, [0] * 40, figures)
-        )
-        wait_until(
-            lambda: redis_faults.all_fired(base, figures.acked),
-            timeout_s=LOADED_LATE_S + SETTLE_S,
-            interval_s=0.1,
-            what="the timers to fire",
-        )
-        counts = redis_faults.consumer_counts(redis_url)
-        assert counts and all(n == 1 for n in counts.values()), counts
+    base = procs.api()
+    procs.role("ticker")
+    worker = procs.role("worker")
+    figures = Figures()
+    asyncio.run(
+        redis_faults.create_timers(base, receiver.url, [0] * 40, figures)
+    )
+    wait_until(
+        lambda: redis_faults.all_fired(base, figures.acked),
+        timeout_s=LOADED_LATE_S + SETTLE_S,
+        interval_s=0.1,
+        what="the timers to fire",
+    )
+    counts = redis_faults.consumer_counts(redis_url)
+    assert counts and all(n == 1 for n in counts.values()), counts
 
-        assert procs.terminate(worker, timeout_s=STOP_S) == 0
+    assert procs.terminate(worker, timeout_s=STOP_S) == 0
 
-        counts = redis_faults.consumer_counts(redis_url)
-    finally:
-        procs.stop_all()
+    counts = redis_faults.consumer_counts(redis_url)
     assert counts and all(n == 0 for n in counts.values()), counts
 
 
-MIGRATION_HELD_S = DEADLINE_S / 2
+MIGRATION_HELD_S = DEADLINE_S - 2 * BACKOFF_MAX_S
 """How long the test keeps a slot half moved: longer than the backoff of
-MAX_REDIRECTS pauses (about 0.6 s), well inside a call's deadline."""
+MAX_REDIRECTS pauses (about 0.6 s), and short enough that the read's
+next try (at most BACKOFF_MAX_S later) and its answer fall within the
+call's deadline."""
 
 
 class SlotMove:
